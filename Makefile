@@ -1,0 +1,91 @@
+# tracellm.c build. `make` builds ./tracellm, `make test` runs every test and ends with
+# "N passed, N failed", `make asan` runs the same tests under AddressSanitizer + UBSan.
+# Sources are discovered per folder, so a new file needs no Makefile edit.
+
+CC       ?= cc
+BUILD    ?= build
+# -march=native for local builds; `make PORTABLE=1` for a binary that runs on any x86-64.
+ifeq ($(PORTABLE),1)
+ARCHFLAGS ?=
+else
+ARCHFLAGS ?= -march=native
+endif
+OPT      ?= -O2
+CFLAGS   ?=
+WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
+CPPFLAGS += -I. -D_GNU_SOURCE -MMD -MP
+OPENMP   := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo -fopenmp)
+ALLCFLAGS = -std=c11 $(OPT) $(ARCHFLAGS) $(WARN) $(OPENMP) $(CFLAGS)
+LDLIBS   += -lz -lm -lpthread $(OPENMP)
+
+LIB_DIRS := util data tokenizer kernels/cpu model train infer eval
+LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(wildcard test/test_*.c)
+TEST_BIN := $(TEST_SRC:test/%.c=$(BUILD)/test/%)
+
+# CUDA: compiled when nvcc exists (later issues add kernels/cuda/*.cu); otherwise skipped with a message.
+NVCC     ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CU_SRC   := $(wildcard kernels/cuda/*.cu)
+ifneq ($(strip $(NVCC)),)
+ifneq ($(strip $(CU_SRC)),)
+GPU_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/%.o)
+CPPFLAGS += -DTRACELLM_CUDA -I$(CUDA_HOME)/include
+LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lstdc++
+endif
+endif
+
+.PHONY: all test asan fuzz demo clean
+all: tracellm
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) -O3 -std=c++17 $(GPU_ARCH) -I. -Xcompiler -Wall,-Werror -Werror all-warnings -c $< -o $@
+
+$(BUILD)/libtracellm.a: $(LIB_OBJ) $(CU_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+tracellm: $(BUILD)/tracellm.o $(BUILD)/libtracellm.a
+	@if [ -n "$(CU_SRC)" ] && [ -z "$(NVCC)" ]; then echo "note: nvcc not found, CUDA backend skipped"; fi
+	$(CC) $(ALLCFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/test/%: test/%.c $(BUILD)/libtracellm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALLCFLAGS) $< $(BUILD)/libtracellm.a -o $@ $(LDLIBS)
+
+test: tracellm $(TEST_BIN)
+	@TRACELLM=./tracellm BUILD=$(BUILD) bash test/run.sh
+
+# Same tests, instrumented; its own build folder so the normal build stays untouched.
+asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 CC=clang \
+	  CFLAGS="-g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
+	  LDLIBS="-lz -lm -lpthread -fsanitize=address,undefined" OPENMP= tracellm-asan
+tracellm-asan: $(BUILD)/tracellm.o $(BUILD)/libtracellm.a $(TEST_BIN)
+	$(CC) $(ALLCFLAGS) $(BUILD)/tracellm.o $(BUILD)/libtracellm.a -o $(BUILD)/tracellm $(LDLIBS)
+	@TRACELLM=$(BUILD)/tracellm BUILD=$(BUILD) ASAN_OPTIONS=detect_leaks=0 bash test/run.sh
+
+# Short libFuzzer runs over every parser of outside input (clang).
+FUZZ_SRC := $(wildcard test/fuzz_*.c)
+FUZZ_SECONDS ?= 20
+fuzz:
+	@mkdir -p build-fuzz
+	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  clang -std=c11 -g -O1 -I. -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined $$f $(LIB_SRC) -o build-fuzz/$$n -lz -lm -lpthread || exit 1; \
+	  echo "== $$n ($(FUZZ_SECONDS)s)"; mkdir -p build-fuzz/corpus-$$n; \
+	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus-$$n 2>&1 | tail -3 || exit 1; done
+
+demo: tracellm
+	bash scripts/demo.sh
+
+clean:
+	rm -rf build build-asan build-fuzz tracellm
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/tracellm.d
