@@ -4,6 +4,8 @@
 
 CC       ?= cc
 BUILD    ?= build
+# the program; parallel work in one tree uses its own BUILD and BIN (make BUILD=build-x BIN=build-x/tracellm)
+BIN      ?= tracellm
 # -march=native for local builds; `make PORTABLE=1` for a binary that runs on any x86-64.
 ifeq ($(PORTABLE),1)
 ARCHFLAGS ?=
@@ -37,8 +39,8 @@ LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lstdc++
 endif
 endif
 
-.PHONY: all test asan fuzz demo clean
-all: tracellm
+.PHONY: all test asan fuzz demo clean tracellm-asan
+all: $(BIN)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -52,7 +54,7 @@ $(BUILD)/libtracellm.a: $(LIB_OBJ) $(CU_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-tracellm: $(BUILD)/tracellm.o $(BUILD)/libtracellm.a
+$(BIN): $(BUILD)/tracellm.o $(BUILD)/libtracellm.a
 	@if [ -n "$(CU_SRC)" ] && [ -z "$(NVCC)" ]; then echo "note: nvcc not found, CUDA backend skipped"; fi
 	$(CC) $(ALLCFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -60,8 +62,8 @@ $(BUILD)/test/%: test/%.c $(BUILD)/libtracellm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALLCFLAGS) $< $(BUILD)/libtracellm.a -o $@ $(LDLIBS)
 
-test: tracellm $(TEST_BIN)
-	@TRACELLM=./tracellm BUILD=$(BUILD) bash test/run.sh
+test: $(BIN) $(TEST_BIN)
+	@TRACELLM=$(BIN) BUILD=$(BUILD) bash test/run.sh
 
 # Same tests, instrumented; its own build folder so the normal build stays untouched.
 asan:
@@ -82,8 +84,8 @@ fuzz:
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; mkdir -p build-fuzz/corpus-$$n; \
 	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus-$$n 2>&1 | tail -3 || exit 1; done
 
-demo: tracellm
-	bash scripts/demo.sh
+demo: $(BIN)
+	TRACELLM=$(BIN) bash scripts/demo.sh
 
 clean:
 	rm -rf build build-asan build-fuzz tracellm
