@@ -85,7 +85,9 @@ int rpc_id_depth(const char *rpc_id) {
 static int edge_cmp(const void *a, const void *b) {
     return rpc_id_cmp(((const Edge *)a)->rpc_id, ((const Edge *)b)->rpc_id);
 }
-void graph_sort(CallGraph *g) { qsort(g->edges, g->n, sizeof *g->edges, edge_cmp); }
+void graph_sort(CallGraph *g) {
+    if (g->n > 1) qsort(g->edges, g->n, sizeof *g->edges, edge_cmp);
+}
 int graph_depth(const CallGraph *g) {
     int d = 0;
     for (int i = 0; i < g->n; i++) {

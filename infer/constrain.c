@@ -1,0 +1,452 @@
+// The layer-answer automaton of infer/constrain.h. One function, step(), advances a cursor by one
+// byte; it reads the committed layer (edges, blocks) and writes it only in a real feed (w != NULL),
+// at the newline that ends an edge or a block. constrain_try runs step() on a copy of the cursor.
+#include "infer/constrain.h"
+#include "util/util.h"
+#include <string.h>
+
+#define INF ((int64_t)1 << 50)
+#define SPLIT_EDGES 15   // the release's split threshold
+enum {
+    P_LIT,         // typing c->lit, then c->next_phase
+    P_EDGE_LINE,   // start of a line inside <edges>
+    P_EDGE_KEY, P_EDGE_VAL, P_EDGE_SEP, P_EDGE_END,
+    P_BODY,        // start of a line after </edges>
+    P_SUB_ID, P_COND_KEY, P_COND_VAL,
+    P_FREE_KEY,    // the start of a scratchpad line: one of SCRATCH
+    P_FREE_DIG,    // "N edges generated out of num_edges:..."
+    P_FREE,        // the rest of a scratchpad line
+    P_DONE,
+    P_BODY_LT,     // after '<' at a body line start
+};
+enum { A_ID, A_TYPE, A_DST, A_START, A_FINISH, N_ATTR };
+static const char *const ATTR_KEY[N_ATTR] = {"edge_id is ", "type is ", "destination is ",
+                                             "communication starts at ", "communication finishes at "};
+static const char *const TYPES[RPC_NTYPES] = {"http", "rpc", "mc", "db", "mq"};
+// The scratchpad lines answer_parse recognises (data/format_answer.c), by their beginnings.
+static const char *const SCRATCH[] = {"num generated edges = ", "num_remaining_edges = ", "generate subgraphs of edge:",
+    "Subgraph constraints:", "num_edges <= num_remaining_edges:", "copy start_node from edge ",
+    "remaining_depth should be the requirement's remaining_depth:", "copy 'remaining_depth:",
+    "now, num_remaining_edges is ", "finish generation"};
+enum { S_CONSTRAINTS = 3, S_FINISH = 9, N_SCRATCH = 10 };
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static bool is_name(unsigned char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_';
+}
+
+void constrain_init(Constraint *k, const Condition *q, bool root, bool scratchpad) {
+    memset(k, 0, sizeof *k);
+    k->scratchpad = scratchpad;
+    int64_t *f[] = {&k->n_cur, &k->ne, &k->rd, &k->nsub, &k->start_comm, &k->latency};
+    const int fields[] = {CF_NUM_CURRENT_EDGES, CF_NUM_EDGES, CF_REMAINING_DEPTH, CF_NUM_SUBGRAPHS, CF_START_COMM, CF_LATENCY};
+    for (int i = 0; i < 6; i++) *f[i] = cond_has(q, fields[i]) && q->v[fields[i]] >= 0 ? q->v[fields[i]] : -1;
+    if (root) k->n_cur = 1;   // the root layer is the one edge USER -> entry
+    k->first_id = -1;
+    if (cond_has(q, CF_START_EDGE_ID)) {
+        const char *s = q->start_edge_id;
+        int64_t v = 0;
+        bool ok = *s && strlen(s) < 15 && (s[0] != '0' || !s[1]);
+        for (; ok && *s; s++) { if (*s < '0' || *s > '9') ok = false; else v = v * 10 + (*s - '0'); }
+        if (ok) k->first_id = v;
+    }
+    if (cond_has(q, CF_ID)) snprintf(k->id, sizeof k->id, "%s", q->id);
+    snprintf(k->caller, sizeof k->caller, "%s", cond_has(q, CF_START_NODE) ? q->start_node : "USER");
+    k->active = k->n_cur <= CON_MAX_EDGES;
+    k->c.phase = P_LIT;
+    k->c.lit = "<layer>\n<edges>\n";
+    k->c.next_phase = P_EDGE_LINE;
+}
+
+// ---- what the layer allows at a line start ----
+
+static bool layer_complete(const Constraint *k) {
+    if (k->n_cur >= 0 ? k->n_edges != k->n_cur : k->n_edges < 1) return false;
+    if (k->nsub >= 0 && k->n_subs != k->nsub) return false;
+    if (k->ne >= 0 && k->n_cur >= 0 && k->sub_edges != k->ne - k->n_cur) return false;
+    if (k->rd > 0 && k->n_subs > 0 && !k->any_deep) return false;
+    if (k->rd > 0 && k->n_subs == 0 && k->ne >= 0 && k->ne > k->n_edges) return false;
+    return true;
+}
+static bool can_sub(const Constraint *k) {
+    if (k->rd == 0 || (k->nsub >= 0 && k->n_subs >= k->nsub)) return false;
+    if (k->ne >= 0 && k->n_cur >= 0 && k->sub_edges >= k->ne - k->n_cur) return false;
+    for (int i = 0; i < k->n_edges; i++) if (!k->e[i].used) return true;
+    return false;
+}
+
+// ---- numbers: a digit prefix must extend to a value in [lo, hi] ----
+static bool extendable1(int64_t v, int ndig, int64_t lo, int64_t hi) {
+    if (lo > hi) return false;
+    if (v == 0 && ndig == 1) return lo <= 0 && 0 <= hi;   // "0" takes no more digits
+    int64_t p = 1;
+    for (int extra = 0; ndig + extra <= 16; extra++, p *= 10) {
+        if (v > INF / p) break;
+        int64_t a = v * p, b = a + p - 1;
+        if (b >= lo && a <= hi) return true;
+    }
+    return false;
+}
+static bool num_extendable(const ConCursor *c, int64_t v, int ndig) {
+    return extendable1(v, ndig, c->lo, c->hi) || extendable1(v, ndig, c->lo2, c->hi2);
+}
+static bool num_digit(ConCursor *c, unsigned char ch) {
+    if (ch < '0' || ch > '9') return false;
+    if (c->ndig == 1 && c->num == 0) return false;   // no leading zeros
+    if (c->ndig >= 16) return false;
+    int64_t v = c->num * 10 + (ch - '0');
+    if (!num_extendable(c, v, c->ndig + 1)) return false;
+    c->num = v; c->ndig++;
+    return true;
+}
+static bool num_complete(const ConCursor *c) {
+    return c->ndig > 0 && ((c->num >= c->lo && c->num <= c->hi) || (c->num >= c->lo2 && c->num <= c->hi2));
+}
+static void num_start(ConCursor *c, int64_t lo, int64_t hi) { c->num = 0; c->ndig = 0; c->lo = max64(lo, 0); c->hi = hi; c->lo2 = 1; c->hi2 = 0; }
+
+// ---- subgraph block fields ----
+// Block fields are written in the canonical order of CondField (id, start_node, caller,
+// num_edges, num_current_edges, num_subgraphs, remaining_depth, start_edge_id,
+// start_communication_at, latency): training shuffles the order, so every order is as likely to
+// the model, and a fixed one lets each range depend only on fields already written, which makes
+// the ranges exact: no value allowed here can leave a later field without a value.
+// A value must fall in [lo, hi] or in [lo2, hi2] (the second range is empty unless needed).
+typedef struct { int64_t lo, hi, lo2, hi2; } Range;
+
+static void cond_range(const Constraint *k, const ConCursor *c, int fld, Range *out) {
+    const int64_t *f = c->f;
+    int64_t lo = 0, hi = INF, lo2 = 1, hi2 = 0;
+    int64_t R = k->ne >= 0 && k->n_cur >= 0 ? k->ne - k->n_cur - k->sub_edges : -1;  // edges still to place
+    int64_t after = k->nsub >= 0 ? k->nsub - k->n_subs - 1 : -1;                   // blocks after this one
+    int64_t rd = k->rd;
+    bool need_deep = rd > 0 && !k->any_deep;  // some block must still take remaining_depth rd - 1
+    // the most edges this block can take (the later blocks keep one each) ...
+    int64_t ne_max = R < 0 ? INF : R - (after > 0 ? after : 0);
+    // ... and when it is not the deep one (a later block then needs rd - 1 edges at least)
+    int64_t ne_max_shallow = !need_deep ? ne_max : after > 0 ? R - after - (rd - 1) : -1;
+    if (R < 0) ne_max_shallow = need_deep && after == 0 ? -1 : INF;
+    int64_t NE = f[CF_NUM_EDGES], NC = f[CF_NUM_CURRENT_EDGES], NS = f[CF_NUM_SUBGRAPHS];
+    bool can_shallow = !need_deep || NE <= ne_max_shallow;   // (after num_edges is known)
+    const ConEdge *e = &k->e[c->sub_edge];
+    switch (fld) {
+    case CF_NUM_EDGES:
+        lo = 1;
+        if (R >= 0 && after == 0) { lo = hi = R; break; }   // the last block takes the rest
+        if (need_deep) {
+            // shallow: small enough to leave a later block its deep tree; deep: >= rd edges
+            hi = ne_max_shallow;
+            lo2 = rd; hi2 = ne_max;
+        } else hi = ne_max;
+        break;
+    case CF_NUM_CURRENT_EDGES:
+        // a depth-d tree under NC current edges has NE >= NC + d edges
+        lo = 1; hi = NE;
+        if (rd == 1) lo = NE;                               // children of a depth-1 layer are leaves
+        if (!can_shallow) hi = NE - (rd - 1);               // this must be the deep block
+        break;
+    case CF_NUM_SUBGRAPHS:
+        if (NC <= SPLIT_EDGES) {
+            lo = hi = 0;
+            if (NC < NE) { lo = 1; hi = min64(NC, NE - NC); }
+            if (NC < NE && !can_shallow) hi = min64(hi, NE - NC - (rd - 1) + 1);  // room for the deep child
+        } else {
+            // maybe a split layer: its num_subgraphs counts chunks of the current edges (the release)
+            lo = NC < NE ? 1 : 0; hi = NC;
+        }
+        break;
+    case CF_REMAINING_DEPTH:
+        if (NC == NE) { lo = hi = 0; break; }
+        // the deepest child needs remaining_depth edges, the other NS - 1 children one each
+        lo = 1; hi = NE - NC - (NS > 0 && NC <= SPLIT_EDGES ? NS - 1 : 0);
+        if (rd >= 0) hi = min64(hi, rd - 1);
+        if (need_deep) {
+            int64_t d = rd - 1;
+            lo2 = d; hi2 = d <= hi && d >= 1 ? d : -1;
+            hi = can_shallow ? min64(hi, d - 1) : -1;
+        }
+        break;
+    case CF_START_COMM:
+        hi = e->finish;
+        if (k->latency >= 0) hi = min64(hi, k->latency);
+        break;
+    case CF_LATENCY:
+        hi = e->finish;
+        if (k->latency >= 0) hi = min64(hi, k->latency);
+        lo = f[CF_START_COMM] >= 0 ? f[CF_START_COMM] : 0;
+        break;
+    default:  // start_edge_id: any number
+        break;
+    }
+    *out = (Range){lo, hi, lo2, hi2};
+}
+
+// The next field of a block in canonical order, as a key_mask bit (0 when all are written).
+static uint32_t next_field(uint32_t done) {
+    for (int f = 0; f < CF_NFIELDS; f++)
+        if ((CF_LAYER_FIELDS >> f & 1u) && !(done >> f & 1u)) return 1u << f;
+    return 0;
+}
+
+// ---- the step ----
+
+static void enter_lit(ConCursor *c, const char *lit, int pos, int next) { c->phase = P_LIT; c->lit = lit; c->lit_pos = pos; c->next_phase = next; }
+
+static void begin_edge_value(const Constraint *k, ConCursor *c) {
+    c->forced = NULL; c->forced_pos = 0; c->name_len = 0; c->type_len = 0; c->type_mask = (1u << RPC_NTYPES) - 1;
+    c->sub_len = 0;
+    int64_t lo = k->start_comm >= 0 ? k->start_comm : 0, hi = k->latency >= 0 ? k->latency : INF;
+    if (c->attr == A_START) {
+        if (c->e_finish >= 0) hi = min64(hi, c->e_finish);
+        if (k->n_edges == 0 && k->start_comm >= 0) hi = min64(hi, k->start_comm);  // the first edge starts there
+        num_start(c, lo, hi);
+    } else if (c->attr == A_FINISH) {
+        if (c->e_start >= 0) lo = max64(lo, c->e_start);
+        num_start(c, lo, hi);
+    } else if (c->attr == A_ID) {
+        num_start(c, k->first_id >= 0 ? k->first_id + k->n_edges : 0, k->first_id >= 0 ? k->first_id + k->n_edges : INF);
+    }
+}
+
+static bool edge_value_done(const ConCursor *c) {
+    switch (c->attr) {
+    case A_ID: case A_START: case A_FINISH: return num_complete(c);
+    case A_TYPE: for (int t = 0; t < RPC_NTYPES; t++) if ((c->type_mask >> t & 1u) && (int)strlen(TYPES[t]) == c->type_len) return true; return false;
+    default: return c->name_len > 0;
+    }
+}
+
+// ',' or ')' after a value
+static bool edge_sep(ConCursor *c, unsigned char ch) {
+    bool all = c->done == (1u << N_ATTR) - 1;
+    if (ch == ',' && !all) { c->phase = P_EDGE_KEY; c->key_len = 0; c->key_mask = ~c->done & ((1u << N_ATTR) - 1); return true; }
+    if (ch == ')' && all) { c->phase = P_EDGE_END; return true; }
+    return false;
+}
+
+static void begin_cond_value(const Constraint *k, ConCursor *c) {
+    c->forced = NULL; c->forced_pos = 0; c->name_len = 0;
+    if (c->attr == CF_ID && k->id[0]) c->forced = k->id;
+    else if (c->attr == CF_CALLER) c->forced = k->caller;
+    else if (c->attr == CF_START_NODE) c->forced = k->e[c->sub_edge].dst;
+    if (c->attr != CF_ID && c->attr != CF_CALLER && c->attr != CF_START_NODE) {
+        Range r;
+        cond_range(k, c, c->attr, &r);
+        num_start(c, r.lo, r.hi);
+        c->lo2 = max64(r.lo2, 0); c->hi2 = r.hi2;
+    }
+}
+static bool cond_value_done(const ConCursor *c) {
+    if (c->forced) return !c->forced[c->forced_pos];
+    if (c->attr == CF_ID) return c->name_len > 0;
+    return num_complete(c);
+}
+
+// Matches ch against the keys in *mask (strings keys[i]), given key_len typed; returns the key
+// completed by ch, -1 when ch continues some key, -2 when it matches none.
+static int key_step(ConCursor *c, unsigned char ch, const char *const *keys, int n) {
+    uint32_t m = 0;
+    int full = -1;
+    for (int i = 0; i < n; i++)
+        if ((c->key_mask >> i & 1u) && keys[i][c->key_len] == (char)ch) {
+            m |= 1u << i;
+            if (!keys[i][c->key_len + 1]) full = i;
+        }
+    if (!m) return -2;
+    c->key_mask = m; c->key_len++;
+    return full >= 0 ? full : -1;
+}
+
+static const char *cond_key(int f) {
+    static char keys[CF_NFIELDS][40];
+    if (!keys[f][0]) snprintf(keys[f], sizeof keys[f], "%s:", cond_field_name(f));
+    return keys[f];
+}
+
+static bool step(const Constraint *k, Constraint *w, ConCursor *c, unsigned char ch) {
+    switch (c->phase) {
+    case P_LIT:
+        if (c->lit[c->lit_pos] != (char)ch) return false;
+        if (!c->lit[++c->lit_pos]) {
+            c->phase = c->next_phase;
+            if (c->phase == P_DONE && w) w->complete = true;
+            if (c->phase == P_BODY && c->next_phase == P_BODY && c->lit[0] == '<' && c->lit[1] == '/' && c->lit[2] == 's' && w) {
+                // "</subgraph>\n": commit the block
+                w->e[c->sub_edge].used = true;
+                w->n_subs++;
+                w->sub_edges += c->f[CF_NUM_EDGES];
+                if (k->rd > 0 && c->f[CF_REMAINING_DEPTH] == k->rd - 1) w->any_deep = true;
+            }
+        }
+        return true;
+    case P_EDGE_LINE:
+        if (ch == '(' && (k->n_cur < 0 || k->n_edges < k->n_cur) && k->n_edges < CON_MAX_EDGES) {
+            c->phase = P_EDGE_KEY; c->key_len = 0; c->key_mask = (1u << N_ATTR) - 1; c->done = 0;
+            c->e_start = c->e_finish = -1;
+            if (w) w->dst[0] = 0;
+            return true;
+        }
+        if (ch == '<' && (k->n_cur >= 0 ? k->n_edges == k->n_cur : k->n_edges >= 1)) { enter_lit(c, "</edges>\n", 1, P_BODY); return true; }
+        return false;
+    case P_EDGE_KEY: {
+        int r = key_step(c, ch, ATTR_KEY, N_ATTR);
+        if (r == -2) return false;
+        if (r >= 0) { c->attr = r; c->done |= 1u << r; c->phase = P_EDGE_VAL; begin_edge_value(k, c); }
+        return true;
+    }
+    case P_EDGE_VAL:
+        switch (c->attr) {
+        case A_ID: case A_START: case A_FINISH:
+            if (ch >= '0' && ch <= '9') {
+                if (!num_digit(c, ch)) return false;
+                if (c->attr == A_ID && c->sub_len < 20) c->sub_id[c->sub_len++] = (char)ch;
+                return true;
+            }
+            if (!num_complete(c)) return false;
+            if (c->attr == A_ID) return edge_sep(c, ch) && (c->sub_id[c->sub_len] = 0, true);
+            if (ch != ' ') return false;
+            if (c->attr == A_START) c->e_start = c->num; else c->e_finish = c->num;
+            enter_lit(c, " milliseconds", 1, P_EDGE_SEP);
+            return true;
+        case A_TYPE: {
+            if (edge_value_done(c)) return edge_sep(c, ch);
+            uint32_t m = 0;
+            for (int t = 0; t < RPC_NTYPES; t++)
+                if ((c->type_mask >> t & 1u) && TYPES[t][c->type_len] == (char)ch) m |= 1u << t;
+            if (!m) return false;
+            c->type_mask = m; c->type_len++;
+            return true;
+        }
+        default:  // destination
+            if (is_name(ch) && c->name_len < FMT_NAME_MAX - 1) {
+                if (w) { w->dst[c->name_len] = (char)ch; w->dst[c->name_len + 1] = 0; }
+                c->name_len++;
+                return true;
+            }
+            return c->name_len > 0 && edge_sep(c, ch);
+        }
+    case P_EDGE_SEP:
+        return edge_sep(c, ch);
+    case P_EDGE_END:
+        if (ch != '\n') return false;
+        if (w) {
+            ConEdge *e = &w->e[w->n_edges++];
+            memcpy(e->id, c->sub_id, sizeof e->id);
+            memcpy(e->dst, w->dst, sizeof e->dst);
+            e->start = c->e_start; e->finish = c->e_finish; e->used = false;
+        }
+        c->phase = P_EDGE_LINE;
+        return true;
+    case P_BODY:
+        if (ch == '<') {  // "<subgraph of edge_id " or "</layer>\n"
+            c->phase = P_BODY_LT;
+            return can_sub(k) || layer_complete(k);
+        }
+        if (!k->scratchpad) return false;
+        if (ch == '\n') return true;   // the instruction answers have blank lines
+        if (ch >= '0' && ch <= '9') { c->phase = P_FREE_DIG; c->line_len = 1; return true; }
+        c->phase = P_FREE_KEY; c->key_len = 0; c->key_mask = (1u << N_SCRATCH) - 1;
+        if (!layer_complete(k)) c->key_mask &= ~(1u << S_FINISH);   // never a dead end
+        /* fallthrough */
+    case P_FREE_KEY: {
+        int r = key_step(c, ch, SCRATCH, N_SCRATCH);
+        if (r == -2) return false;
+        if (r == S_FINISH) {
+            if (!layer_complete(k)) return false;
+            c->phase = P_DONE;
+            if (w) w->complete = true;
+        } else if (r == S_CONSTRAINTS) enter_lit(c, "\n", 0, P_BODY);
+        else if (r >= 0) { c->phase = P_FREE; c->last = ch; c->line_len = c->key_len; }
+        return true;
+    }
+    case P_FREE_DIG:
+        if (ch >= '0' && ch <= '9') return ++c->line_len < 18;
+        if (ch != ' ') return false;
+        enter_lit(c, " edges generated out of num_edges:", 1, P_FREE);
+        c->last = 0; c->line_len = 40;
+        return true;
+    case P_BODY_LT:
+        if (ch == 's' && can_sub(k)) { enter_lit(c, "<subgraph of edge_id ", 2, P_SUB_ID); c->sub_len = 0; return true; }
+        if (ch == '/' && layer_complete(k)) { enter_lit(c, "</layer>\n", 2, P_DONE); return true; }
+        return false;
+    case P_SUB_ID: {
+        if (ch == '>') {
+            for (int i = 0; i < k->n_edges; i++)
+                if (!k->e[i].used && (int)strlen(k->e[i].id) == c->sub_len && !memcmp(k->e[i].id, c->sub_id, c->sub_len)) {
+                    c->sub_edge = i;
+                    c->phase = P_COND_KEY; c->key_len = 0; c->done = 0;
+                    c->key_mask = next_field(0);
+                    for (int f = 0; f < CF_NFIELDS; f++) c->f[f] = -1;
+                    return true;
+                }
+            return false;
+        }
+        if (c->sub_len >= 20) return false;
+        for (int i = 0; i < k->n_edges; i++)
+            if (!k->e[i].used && (int)strlen(k->e[i].id) > c->sub_len && !memcmp(k->e[i].id, c->sub_id, c->sub_len) &&
+                k->e[i].id[c->sub_len] == (char)ch) {
+                c->sub_id[c->sub_len++] = (char)ch;
+                return true;
+            }
+        return false;
+    }
+    case P_COND_KEY: {
+        const char *keys[CF_NFIELDS];
+        for (int f = 0; f < CF_NFIELDS; f++) keys[f] = cond_key(f);
+        int r = key_step(c, ch, keys, CF_NFIELDS);
+        if (r == -2) return false;
+        if (r >= 0) { c->attr = r; c->done |= 1u << r; c->phase = P_COND_VAL; begin_cond_value(k, c); }
+        return true;
+    }
+    case P_COND_VAL:
+        if (c->forced && c->forced[c->forced_pos]) {
+            if (c->forced[c->forced_pos] != (char)ch) return false;
+            c->forced_pos++;
+            return true;
+        }
+        if (!c->forced && c->attr == CF_ID && is_name(ch) && c->name_len < FMT_NAME_MAX - 1) { c->name_len++; return true; }
+        if (!c->forced && c->attr != CF_ID && ch >= '0' && ch <= '9') return num_digit(c, ch);
+        if (!cond_value_done(c)) return false;
+        if (!c->forced && c->attr != CF_ID) c->f[c->attr] = c->num;
+        if (ch == '/' && c->done != CF_LAYER_FIELDS) { c->phase = P_COND_KEY; c->key_len = 0; c->key_mask = next_field(c->done); return true; }
+        if (ch == '<' && c->done == CF_LAYER_FIELDS) { enter_lit(c, "</subgraph>\n", 1, P_BODY); return true; }
+        return false;
+    case P_FREE:
+        if (ch == '\n') { c->phase = P_BODY; return true; }
+        // no "</" and no '#': no closing tag or "##" hides inside a scratchpad line
+        if (ch < 0x20 || ch > 0x7e || ch == '#' || (ch == '/' && c->last == '<') || c->line_len >= 400) return false;
+        c->last = ch;
+        c->line_len++;
+        return true;
+    default:
+        return false;
+    }
+}
+
+bool constrain_feed(Constraint *k, const unsigned char *s, size_t n) {
+    if (!k->active) return true;
+    for (size_t i = 0; i < n; i++)
+        if (!step(k, k, &k->c, s[i])) return false;
+    return true;
+}
+
+bool constrain_try(const Constraint *k, const unsigned char *s, size_t n) {
+    if (!k->active) return true;
+    ConCursor c = k->c;
+    for (size_t i = 0; i < n; i++)
+        if (!step(k, NULL, &c, s[i])) return false;
+    return true;
+}
+
+int constrain_mask(const Constraint *k, const Bpe *tok, uint8_t *mask) {
+    // first bytes: one try each, then only tokens whose first byte passes are tried in full
+    uint8_t first[256];
+    for (int b = 0; b < 256; b++) { unsigned char ch = (unsigned char)b; first[b] = constrain_try(k, &ch, 1); }
+    int n = 0, specials = tok->vocab_size - tok->n_special;
+    for (int v = 0; v < tok->vocab_size; v++) {
+        mask[v] = 0;
+        if (v >= specials || !tok->tok_len[v] || !first[tok->tok[v][0]]) continue;
+        if (tok->tok_len[v] == 1 || constrain_try(k, tok->tok[v], tok->tok_len[v])) { mask[v] = 1; n++; }
+    }
+    return n;
+}

@@ -1,0 +1,81 @@
+// Recursive generation (PAPER.md §4): a call graph is generated one layer per model request.
+// The root request carries the graph's condition; each `<subgraph of edge_id K>` block of a
+// generated layer becomes a child request whose prompt is that block's condition only. Global
+// rpc_ids are rebuilt as parent prefix + "." + K, every edge's source is its layer's start_node,
+// and when a graph has no pending request its layers are assembled (data/format.h's assembler,
+// in DFS pre-order) and the whole graph validated.
+//
+// Each layer answer is parsed and checked against its condition (layer_check, the paper's error
+// codes); a failing layer is asked again up to `retries` times with a fresh request id (so a fresh
+// sample). After the last try a layer that parsed is kept as it is (the paper's behaviour with
+// retries 0: the graph is then judged as a whole); one that did not parse ends its graph.
+//
+// The tabular format (the GReaT baseline) asks for a whole graph in one request through the
+// same engine. Everything a graph generates is a function of (model, seed, graph index, prompt),
+// whatever the batch size.
+#pragma once
+#include "data/format.h"
+#include "data/graph.h"
+#include "infer/constrain.h"
+#include "infer/engine.h"
+#include "tokenizer/bpe.h"
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum { GEN_INSTRUCT, GEN_RECURSIVE, GEN_TABULAR } GenFormat;
+const char *gen_format_name(int f);
+int gen_format_parse(const char *s);  // -1 when unknown
+
+// One graph to generate: its root condition (fields it lacks are left to the model).
+typedef struct {
+    Condition cond;          // id, start_node USER, start_edge_id 0, start_communication_at 0, and
+                             // whichever of num_edges, remaining_depth, num_subgraphs, latency are asked
+    PromptSpecial special;   // instruction format: high latency / include an edge
+    int64_t want_edges;      // requested num_edges, -1 = any
+    int64_t want_depth;      // requested depth, -1 = any
+    int64_t want_latency;    // requested latency, -1 = any
+} GraphSpec;
+
+// Builds the root condition of a graph request from its parts (-1 = not given).
+void graph_spec_make(GraphSpec *s, const char *service, int64_t num_edges, int64_t depth, int64_t latency);
+
+typedef struct {
+    GenFormat format;
+    int retries;             // extra tries of a failing layer (0 = the paper)
+    bool constrained;        // token masks from infer/constrain.h
+    int max_layer_tokens;    // per request
+    int split_threshold;     // instruction format: a child with more current edges gets the split prompt
+    bool keep_stops;         // keep the stop string in the answer text (default true)
+} HarnessConfig;
+void harness_config_default(HarnessConfig *c);
+
+// What happened to one graph, handed to the sink in graph order.
+typedef struct {
+    int64_t index;
+    const GraphSpec *spec;
+    CallGraph *g;            // assembled graph (sorted); NULL when it could not be assembled
+    bool assembled, valid, match;
+    GraphCheck graph_check;  // when assembled
+    int layers, requests, retried_layers;
+    int first_error;         // the first layer_check code that remained after the retries (0 none)
+    uint32_t errors;         // bit per layer_check code seen in any try
+    char detail[320];        // the first error, in words
+} GraphResult;
+typedef void (*GraphSink)(void *ctx, const GraphResult *r);
+
+typedef struct Harness Harness;
+// An engine over m (its hooks are the harness's) and the tokenizer the model was trained with.
+Harness *harness_new(GPT *m, const EngineConfig *ec, const Bpe *tok, const HarnessConfig *cfg);
+void harness_free(Harness *h);
+Engine *harness_engine(Harness *h);
+// Generates the graphs of specs[0..n), indices index0.., handing each result to sink in index order.
+void harness_run(Harness *h, const GraphSpec *specs, int n, int64_t index0, GraphSink sink, void *ctx);
+
+// Statistics over everything run so far.
+typedef struct {
+    int64_t graphs, assembled, valid, match, requests, layers, retried;
+    int64_t layer_fail[32];  // final failures by layer_check code
+    int64_t try_fail[32];    // failed tries by code (including retried ones)
+    int64_t not_assembled;   // a layer never parsed
+} HarnessStats;
+const HarnessStats *harness_stats(const Harness *h);

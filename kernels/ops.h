@@ -1,0 +1,102 @@
+// The op set: every numeric operation the GPT needs, declared once. Each backend (kernels/cpu:
+// fp32 + OpenMP, the reference; kernels/cuda: bf16 mixed precision, later) fills one Backend
+// table; model/ calls through the table and never knows which backend runs.
+//
+// Conventions every backend keeps (the CPU backend is the reference for all of them):
+// - Pointers are backend memory (host memory for cpu, device memory for cuda), obtained from
+//   be->alloc. Sizes are in elements. Shapes are given in comments, row-major, last dim fastest:
+//   B batch, T time, C channels, NH heads, hs = C/NH head size, OC output channels,
+//   V real vocabulary, Vp vocabulary padded to a multiple of 64.
+// - Activations are `float *` in the interface. The CUDA backend stores activations in bf16 and
+//   reinterprets these pointers; the model only ever asks be->alloc for `n` elements and passes the
+//   pointers back, so the element type is the backend's business (see docs/MODEL.md).
+// - Every backward op ACCUMULATES (+=) into every gradient it writes, activations and parameters
+//   alike: the model zeroes activation gradients once per backward and parameter gradients once per
+//   optimizer step, which is what makes gradient accumulation over micro-steps free.
+// - Results are deterministic: the same inputs and thread count give the same bits. A resumed run
+//   is bit-identical only because of this (no atomics-order reductions, no racing adds).
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Backend {
+    const char *name;  // "cpu", "cuda"
+
+    // ---- memory ----
+    void *(*alloc)(size_t bytes);                 // zero-filled; dies on failure
+    void (*free)(void *p);
+    void (*upload)(void *dst, const void *src, size_t bytes);    // host -> backend
+    void (*download)(void *dst, const void *src, size_t bytes);  // backend -> host
+    void (*zero)(void *p, size_t bytes);
+    void (*set_threads)(int n);                   // 0 = library default
+
+    // ---- forward and backward ops ----
+    // out (B,T,C) = wte[inp] (Vp,C) + wpe[t] (maxT,C)
+    void (*encoder_forward)(float *out, const int32_t *inp, const float *wte, const float *wpe, int B, int T, int C);
+    void (*encoder_backward)(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B, int T, int C);
+
+    // out (N,C) = (inp - mean) * rstd * w + b over the last dim; mean, rstd (N,) kept for backward.
+    // eps = 1e-5 as in GPT-2 / PyTorch.
+    void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                              const float *b, int N, int C);
+    void (*layernorm_backward)(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                               const float *w, const float *mean, const float *rstd, int N, int C);
+
+    // out (N,OC) = inp (N,C) @ weight^T + bias; weight (OC,C) as in torch.nn.Linear; bias may be NULL.
+    void (*matmul_forward)(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
+    // dinp (N,C), dweight (OC,C), dbias (OC,) or NULL.
+    void (*matmul_backward)(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                            const float *weight, int N, int C, int OC);
+
+    // Causal self-attention. qkv (B,T,3C) holds q | k | v, each (NH,hs) per position; out (B,T,C).
+    // `state` is what backward needs besides qkv: attention_state_size(B,T,NH) floats. The CPU
+    // backend keeps the softmax probabilities (B,NH,T,T); a flash-style CUDA kernel keeps only the
+    // log-sum-exp (B,NH,T). A KV cache slots in beside this op (docs/MODEL.md): decoding appends k,v
+    // of one position and runs the same math for one query.
+    size_t (*attention_state_size)(int B, int T, int NH);
+    void (*attention_forward)(float *out, float *state, const float *qkv, int B, int T, int C, int NH);
+    void (*attention_backward)(float *dqkv, const float *dout, const float *qkv, const float *state, int B, int T,
+                               int C, int NH);
+
+    // GELU, tanh approximation (GPT-2). n elements.
+    void (*gelu_forward)(float *out, const float *inp, size_t n);
+    void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n);
+
+    // out = a + b; and its backward: da += dout, db += dout.
+    void (*residual_forward)(float *out, const float *a, const float *b, size_t n);
+    void (*residual_backward)(float *da, float *db, const float *dout, size_t n);
+
+    // Fused softmax + cross-entropy over the first V of Vp logits, per position (N = B*T):
+    // losses[i] = weight[i] * -log softmax(logits[i])[targets[i]]. weight (N,) is the loss mask
+    // (0 or 1; NULL = all ones); a token with weight 0 has exactly zero loss and gradient.
+    // When dscale != 0, logits are OVERWRITTEN with dlogits = weight * dscale * (softmax - onehot)
+    // (dscale = 1 / number of unmasked tokens in the whole optimizer step), padded columns with 0;
+    // this never keeps the probabilities. With dscale == 0 logits are left untouched (eval).
+    void (*classifier)(float *logits, float *losses, const int32_t *targets, const float *weight,
+                       float dscale, int N, int V, int Vp);
+
+    // ---- optimizer ----
+    // Sum of squares of g (n,), accumulated in double, returned to the host.
+    double (*sumsq)(const float *g, size_t n);
+    // AdamW as torch.optim.AdamW: p *= 1 - lr*wd; m,v moments of g*grad_scale; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps).
+    // t is the 1-based step; grad_scale carries global-norm clipping.
+    void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
+                  float eps, float wd, int t, float grad_scale);
+
+    // ---- inference ----
+    // Attention of N new tokens over a KV cache (model/decode.h). Row i of qkv (N,3C) is the token at
+    // position pos[i] of the sequence held in cache slot slot[i]; kcache, vcache (S,maxT,C) are one
+    // layer's cache. The op first STORES every row's k and v at (slot[i], pos[i]), then every row
+    // attends causally over positions 0..pos[i] of its sequence, the same math as attention_forward:
+    // positions < plen[i] are read from slot pslot[i] (a shared prompt prefix cached once), the rest
+    // from slot[i]. Because all k,v are stored before any row attends, rows may come in any order and
+    // one forward may hold many rows of one sequence (chunked prefill) and rows of a prefix with the
+    // rows that read it. out (N,C). slot, pos, pslot, plen (N,) are backend int32 arrays.
+    void (*attention_decode)(float *out, float *kcache, float *vcache, const float *qkv, const int32_t *slot,
+                             const int32_t *pos, const int32_t *pslot, const int32_t *plen, int N, int C, int NH,
+                             int maxT);
+} Backend;
+
+extern const Backend backend_cpu;
+// "cpu" (always) or "cuda" (when built with nvcc); NULL if unknown or not built in.
+const Backend *backend_get(const char *name);

@@ -1,0 +1,321 @@
+// The GPT-2 model over the op set: layout, initialisation, forward, loss, backward, AdamW.
+// Reads top to bottom like llm.c's train_gpt2.c; every tensor here is backend memory.
+#include "model/gpt.h"
+#include "util/rng.h"
+#include "util/util.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const gpt_param_names[N_PARAM_TENSORS] = {
+    "wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
+    "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb"};
+
+bool gpt_param_decays(int i) {
+    return i == P_WTE || i == P_WPE || i == P_QKVW || i == P_ATTPROJW || i == P_FCW || i == P_FCPROJW;
+}
+
+int gpt_padded_vocab(int vocab_size) { return (vocab_size + 63) / 64 * 64; }
+
+bool gpt_preset(const char *name, GPTConfig *cfg) {
+    static const struct { const char *name; int depth; } presets[] = {
+        {"d2", 2}, {"d4", 4}, {"d6", 6}, {"d8", 8}, {"d12", 12}};
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+        if (!strcmp(name, presets[i].name)) {
+            cfg->n_layer = cfg->n_head = presets[i].depth;
+            cfg->n_embd = 64 * presets[i].depth;
+            return true;
+        }
+    return false;
+}
+
+const char *gpt_config_check(const GPTConfig *c) {
+    if (c->n_layer < 1 || c->n_layer > 256) return "n_layer must be in 1..256";
+    if (c->n_head < 1 || c->n_embd < 1 || c->n_embd > 65536) return "n_head and n_embd must be positive (n_embd <= 65536)";
+    if (c->n_embd % c->n_head) return "n_embd must be a multiple of n_head";
+    if (c->max_seq_len < 1 || c->max_seq_len > 1 << 20) return "max_seq_len must be in 1..1048576";
+    if (c->vocab_size < 2 || c->vocab_size > 65536) return "vocab_size must be in 2..65536 (tokens are uint16)";
+    if (c->padded_vocab_size < c->vocab_size || c->padded_vocab_size % 64) return "padded_vocab_size must be a multiple of 64 >= vocab_size";
+    return NULL;
+}
+
+void gpt_param_sizes(const GPTConfig *cfg, size_t s[N_PARAM_TENSORS]) {
+    size_t L = cfg->n_layer, C = cfg->n_embd;
+    s[P_WTE] = (size_t)cfg->padded_vocab_size * C;
+    s[P_WPE] = (size_t)cfg->max_seq_len * C;
+    s[P_LN1W] = s[P_LN1B] = L * C;
+    s[P_QKVW] = L * 3 * C * C;
+    s[P_QKVB] = L * 3 * C;
+    s[P_ATTPROJW] = L * C * C;
+    s[P_ATTPROJB] = L * C;
+    s[P_LN2W] = s[P_LN2B] = L * C;
+    s[P_FCW] = L * 4 * C * C;
+    s[P_FCB] = L * 4 * C;
+    s[P_FCPROJW] = L * C * 4 * C;
+    s[P_FCPROJB] = L * C;
+    s[P_LNFW] = s[P_LNFB] = C;
+}
+
+// Points views[i] at consecutive slices of base.
+static void point_tensors(float *base, const size_t sizes[N_PARAM_TENSORS], float *views[N_PARAM_TENSORS]) {
+    for (int i = 0; i < N_PARAM_TENSORS; i++) { views[i] = base; base += sizes[i]; }
+}
+
+void gpt_create(GPT *m, const GPTConfig *cfg, const Backend *be) {
+    memset(m, 0, sizeof *m);
+    const char *bad = gpt_config_check(cfg);
+    if (bad) fatal("invalid model configuration: %s", bad);
+    m->cfg = *cfg;
+    m->be = be;
+    gpt_param_sizes(cfg, m->param_sizes);
+    for (int i = 0; i < N_PARAM_TENSORS; i++) m->n_params += m->param_sizes[i];
+    m->params = be->alloc(m->n_params * sizeof(float));
+    point_tensors(m->params, m->param_sizes, m->param);
+}
+
+static void free_plan(GPT *m) {
+    const Backend *be = m->be;
+    if (m->act_mem) be->free(m->act_mem);
+    if (m->dact_mem) be->free(m->dact_mem);
+    if (m->inputs) be->free(m->inputs);
+    if (m->targets) be->free(m->targets);
+    if (m->loss_weight) be->free(m->loss_weight);
+    free(m->acts.layer); free(m->dacts.layer); free(m->losses_host);
+    m->act_mem = m->dact_mem = m->loss_weight = m->losses_host = NULL;
+    m->inputs = m->targets = NULL;
+    m->acts.layer = m->dacts.layer = NULL;
+    m->B = m->T = 0;
+}
+
+void gpt_free(GPT *m) {
+    free_plan(m);
+    const Backend *be = m->be;
+    be->free(m->params);
+    if (m->grads) be->free(m->grads);
+    if (m->m) be->free(m->m);
+    if (m->v) be->free(m->v);
+    memset(m, 0, sizeof *m);
+}
+
+void gpt_init_random(GPT *m, uint64_t seed) {
+    const GPTConfig *c = &m->cfg;
+    float *host = xcalloc(m->n_params, sizeof *host);
+    float *view[N_PARAM_TENSORS];
+    point_tensors(host, m->param_sizes, view);
+    Rng r;
+    rng_seed(&r, seed);
+    double proj_std = 0.02 / sqrt(2.0 * c->n_layer);  // GPT-2: scale residual projections by depth
+    for (int i = 0; i < N_PARAM_TENSORS; i++) {
+        size_t n = m->param_sizes[i];
+        if (i == P_LN1W || i == P_LN2W || i == P_LNFW) {
+            for (size_t j = 0; j < n; j++) view[i][j] = 1.0f;
+        } else if (gpt_param_decays(i)) {
+            double std = (i == P_ATTPROJW || i == P_FCPROJW) ? proj_std : 0.02;
+            // padded vocabulary rows stay 0: those tokens never occur and are never predicted
+            if (i == P_WTE) n = (size_t)c->vocab_size * c->n_embd;
+            for (size_t j = 0; j < n; j++) view[i][j] = (float)(std * rng_normal(&r));
+        }  // biases stay 0
+    }
+    gpt_set_params(m, host);
+    free(host);
+}
+
+void gpt_set_params(GPT *m, const float *host) { m->be->upload(m->params, host, m->n_params * sizeof(float)); }
+void gpt_get_params(const GPT *m, float *host) { m->be->download(host, m->params, m->n_params * sizeof(float)); }
+void gpt_get_grads(const GPT *m, float *host) {
+    if (!m->grads) { memset(host, 0, m->n_params * sizeof(float)); return; }
+    m->be->download(host, m->grads, m->n_params * sizeof(float));
+}
+
+// ---- activation plan ----
+
+// Lays out one Acts over `base` (or only counts when base is NULL); returns floats used.
+static size_t layout_acts(Acts *a, float *base, const GPTConfig *c, const Backend *be, int B, int T) {
+    size_t BT = (size_t)B * T, C = c->n_embd, off = 0;
+#define TAKE(ptr, n) do { (ptr) = base ? base + off : NULL; off += (n); } while (0)
+    TAKE(a->encoded, BT * C);
+    for (int l = 0; l < c->n_layer; l++) {
+        LayerActs *la = &a->layer[l];
+        TAKE(la->ln1, BT * C); TAKE(la->ln1_mean, BT); TAKE(la->ln1_rstd, BT);
+        TAKE(la->qkv, BT * 3 * C);
+        TAKE(la->atty, BT * C);
+        TAKE(la->att, be->attention_state_size(B, T, c->n_head));
+        TAKE(la->attproj, BT * C);
+        TAKE(la->residual2, BT * C);
+        TAKE(la->ln2, BT * C); TAKE(la->ln2_mean, BT); TAKE(la->ln2_rstd, BT);
+        TAKE(la->fch, BT * 4 * C); TAKE(la->fch_gelu, BT * 4 * C);
+        TAKE(la->fcproj, BT * C);
+        TAKE(la->residual3, BT * C);
+    }
+    TAKE(a->lnf, BT * C); TAKE(a->lnf_mean, BT); TAKE(a->lnf_rstd, BT);
+    TAKE(a->logits, BT * c->padded_vocab_size);
+    TAKE(a->losses, BT);
+#undef TAKE
+    return off;
+}
+
+void gpt_plan(GPT *m, int B, int T, bool training) {
+    if (T < 1 || T > m->cfg.max_seq_len) fatal("sequence length %d is outside 1..%d (the model's context)", T, m->cfg.max_seq_len);
+    if (B < 1) fatal("batch size %d must be positive", B);
+    if (m->act_mem && B <= m->B && T <= m->T && (!training || m->training)) return;
+    int nB = B > m->B ? B : m->B, nT = T > m->T ? T : m->T;
+    bool tr = training || m->training;
+    free_plan(m);
+    const Backend *be = m->be;
+    const GPTConfig *c = &m->cfg;
+    m->B = nB; m->T = nT; m->training = tr;
+    m->batch_B = nB; m->batch_T = nT;
+    m->acts.layer = xcalloc(c->n_layer, sizeof(LayerActs));
+    m->n_acts = layout_acts(&m->acts, NULL, c, be, nB, nT);
+    m->act_mem = be->alloc(m->n_acts * sizeof(float));
+    layout_acts(&m->acts, m->act_mem, c, be, nB, nT);
+    if (tr) {
+        m->dacts.layer = xcalloc(c->n_layer, sizeof(LayerActs));
+        m->dact_mem = be->alloc(m->n_acts * sizeof(float));
+        layout_acts(&m->dacts, m->dact_mem, c, be, nB, nT);
+        if (!m->grads) {
+            m->grads = be->alloc(m->n_params * sizeof(float));
+            point_tensors(m->grads, m->param_sizes, m->grad);
+        }
+    }
+    size_t BT = (size_t)nB * nT;
+    m->inputs = be->alloc(BT * sizeof(int32_t));
+    m->targets = be->alloc(BT * sizeof(int32_t));
+    m->loss_weight = be->alloc(BT * sizeof(float));
+    m->losses_host = xcalloc(BT, sizeof(float));
+}
+
+// ---- forward ----
+
+// The plan may be larger than this batch; the ops see tensors of the batch's (B,T), so the
+// activations are laid out again, smaller, over the same memory.
+static void relayout(GPT *m, int B, int T) {
+    if (B == m->batch_B && T == m->batch_T) return;
+    layout_acts(&m->acts, m->act_mem, &m->cfg, m->be, B, T);
+    if (m->dact_mem) layout_acts(&m->dacts, m->dact_mem, &m->cfg, m->be, B, T);
+    m->batch_B = B; m->batch_T = T;
+}
+
+void gpt_forward(GPT *m, const int32_t *inputs, int B, int T) {
+    gpt_plan(m, B, T, false);
+    relayout(m, B, T);
+    const Backend *be = m->be;
+    const GPTConfig *c = &m->cfg;
+    int L = c->n_layer, NH = c->n_head, C = c->n_embd, Vp = c->padded_vocab_size, BT = B * T;
+    for (int i = 0; i < BT; i++)
+        if (inputs[i] < 0 || inputs[i] >= c->vocab_size) fatal("token id %d at position %d is outside the vocabulary (%d)", inputs[i], i, c->vocab_size);
+    be->upload(m->inputs, inputs, (size_t)BT * sizeof(int32_t));
+    Acts *a = &m->acts;
+    float **p = m->param;
+    be->encoder_forward(a->encoded, m->inputs, p[P_WTE], p[P_WPE], B, T, C);
+    for (int l = 0; l < L; l++) {
+        LayerActs *la = &a->layer[l];
+        float *residual = l == 0 ? a->encoded : a->layer[l - 1].residual3;
+        // this layer's slices of the stacked (L, ...) parameters
+        float *ln1w = p[P_LN1W] + (size_t)l * C, *ln1b = p[P_LN1B] + (size_t)l * C;
+        float *qkvw = p[P_QKVW] + (size_t)l * 3 * C * C, *qkvb = p[P_QKVB] + (size_t)l * 3 * C;
+        float *attprojw = p[P_ATTPROJW] + (size_t)l * C * C, *attprojb = p[P_ATTPROJB] + (size_t)l * C;
+        float *ln2w = p[P_LN2W] + (size_t)l * C, *ln2b = p[P_LN2B] + (size_t)l * C;
+        float *fcw = p[P_FCW] + (size_t)l * 4 * C * C, *fcb = p[P_FCB] + (size_t)l * 4 * C;
+        float *fcprojw = p[P_FCPROJW] + (size_t)l * C * 4 * C, *fcprojb = p[P_FCPROJB] + (size_t)l * C;
+
+        be->layernorm_forward(la->ln1, la->ln1_mean, la->ln1_rstd, residual, ln1w, ln1b, BT, C);
+        be->matmul_forward(la->qkv, la->ln1, qkvw, qkvb, BT, C, 3 * C);
+        be->attention_forward(la->atty, la->att, la->qkv, B, T, C, NH);
+        be->matmul_forward(la->attproj, la->atty, attprojw, attprojb, BT, C, C);
+        be->residual_forward(la->residual2, residual, la->attproj, (size_t)BT * C);
+        be->layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, la->residual2, ln2w, ln2b, BT, C);
+        be->matmul_forward(la->fch, la->ln2, fcw, fcb, BT, C, 4 * C);
+        be->gelu_forward(la->fch_gelu, la->fch, (size_t)BT * 4 * C);
+        be->matmul_forward(la->fcproj, la->fch_gelu, fcprojw, fcprojb, BT, 4 * C, C);
+        be->residual_forward(la->residual3, la->residual2, la->fcproj, (size_t)BT * C);
+    }
+    be->layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->layer[L - 1].residual3, p[P_LNFW], p[P_LNFB], BT, C);
+    // tied embedding: logits (BT,Vp) = lnf (BT,C) @ wte (Vp,C)^T
+    be->matmul_forward(a->logits, a->lnf, p[P_WTE], NULL, BT, C, Vp);
+}
+
+double gpt_loss(GPT *m, const int32_t *targets, const float *weight, float dscale, int *n_counted) {
+    const Backend *be = m->be;
+    const GPTConfig *c = &m->cfg;
+    int BT = m->batch_B * m->batch_T, count = 0;
+    for (int i = 0; i < BT; i++) {
+        if (targets[i] < 0 || targets[i] >= c->vocab_size) fatal("target id %d at position %d is outside the vocabulary (%d)", targets[i], i, c->vocab_size);
+        count += !weight || weight[i] != 0.0f;
+    }
+    if (dscale != 0.0f && !m->training) fatal("gpt_loss with a gradient needs a training plan (gpt_plan(.., true))");
+    be->upload(m->targets, targets, (size_t)BT * sizeof(int32_t));
+    if (weight) be->upload(m->loss_weight, weight, (size_t)BT * sizeof(float));
+    be->classifier(m->acts.logits, m->acts.losses, m->targets, weight ? m->loss_weight : NULL, dscale, BT,
+                   c->vocab_size, c->padded_vocab_size);
+    be->download(m->losses_host, m->acts.losses, (size_t)BT * sizeof(float));
+    double sum = 0.0;
+    for (int i = 0; i < BT; i++) sum += m->losses_host[i];
+    if (n_counted) *n_counted = count;
+    return sum;
+}
+
+// ---- backward ----
+
+void gpt_zero_grad(GPT *m) {
+    if (m->grads) m->be->zero(m->grads, m->n_params * sizeof(float));
+}
+
+void gpt_backward(GPT *m) {
+    if (!m->training) fatal("gpt_backward needs a training plan");
+    const Backend *be = m->be;
+    const GPTConfig *c = &m->cfg;
+    int B = m->batch_B, T = m->batch_T, L = c->n_layer, NH = c->n_head, C = c->n_embd, Vp = c->padded_vocab_size, BT = B * T;
+    // activation gradients are per backward; parameter gradients accumulate across micro-steps
+    be->zero(m->dact_mem, m->n_acts * sizeof(float));
+    Acts *a = &m->acts, *d = &m->dacts;
+    float **p = m->param, **g = m->grad;
+    // the classifier left dlogits in acts.logits
+    be->matmul_backward(d->lnf, g[P_WTE], NULL, a->logits, a->lnf, p[P_WTE], BT, C, Vp);
+    be->layernorm_backward(d->layer[L - 1].residual3, g[P_LNFW], g[P_LNFB], d->lnf, a->layer[L - 1].residual3,
+                           p[P_LNFW], a->lnf_mean, a->lnf_rstd, BT, C);
+    for (int l = L - 1; l >= 0; l--) {
+        LayerActs *la = &a->layer[l], *dl = &d->layer[l];
+        float *residual = l == 0 ? a->encoded : a->layer[l - 1].residual3;
+        float *dresidual = l == 0 ? d->encoded : d->layer[l - 1].residual3;
+        size_t lC = (size_t)l * C;
+        float *ln1w = p[P_LN1W] + lC, *qkvw = p[P_QKVW] + lC * 3 * C, *attprojw = p[P_ATTPROJW] + lC * C;
+        float *ln2w = p[P_LN2W] + lC, *fcw = p[P_FCW] + lC * 4 * C, *fcprojw = p[P_FCPROJW] + lC * 4 * C;
+
+        be->residual_backward(dl->residual2, dl->fcproj, dl->residual3, (size_t)BT * C);
+        be->matmul_backward(dl->fch_gelu, g[P_FCPROJW] + lC * 4 * C, g[P_FCPROJB] + lC, dl->fcproj, la->fch_gelu,
+                            fcprojw, BT, 4 * C, C);
+        be->gelu_backward(dl->fch, la->fch, dl->fch_gelu, (size_t)BT * 4 * C);
+        be->matmul_backward(dl->ln2, g[P_FCW] + lC * 4 * C, g[P_FCB] + lC * 4, dl->fch, la->ln2, fcw, BT, C, 4 * C);
+        be->layernorm_backward(dl->residual2, g[P_LN2W] + lC, g[P_LN2B] + lC, dl->ln2, la->residual2, ln2w,
+                               la->ln2_mean, la->ln2_rstd, BT, C);
+        be->residual_backward(dresidual, dl->attproj, dl->residual2, (size_t)BT * C);
+        be->matmul_backward(dl->atty, g[P_ATTPROJW] + lC * C, g[P_ATTPROJB] + lC, dl->attproj, la->atty, attprojw,
+                            BT, C, C);
+        be->attention_backward(dl->qkv, dl->atty, la->qkv, la->att, B, T, C, NH);
+        be->matmul_backward(dl->ln1, g[P_QKVW] + lC * 3 * C, g[P_QKVB] + lC * 3, dl->qkv, la->ln1, qkvw, BT, C,
+                            3 * C);
+        be->layernorm_backward(dresidual, g[P_LN1W] + lC, g[P_LN1B] + lC, dl->ln1, residual, ln1w, la->ln1_mean,
+                               la->ln1_rstd, BT, C);
+    }
+    be->encoder_backward(g[P_WTE], g[P_WPE], d->encoded, m->inputs, B, T, C);
+}
+
+// ---- optimizer ----
+
+double gpt_grad_norm(GPT *m) { return sqrt(m->be->sumsq(m->grads, m->n_params)); }
+
+void gpt_update(GPT *m, float lr, float beta1, float beta2, float eps, float weight_decay, int t, float grad_scale) {
+    const Backend *be = m->be;
+    if (!m->m) {
+        m->m = be->alloc(m->n_params * sizeof(float));
+        m->v = be->alloc(m->n_params * sizeof(float));
+    }
+    size_t off = 0;
+    for (int i = 0; i < N_PARAM_TENSORS; i++) {
+        size_t n = m->param_sizes[i];
+        be->adamw(m->params + off, m->grads + off, m->m + off, m->v + off, n, lr, beta1, beta2, eps,
+                  gpt_param_decays(i) ? weight_decay : 0.0f, t, grad_scale);
+        off += n;
+    }
+}

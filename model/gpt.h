@@ -1,0 +1,129 @@
+// The GPT-2 model, defined once: configuration, parameter and activation layout, forward,
+// backward and the optimizer step, all through the op set of kernels/ops.h. The model never
+// knows which backend runs; every buffer below is backend memory.
+//
+// Architecture (GPT-2): token + learned position embeddings, n_layer pre-LayerNorm blocks
+// (causal multi-head attention, then a 4x GELU MLP, each added to the residual stream), a final
+// LayerNorm, logits through the tied token embedding. Vocabulary padded to a multiple of 64
+// (rows past vocab_size are zero and never predicted).
+#pragma once
+#include "kernels/ops.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int n_layer;            // L
+    int n_head;             // NH
+    int n_embd;             // C (a multiple of NH)
+    int max_seq_len;        // maxT: rows of the position embedding
+    int vocab_size;         // V, from the tokenizer
+    int padded_vocab_size;  // Vp = V rounded up to a multiple of 64
+} GPTConfig;
+
+// Presets by depth, like llm.c: dN has n_layer = N, n_head = N, n_embd = 64*N (head size 64).
+// d12 is GPT-2 124M's shape. Returns false for an unknown name. Sets L, NH, C only.
+bool gpt_preset(const char *name, GPTConfig *cfg);
+// Checks a configuration (positive sizes, C % NH == 0, Vp a multiple of 64 >= V, V <= 65536);
+// returns NULL when valid, else a static message naming the problem.
+const char *gpt_config_check(const GPTConfig *cfg);
+int gpt_padded_vocab(int vocab_size);
+
+// The parameter tensors, in the order they sit in the one contiguous buffer.
+enum {
+    P_WTE,       // (Vp, C)
+    P_WPE,       // (maxT, C)
+    P_LN1W,      // (L, C)
+    P_LN1B,      // (L, C)
+    P_QKVW,      // (L, 3C, C)
+    P_QKVB,      // (L, 3C)
+    P_ATTPROJW,  // (L, C, C)
+    P_ATTPROJB,  // (L, C)
+    P_LN2W,      // (L, C)
+    P_LN2B,      // (L, C)
+    P_FCW,       // (L, 4C, C)
+    P_FCB,       // (L, 4C)
+    P_FCPROJW,   // (L, C, 4C)
+    P_FCPROJB,   // (L, C)
+    P_LNFW,      // (C,)
+    P_LNFB,      // (C,)
+    N_PARAM_TENSORS
+};
+extern const char *const gpt_param_names[N_PARAM_TENSORS];
+// Weight decay applies to matrices only (the 2-D tensors), never to biases or LayerNorm.
+bool gpt_param_decays(int i);
+void gpt_param_sizes(const GPTConfig *cfg, size_t sizes[N_PARAM_TENSORS]);
+
+// Activations of one layer for a (B,T) plan; `l` indexes layers. The same struct describes their
+// gradients (a second buffer with the same layout).
+typedef struct {
+    float *ln1, *ln1_mean, *ln1_rstd;  // (B,T,C) (B,T) (B,T)
+    float *qkv;                        // (B,T,3C)
+    float *atty;                       // (B,T,C)
+    float *att;                        // backend attention state: attention_state_size(B,T,NH)
+    float *attproj;                    // (B,T,C)
+    float *residual2;                  // (B,T,C)
+    float *ln2, *ln2_mean, *ln2_rstd;  // (B,T,C) (B,T) (B,T)
+    float *fch, *fch_gelu;             // (B,T,4C)
+    float *fcproj;                     // (B,T,C)
+    float *residual3;                  // (B,T,C): the block's output
+} LayerActs;
+
+typedef struct {
+    float *encoded;                    // (B,T,C)
+    LayerActs *layer;                  // [L]
+    float *lnf, *lnf_mean, *lnf_rstd;  // (B,T,C) (B,T) (B,T)
+    float *logits;                     // (B,T,Vp); dlogits after a loss with a gradient
+    float *losses;                     // (B,T)
+} Acts;
+
+typedef struct {
+    GPTConfig cfg;
+    const Backend *be;
+    size_t param_sizes[N_PARAM_TENSORS];
+    size_t n_params;
+    float *params;                      // one contiguous buffer (n_params)
+    float *param[N_PARAM_TENSORS];      // views into params
+    float *grads;                       // same layout, allocated on the first gpt_plan(.., training)
+    float *grad[N_PARAM_TENSORS];
+    float *m, *v;                       // AdamW moments, allocated by gpt_update's first call
+    // the activation plan
+    int B, T;
+    int batch_B, batch_T;               // shape of the last forward (<= the plan's)
+    bool training;
+    Acts acts, dacts;                   // dacts only when training
+    float *act_mem, *dact_mem;
+    size_t n_acts;
+    int32_t *inputs, *targets;          // (B,T) backend copies
+    float *loss_weight;                 // (B,T)
+    float *losses_host;                 // (B,T)
+} GPT;
+
+// Allocates parameters (zeroed) for a valid config on a backend.
+void gpt_create(GPT *m, const GPTConfig *cfg, const Backend *be);
+void gpt_free(GPT *m);
+// GPT-2 initialisation from a seed: N(0, 0.02), residual projections N(0, 0.02/sqrt(2L)),
+// LayerNorm weight 1, biases 0, padded vocabulary rows 0. Same seed, same weights, any machine.
+void gpt_init_random(GPT *m, uint64_t seed);
+void gpt_set_params(GPT *m, const float *host);  // n_params floats in layout order
+void gpt_get_params(const GPT *m, float *host);
+void gpt_get_grads(const GPT *m, float *host);
+
+// Plans activations for batches of up to B sequences of up to T tokens (T <= maxT);
+// `training` also plans their gradients. Replans only when the shape grows or training turns on.
+void gpt_plan(GPT *m, int B, int T, bool training);
+
+// Forward only: logits (B,T,Vp) for inputs (B,T) host token ids into m->acts.logits.
+// This is the path inference reuses (docs/MODEL.md: KV cache plan).
+void gpt_forward(GPT *m, const int32_t *inputs, int B, int T);
+// Loss over the last forward: per-token cross-entropy against targets (B,T), weight (B,T) is
+// the loss mask (NULL = all ones). Returns the SUM of per-token losses; *n_counted gets the
+// number of tokens with nonzero weight. When dscale != 0 it also turns logits into dlogits for
+// gpt_backward, scaled by dscale (1 / unmasked tokens of the whole optimizer step).
+double gpt_loss(GPT *m, const int32_t *targets, const float *weight, float dscale, int *n_counted);
+// Backward of the last forward + gpt_loss(dscale != 0): ADDS into m->grads.
+void gpt_backward(GPT *m);
+void gpt_zero_grad(GPT *m);
+double gpt_grad_norm(GPT *m);  // global L2 norm of all gradients
+// One AdamW step on every tensor (no decay on biases / LayerNorm); t is the 1-based step.
+void gpt_update(GPT *m, float lr, float beta1, float beta2, float eps, float weight_decay, int t, float grad_scale);

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# `tracellm generate` end to end: synth -> prepare -> tokenizer -> shards -> a tiny model trained
+# for a few steps -> generate. With --constrained on every written graph must be valid and match
+# its request (the constraint's guarantee, however little the model learned); the output must not
+# depend on the batch size, on prefix reuse or on the KV cache (--naive); the CSV must read back
+# through `prepare` into the same graphs; bad input must fail with a clear message, no output left.
+source "$(dirname "$0")/lib.sh"
+PY=/usr/bin/python3
+case $TRACELLM in /*) ;; *) TRACELLM=$PWD/$TRACELLM ;; esac
+for cmd in synth prepare render tokenizer shards train generate graphcheck; do
+  if ! $TRACELLM $cmd --help >/dev/null 2>&1; then skip e2e_generate "tracellm $cmd is not built"; done_tests; fi
+done
+if [ ! -x "$PY" ]; then skip e2e_generate "needs /usr/bin/python3 to read the outputs"; done_tests; fi
+
+check generate_help bash -c "$TRACELLM generate --help | grep -q -- '--constrained'"
+
+# ---- a tiny model on the synthetic corpus (recursive format) ----
+cd "$TMP"
+$TRACELLM synth --graphs 400 --seed 3 --out syn.csv.gz --quiet >/dev/null
+$TRACELLM prepare --input syn.csv.gz --out prep --quiet >/dev/null
+$TRACELLM render --in prep/train.jsonl --format recursive --split-threshold 0 --out train.txt >/dev/null 2>&1
+$TRACELLM tokenizer train --in train.txt --out tok.bin --vocab-size 512 --quiet >/dev/null
+$TRACELLM shards --graphs prep/train.jsonl --format recursive --tokenizer tok.bin --out sh --seq-len 256 --quiet >/dev/null
+check generate_setup_train $TRACELLM train --data sh/train_000000.bin --out run --layers 2 --heads 2 --embd 64 \
+  --seq-len 256 --batch 4 --steps 25 --lr 3e-3 --warmup 3 --print-every 0 --threads 2
+G=($TRACELLM generate --model run --tokenizer tok.bin --format recursive --seed 5 --max-tokens 200 --threads 2)
+
+# ---- constrained: every written graph is valid and matches its request ----
+check generate_constrained "${G[@]}" -n 12 --from-graphs prep/val.jsonl --batch 8 --out g8.jsonl --csv g8.csv --summary s8.json
+cat > valid.py <<'EOF'
+import json
+s = json.load(open("s8.json"))
+gs = [json.loads(l) for l in open("g8.jsonl")]
+assert s["requested"] == 12 and s["written"] == len(gs) == s["assembled"], s
+assert len(gs) >= 8, f"only {len(gs)} of 12 graphs assembled: {s}"
+for g in gs:
+    r, c, e = g["request"], g["check"], g["edges"]
+    depth = max(x[0].count(".") + 1 for x in e)
+    assert c["valid"] and c["match"], g
+    assert len(e) == r["num_edges"] and depth == r["depth"], g
+    ids = {x[0] for x in e}
+    assert "0" in ids and all(x[0].rsplit(".", 1)[0] in ids for x in e if "." in x[0]), g
+    for x in e:  # a child's source is its parent's destination, and it finishes within it
+        if "." in x[0]:
+            p = next(y for y in e if y[0] == x[0].rsplit(".", 1)[0])
+            assert x[2] == p[3] and x[4] + x[5] <= p[4] + p[5], (x, p)
+EOF
+check generate_constrained_valid "$PY" valid.py
+check generate_graphcheck $TRACELLM graphcheck --in g8.jsonl
+
+# ---- the same graphs whatever the batch size, prefix reuse, and without the KV cache ----
+check generate_batch3 "${G[@]}" -n 12 --from-graphs prep/val.jsonl --batch 3 --out g3.jsonl
+check generate_batch_independent cmp g3.jsonl g8.jsonl
+# graph i depends only on (seed, i): the first 4 of the naive loop are the first 4 of the engine
+check generate_naive "${G[@]}" -n 4 --from-graphs prep/val.jsonl --naive --out gn.jsonl
+check generate_naive_identical cmp gn.jsonl <(grep -E '"trace_id":"T_[0-3]"' g8.jsonl)
+check generate_no_prefix_cache "${G[@]}" -n 12 --from-graphs prep/val.jsonl --batch 5 --prefix-cache 0 --out gp.jsonl
+check generate_prefix_cache_identical cmp gp.jsonl g8.jsonl
+
+# ---- the CSV is Alibaba v2022 CallGraph: prepare reads it back into the same graphs ----
+check generate_csv_header bash -c "head -1 g8.csv | grep -qx 'timestamp,traceid,service,rpc_id,rpctype,um,uminstanceid,interface,dm,dminstanceid,rt'"
+check generate_csv_prepare $TRACELLM prepare --input g8.csv --out back --val-fraction 0 --keep-duplicates --quiet
+check generate_csv_roundtrip "$PY" -c "
+import json, re
+# prepare zero-pads short MS_ ids (MS_%05d, PAPER.md §1), which a tiny model may write unpadded
+pad = lambda n: 'MS_' + m.group(1).zfill(5) if (m := re.fullmatch(r'MS_(\\d+)', n)) else n
+key = lambda d: (d['service'], tuple((e[0], e[1], pad(e[2]), pad(e[3]), e[4], e[5]) for e in d['edges']))
+a = sorted(key(json.loads(l)) for l in open('g8.jsonl'))
+b = sorted(key(json.loads(l)) for l in open('back/train.jsonl'))
+assert a == b, (len(a), len(b))"
+
+# ---- prompts files: JSONL root conditions and the paper's '### Question:' lines ----
+printf '%s\n' '{"service":"S_000000001","num_edges":3,"depth":2,"latency":40}' \
+  '### Question: [GENERATE GRAPH]id:S_000000002/num_edges:2/remaining_depth:1/latency:9' \
+  '' 'id:S_000000003/num_edges:1/remaining_depth:0' > prompts.txt
+check generate_prompts "${G[@]}" --prompts prompts.txt --out gp3.jsonl --retries 4
+check generate_prompts_requests "$PY" -c "
+import json
+gs = [json.loads(l) for l in open('gp3.jsonl')]
+want = {'S_000000001': (3, 2), 'S_000000002': (2, 2), 'S_000000003': (1, 1)}
+assert gs, 'no graph'
+for g in gs:
+    r = g['request']
+    assert (r['num_edges'], r['depth']) == want[g['service']], r
+    assert g['check']['match'] and len(g['edges']) == r['num_edges'], g"
+
+# ---- unconstrained and tabular paths run and account for every request ----
+check generate_unconstrained "${G[@]}" -n 6 --from-graphs prep/val.jsonl --constrained off --out gu.jsonl --summary su.json
+check generate_tabular "${G[@]}" -n 4 --service S_000000001 --num-edges 2 --format tabular --constrained off --out gt.jsonl --summary st.json
+check generate_summaries "$PY" -c "
+import json
+for f in ('su.json', 'st.json'):
+    s = json.load(open(f))
+    assert s['assembled'] + s['not_assembled'] == s['requested'], s
+    assert s['written'] == s['assembled'] and s['tokens_generated'] > 0, s"
+
+# ---- errors ----
+expect_fail generate_needs_conditions "--service S" "${G[@]}" -n 2 --out x.jsonl
+expect_fail generate_bad_format "expected instruct, recursive or tabular" "${G[@]}" -n 2 --service S_1 --format yaml --out x.jsonl
+expect_fail generate_bad_constrained "expected on or off" "${G[@]}" -n 2 --service S_1 --constrained maybe --out x.jsonl
+expect_fail generate_missing_model "nothere" $TRACELLM generate --model nothere --tokenizer tok.bin -n 1 --service S_1 --out x.jsonl
+$TRACELLM tokenizer train --in train.txt --out tok2.bin --vocab-size 400 --quiet >/dev/null
+expect_fail generate_tokenizer_mismatch "tokenizer mismatch" $TRACELLM generate --model run --tokenizer tok2.bin -n 1 --service S_1 --out x.jsonl
+printf '%s\n' '{"service":"S_1","num_edges":2}' '{"service":"S_1","depth":"deep"}' > bad.txt
+expect_fail generate_bad_prompt_line "bad.txt:2: .*depth" "${G[@]}" --prompts bad.txt --out x.jsonl
+printf '%s\n' 'id:S_1/num_edges:two' > bad2.txt
+expect_fail generate_bad_condition_line "bad2.txt:1: .*num_edges" "${G[@]}" --prompts bad2.txt --out x.jsonl
+check generate_no_partial_output bash -c "! ls x.jsonl* 2>/dev/null | grep -q ."
+done_tests

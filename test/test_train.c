@@ -1,0 +1,162 @@
+// The pieces of the training loop on their own: the lr schedule, the data loader over shards,
+// and the checkpoint files (round trip, and every kind of damage refused with a message).
+#include "model/checkpoint.h"
+#include "model/gpt.h"
+#include "test/test.h"
+#include "tokenizer/shard.h"
+#include "train/loader.h"
+#include "train/schedule.h"
+#include "util/util.h"
+#include <math.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static char tmpdir[] = "/tmp/tracellm-test-train.XXXXXX";
+static char *tmp_file(const char *name) {
+    static char buf[4][512];
+    static int k;
+    char *b = buf[k++ % 4];
+    snprintf(b, sizeof buf[0], "%s/%s", tmpdir, name);
+    return b;
+}
+
+static void test_schedule(void) {
+    double lr = 1e-3;
+    // warmup: linear from lr/warmup to lr
+    CHECK(fabs(schedule_lr(SCHED_COSINE, lr, 0.1, 10, 0, 100) - 1e-4) < 1e-12);
+    CHECK(fabs(schedule_lr(SCHED_COSINE, lr, 0.1, 10, 9, 100) - 1e-3) < 1e-12);
+    // cosine: peak right after warmup, the midpoint halfway, min at the end
+    CHECK(fabs(schedule_lr(SCHED_COSINE, lr, 0.1, 10, 10, 100) - 1e-3) < 1e-12);
+    CHECK(fabs(schedule_lr(SCHED_COSINE, lr, 0.1, 10, 55, 100) - 0.55e-3) < 1e-12);
+    double last = schedule_lr(SCHED_COSINE, lr, 0.1, 10, 99, 100);
+    CHECKF(last > 1e-4 && last < 1.01e-4, "last lr %g", last);
+    for (long s = 11; s < 100; s++)
+        CHECK(schedule_lr(SCHED_COSINE, lr, 0.1, 10, s, 100) < schedule_lr(SCHED_COSINE, lr, 0.1, 10, s - 1, 100));
+    CHECK(fabs(schedule_lr(SCHED_LINEAR, lr, 0.0, 0, 50, 100) - 0.5e-3) < 1e-12);
+    CHECK(schedule_lr(SCHED_CONSTANT, lr, 0.1, 0, 77, 100) == lr);
+    CHECK(schedule_parse("cosine") == SCHED_COSINE && schedule_parse("cos") == -1);
+}
+
+// tokens 0,1,2,... (mod vocab) so every batch says where it came from
+static void write_shard(const char *path, uint64_t n, uint64_t fp, bool mask) {
+    uint16_t *t = xmalloc(n * 2);
+    uint8_t *m = mask ? xmalloc(n) : NULL;
+    for (uint64_t i = 0; i < n; i++) {
+        t[i] = (uint16_t)(i % 1000);
+        if (m) m[i] = i % 3 != 0;
+    }
+    uint64_t doc = 0;
+    shard_write(path, 1000, fp, t, m, n, &doc, 1);
+    free(t);
+    free(m);
+}
+
+static void test_loader(void) {
+    // B*T = 8: shard a holds 2 windows (17 tokens needed for 2, has 20), b is too small, c holds 1
+    write_shard(tmp_file("a.bin"), 20, 5, false);
+    write_shard(tmp_file("b.bin"), 8, 5, false);
+    write_shard(tmp_file("c.bin"), 12, 5, true);
+    const char *paths[] = {tmp_file("a.bin"), tmp_file("b.bin"), tmp_file("c.bin")};
+    Loader l;
+    loader_open(&l, paths, 3, 2, 4);
+    CHECK(l.windows_per_epoch == 3 && l.has_mask && l.fingerprint == 5 && l.vocab_size == 1000);
+    int32_t in[8], tg[8];
+    float w[8];
+    CHECK(!loader_next(&l, in, tg, w));
+    CHECK(in[0] == 0 && tg[0] == 1 && in[7] == 7 && tg[7] == 8 && w[3] == 1.0f);
+    CHECK(!loader_next(&l, in, tg, w));
+    CHECK(in[0] == 8 && tg[7] == 16);
+    CHECK(!loader_next(&l, in, tg, w));  // b skipped: c, with its mask on the targets
+    CHECK(l.shard == 2 && in[0] == 0);
+    for (int i = 0; i < 8; i++) CHECKF(w[i] == (float)((i + 1) % 3 != 0), "weight %d = %g", i, w[i]);
+    CHECK(loader_next(&l, in, tg, w));  // wrapped: epoch 1 starts with a again
+    CHECK(l.epoch == 1 && l.shard == 0 && in[0] == 0);
+    // the position is the whole state: restoring it continues exactly
+    uint64_t s = l.shard, o = l.offset, e = l.epoch;
+    int32_t in2[8];
+    loader_next(&l, in, tg, w);
+    Loader l2;
+    loader_open(&l2, paths, 3, 2, 4);
+    l2.shard = s; l2.offset = o; l2.epoch = e;
+    loader_next(&l2, in2, tg, w);
+    CHECK(!memcmp(in, in2, sizeof in));
+    loader_free(&l);
+    loader_free(&l2);
+}
+
+static void small_model(GPT *m) {
+    GPTConfig c = {.n_layer = 2, .n_head = 2, .n_embd = 16, .max_seq_len = 8, .vocab_size = 50, .padded_vocab_size = 64};
+    gpt_create(m, &c, &backend_cpu);
+    gpt_init_random(m, 7);
+}
+
+static void flip_byte(const char *path, long off) {
+    size_t len;
+    char *b = read_file(path, &len);
+    b[off] ^= 0x01;
+    FILE *f = fopen(path, "wb");
+    fwrite(b, 1, len, f);
+    fclose(f);
+    free(b);
+}
+
+static void test_checkpoint_roundtrip_and_damage(void) {
+    GPT m, r;
+    small_model(&m);
+    const char *mp = tmp_file("model.bin"), *op = tmp_file("optim.bin");
+    checkpoint_save_model(mp, &m, 0xfeedULL, 42);
+    char err[8192];
+    CkptHeader h;
+    REQUIRE(checkpoint_load_model(mp, &r, &backend_cpu, &h, err, sizeof err));
+    CHECK(h.step == 42 && h.tokenizer_fingerprint == 0xfeed && r.n_params == m.n_params);
+    CHECK(!memcmp(&r.cfg, &m.cfg, sizeof r.cfg));
+    CHECK(!memcmp(r.params, m.params, m.n_params * sizeof(float)));
+    // optimizer state round trip
+    gpt_plan(&m, 1, 8, true);
+    gpt_update(&m, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1, 1.0f);  // creates m, v
+    for (size_t i = 0; i < m.n_params; i++) { m.m[i] = (float)i; m.v[i] = (float)(2 * i); }
+    TrainState st = {.step = 42, .rng = {1, 2, 3, 4}, .shard = 1, .offset = 99, .epoch = 3, .tokens_seen = 1234}, st2;
+    checkpoint_save_optim(op, &m, &st);
+    REQUIRE(checkpoint_load_optim(op, &r, &st2, err, sizeof err));
+    CHECK(!memcmp(&st, &st2, sizeof st));
+    CHECK(!memcmp(r.m, m.m, m.n_params * 4) && !memcmp(r.v, m.v, m.n_params * 4));
+    gpt_free(&r);
+
+    // any flipped bit, header or payload, is refused
+    long offsets[] = {20, 48, 56, 128, 128 + 4 * (long)m.n_params - 1};
+    for (size_t i = 0; i < sizeof offsets / sizeof offsets[0]; i++) {
+        checkpoint_save_model(mp, &m, 0xfeedULL, 42);
+        flip_byte(mp, offsets[i]);
+        CHECKF(!checkpoint_load_model(mp, &r, &backend_cpu, NULL, err, sizeof err), "flip at %ld accepted", offsets[i]);
+        CHECKF(strstr(err, mp) != NULL, "error does not name the file: %s", err);
+    }
+    checkpoint_save_model(mp, &m, 0xfeedULL, 42);
+    CHECK(truncate(mp, 128 + 4 * (long)m.n_params - 4) == 0);
+    CHECK(!checkpoint_load_model(mp, &r, &backend_cpu, NULL, err, sizeof err) && strstr(err, "truncated"));
+    CHECK(truncate(mp, 50) == 0);
+    CHECK(!checkpoint_load_model(mp, &r, &backend_cpu, NULL, err, sizeof err) && strstr(err, "too short"));
+    // a model file is not an optimizer file, and vice versa
+    checkpoint_save_model(mp, &m, 0xfeedULL, 42);
+    CHECK(!checkpoint_load_optim(mp, &m, &st2, err, sizeof err) && strstr(err, "bad magic"));
+    CHECK(!checkpoint_load_model(op, &r, &backend_cpu, NULL, err, sizeof err) && strstr(err, "bad magic"));
+    // moments of another model size
+    GPT other;
+    GPTConfig c = m.cfg;
+    c.n_layer = 1;
+    gpt_create(&other, &c, &backend_cpu);
+    CHECK(!checkpoint_load_optim(op, &other, &st2, err, sizeof err) && strstr(err, "parameters"));
+    CHECK(!checkpoint_load_model(tmp_file("absent.bin"), &r, &backend_cpu, NULL, err, sizeof err) && strstr(err, "cannot open"));
+    gpt_free(&other);
+    gpt_free(&m);
+}
+
+int main(void) {
+    if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
+    RUN(test_schedule);
+    RUN(test_loader);
+    RUN(test_checkpoint_roundtrip_and_damage);
+    const char *names[] = {"a.bin", "b.bin", "c.bin", "model.bin", "optim.bin"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) unlink(tmp_file(names[i]));
+    rmdir(tmpdir);
+    TEST_END();
+}
