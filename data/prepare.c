@@ -1,6 +1,7 @@
 // See prepare.h for the three passes and docs/PREPARE.md for the rules. Temporary files live in
 // DIR/.prepare.tmp.<pid>/ and are removed at the end, on error (atexit) and on SIGINT/SIGTERM.
 #include "data/prepare.h"
+#include "data/stats.h"
 #include "data/reader.h"
 #include "util/args.h"
 #include "util/json.h"
@@ -800,7 +801,7 @@ int cmd_prepare(int argc, char **argv) {
     if (threads < 1) threads = 1;
     Opt opts[] = {
         {"--input", OPT_STRS, &inputs, "PATH...", "CallGraph/MSCallGraph .csv, .csv.gz, .tar.gz files or directories", true},
-        {"--out", OPT_STR, &out, "DIR", "output folder: train.jsonl, val.jsonl, prepare_report.json", true},
+        {"--out", OPT_STR, &out, "DIR", "output folder: train.jsonl, val.jsonl, stats.json, prepare_report.json", true},
         {"--val-fraction", OPT_DOUBLE, &val_fraction, "F", "share of graphs held out for validation", false},
         {"--seed", OPT_I64, &seed, "S", "seed of the train/val split", false},
         {"--max-depth", OPT_INT, &max_depth, "N", "drop graphs deeper than N rpc levels (0 = no limit)", false},
@@ -824,7 +825,16 @@ int cmd_prepare(int argc, char **argv) {
     PrepareOptions o = {inputs.v, inputs.n, out, val_fraction, (uint64_t)seed, max_depth, keep_dup, threads, mem_limit, buckets, quiet};
     PrepareReport rep;
     prepare_run(&o, &rep);
-    if (!quiet) prepare_print_summary(stdout, &rep);
+    // Per-service statistics over the TRAINING graphs (PAPER.md §1: p90 latency, rare communications):
+    // the instruction builder and generation read them; validation graphs must not leak into them.
+    char train_path[4096], stats_path[4096];
+    snprintf(train_path, sizeof train_path, "%s/train.jsonl", out);
+    snprintf(stats_path, sizeof stats_path, "%s/stats.json", out);
+    stats_build_file(train_path, stats_path, NULL);
+    if (!quiet) {
+        prepare_print_summary(stdout, &rep);
+        printf("wrote %s/{train.jsonl,val.jsonl,stats.json,prepare_report.json}\n", out);
+    }
     free(inputs.v);
     return 0;
 }

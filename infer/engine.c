@@ -158,8 +158,11 @@ static void finish(Engine *e, EngineSeq *q, FinishReason why) {
 
 // Samples the next token of q from its logits (Vp,) and applies every stop rule.
 static void advance(Engine *e, EngineSeq *q, const float *logits) {
-    const uint8_t *mask = e->hooks.mask ? e->hooks.mask(e->hooks.ctx, q) : NULL;
     double t0 = now_seconds();
+    const uint8_t *mask = e->hooks.mask ? e->hooks.mask(e->hooks.ctx, q) : NULL;
+    double t1 = now_seconds();
+    e->t_mask += t1 - t0;
+    t0 = t1;
     int tok = sampler_pick(&e->sampler, logits, e->m->cfg.vocab_size, mask, &e->cfg.sampling, &q->rng);
     e->t_sample += now_seconds() - t0;
     if (tok < 0) { finish(e, q, FIN_MASK_EMPTY); return; }

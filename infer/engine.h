@@ -97,7 +97,7 @@ typedef struct {
     // statistics
     int64_t step, tokens_generated, prefill_rows, decode_rows, prefix_hits, prefix_rows_saved, requests_done;
     int max_active;
-    double t_forward, t_sample;
+    double t_forward, t_mask, t_sample;  // seconds in model calls, mask hooks, the sampler
 } Engine;
 
 void engine_init(Engine *e, GPT *m, const EngineConfig *cfg, const EngineHooks *hooks);

@@ -370,9 +370,9 @@ int cmd_generate(int argc, char **argv) {
         fputc('}', f);
     }
     fprintf(f, ",\"seconds\":%.3f,\"graphs_per_s\":%.3f,\"tokens_generated\":%" PRId64 ",\"tokens_per_s\":%.1f,"
-               "\"prefill_rows\":%" PRId64 ",\"prefix_rows_saved\":%" PRId64 ",\"model_calls\":%" PRId64 ",\"batch\":%d,\"naive\":%s}\n",
+               "\"prefill_rows\":%" PRId64 ",\"prefix_rows_saved\":%" PRId64 ",\"model_calls\":%" PRId64 ",\"batch\":%d,\"naive\":%s,\"answers_hash\":\"%016" PRIx64 "\",\"forward_s\":%.3f,\"mask_s\":%.3f,\"sample_s\":%.3f}\n",
             dt, n_specs / (dt > 0 ? dt : 1e-9), e->tokens_generated, e->tokens_generated / (dt > 0 ? dt : 1e-9),
-            e->prefill_rows, e->prefix_rows_saved, e->step, e->cfg.batch, o.naive ? "true" : "false");
+            e->prefill_rows, e->prefix_rows_saved, e->step, e->cfg.batch, o.naive ? "true" : "false", st->answers_hash, e->t_forward, e->t_mask, e->t_sample);
     fclose(f);
     fprintf(stderr, "generate: %d requested, %" PRId64 " assembled, %" PRId64 " valid, %" PRId64 " matching the request; %.1f graphs/s, %.0f tokens/s\n",
             n_specs, st->assembled, st->valid, st->match, n_specs / (dt > 0 ? dt : 1e-9), e->tokens_generated / (dt > 0 ? dt : 1e-9));

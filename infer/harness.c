@@ -74,6 +74,7 @@ typedef struct {
     int *jobs; int n_jobs, cap_jobs;
     CallGraph g;
     GraphResult res;
+    uint64_t answers;             // sum of hash(request id, answer) over the graph's requests
 } GState;
 
 struct Harness {
@@ -157,7 +158,7 @@ static int prompt_text(Harness *h, const Job *b) {
         const int order[3] = {CF_LATENCY, CF_NUM_EDGES, CF_DEPTH};
         for (int i = 0; i < 3; i++)
             if (cond_has(&t, order[i])) { tb_putc(p, '/'); tb_puts(p, cond_field_name(order[i])); tb_putc(p, ':'); tb_int(p, t.v[order[i]]); }
-        tb_putc(p, '\n');
+        tb_puts(p, "\n<edges>\n");   // every record opens its edges here: part of the prompt
         return 1;
     }
     if (h->cfg.format == GEN_INSTRUCT) {
@@ -302,6 +303,7 @@ static void hook_finish(void *ctx, EngineSeq *s, FinishReason why) {
     int j = (int)(intptr_t)s->req.user;
     Job *b = &h->jobs[j];
     GState *g = &h->gs[b->graph];
+    g->answers += hash_bytes(b->text.p, b->text.n, b->id);   // order-free: layers finish in any order
     if (h->cfg.format == GEN_TABULAR) {
         if (b->too_long) tb_clear(&b->text);
         finish_tabular(h, b, g);
@@ -419,6 +421,8 @@ static void emit_ready(Harness *h) {
         GState *g = &h->gs[h->next_emit % h->window];
         if (!g->live || !g->done || g->index != h->index0 + h->next_emit) return;
         h->sink(h->sink_ctx, &g->res);
+        uint64_t v[2] = {h->st.answers_hash, g->answers};
+        h->st.answers_hash = hash_bytes(v, sizeof v, 0);
         g->live = false;
         h->next_emit++;
     }
@@ -433,6 +437,7 @@ static void start_graphs(Harness *h) {
         g->index = h->index0 + k;
         g->spec = &h->specs[k];
         g->pending = 1;
+        g->answers = 0;
         memset(&g->res, 0, sizeof g->res);
         graph_clear(&g->g);
         int j = job_new(h);

@@ -77,5 +77,6 @@ typedef struct {
     int64_t layer_fail[32];  // final failures by layer_check code
     int64_t try_fail[32];    // failed tries by code (including retried ones)
     int64_t not_assembled;   // a layer never parsed
+    uint64_t answers_hash;   // every answer text of every graph, in graph order: equal runs, equal hash
 } HarnessStats;
 const HarnessStats *harness_stats(const Harness *h);

@@ -261,14 +261,32 @@ void gpt_zero_grad(GPT *m) {
     if (m->grads) m->be->zero(m->grads, m->n_params * sizeof(float));
 }
 
+// Zeroes the activation gradients the backward ops accumulate into. Not the dlogits slot (the
+// classifier leaves dlogits in acts.logits), the attention state or the LayerNorm statistics:
+// nothing reads their gradients, and skipping them saves a quarter of the memset.
+static void zero_act_grads(GPT *m, Acts *d, size_t BT) {
+    const Backend *be = m->be;
+    size_t C = m->cfg.n_embd, f = sizeof(float);
+    be->zero(d->encoded, BT * C * f);
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        LayerActs *dl = &d->layer[l];
+        float *bufs[] = {dl->ln1, dl->atty, dl->attproj, dl->residual2, dl->ln2, dl->fcproj, dl->residual3};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->zero(bufs[i], BT * C * f);
+        be->zero(dl->qkv, BT * 3 * C * f);
+        be->zero(dl->fch, BT * 4 * C * f);
+        be->zero(dl->fch_gelu, BT * 4 * C * f);
+    }
+    be->zero(d->lnf, BT * C * f);
+}
+
 void gpt_backward(GPT *m) {
     if (!m->training) fatal("gpt_backward needs a training plan");
     const Backend *be = m->be;
     const GPTConfig *c = &m->cfg;
     int B = m->batch_B, T = m->batch_T, L = c->n_layer, NH = c->n_head, C = c->n_embd, Vp = c->padded_vocab_size, BT = B * T;
     // activation gradients are per backward; parameter gradients accumulate across micro-steps
-    be->zero(m->dact_mem, m->n_acts * sizeof(float));
     Acts *a = &m->acts, *d = &m->dacts;
+    zero_act_grads(m, d, BT);
     float **p = m->param, **g = m->grad;
     // the classifier left dlogits in acts.logits
     be->matmul_backward(d->lnf, g[P_WTE], NULL, a->logits, a->lnf, p[P_WTE], BT, C, Vp);

@@ -42,21 +42,28 @@ G=($TRACELLM generate --model run --tokenizer tok.bin --format "$FORMAT" --seed 
 
 "${G[@]}" -n "$N" --batch "$BATCH" --out engine.jsonl --summary engine.json >/dev/null 2>&1
 "${G[@]}" -n "$NAIVE_N" --naive --out naive.jsonl --summary naive.json >/dev/null 2>&1
-"${G[@]}" -n "$N" --batch "$BATCH" --max-tokens 1 --retries 0 --prefix-cache 4 --out p1.jsonl --summary pre_on.json >/dev/null 2>&1
-"${G[@]}" -n "$N" --batch "$BATCH" --max-tokens 1 --retries 0 --prefix-cache 0 --out p0.jsonl --summary pre_off.json >/dev/null 2>&1
+"${G[@]}" -n "$NAIVE_N" --batch "$BATCH" --out same.jsonl --summary same.json >/dev/null 2>&1
+# prefill alone is short and a loaded 2-core machine is noisy: best of 3, alternating
+for r in 1 2 3; do
+  "${G[@]}" -n "$N" --batch "$BATCH" --max-tokens 1 --retries 0 --prefix-cache 4 --out p1.jsonl --summary pre_on$r.json >/dev/null 2>&1
+  "${G[@]}" -n "$N" --batch "$BATCH" --max-tokens 1 --retries 0 --prefix-cache 0 --out p0.jsonl --summary pre_off$r.json >/dev/null 2>&1
+done
 
 "$PY" - "$N" "$NAIVE_N" "$BATCH" <<'EOF'
 import json, sys
 n, nn, batch = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 e, v = json.load(open("engine.json")), json.load(open("naive.json"))
-on, off = json.load(open("pre_on.json")), json.load(open("pre_off.json"))
-# the naive loop's graphs are the engine's first graphs, token for token
-eng = {json.loads(l)["trace_id"]: l for l in open("engine.jsonl")}
-same = all(eng.get(json.loads(l)["trace_id"]) == l for l in open("naive.jsonl"))
+best = lambda f: min((json.load(open(f"{f}{r}.json")) for r in (1, 2, 3)), key=lambda s: s["seconds"])
+on, off = best("pre_on"), best("pre_off")
+# the naive loop writes exactly what the engine writes for the same graphs: every answer text of
+# every layer try hashes the same
+same = json.load(open("same.json"))["answers_hash"] == v["answers_hash"]
 print(f"{'':34s} {'graphs':>7s} {'valid':>6s} {'tokens':>8s} {'seconds':>8s} {'tokens/s':>9s} {'graphs/s':>9s}")
 for name, s in ((f"engine, batch {batch}", e), ("naive loop (no cache, batch 1)", v)):
     print(f"{name:34s} {s['requested']:7d} {s['valid']:6d} {s['tokens_generated']:8d} {s['seconds']:8.2f} {s['tokens_per_s']:9.1f} {s['graphs_per_s']:9.3f}")
-print(f"speed-up (tokens/s): {e['tokens_per_s'] / v['tokens_per_s']:.1f}x   (graphs/s: {e['graphs_per_s'] / v['graphs_per_s']:.1f}x)   naive graphs identical to the engine's: {same}")
+print(f"speed-up (tokens/s): {e['tokens_per_s'] / v['tokens_per_s']:.1f}x   (graphs/s: {e['graphs_per_s'] / v['graphs_per_s']:.1f}x)   same answers as the engine: {same}")
+print(f"engine: final layer failures {e['layer_failures']}, graphs not assembled {e['not_assembled']}; "
+      f"time in model calls {e['forward_s']:.2f} s, masks {e['mask_s']:.2f} s, sampler {e['sample_s']:.2f} s")
 print(f"prefill only ({n} root prompts, 1 token each): prefix reuse on {on['seconds']:.2f} s, {on['prefill_rows']} rows computed "
       f"({on['prefix_rows_saved']} reused); off {off['seconds']:.2f} s, {off['prefill_rows']} rows -> {off['seconds'] / on['seconds']:.2f}x")
 EOF

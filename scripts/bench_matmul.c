@@ -1,6 +1,6 @@
 // Matmul throughput of the CPU backend against the machine's measured FMA peak.
 // Built and run by scripts/bench_train_cpu.sh:
-//   cc -O2 -march=native -fopenmp -I. scripts/bench_matmul.c BUILD/libtracellm.a -lz -lm -o bench_matmul
+//   cc -std=c11 -O2 -march=native -fopenmp -I. -D_GNU_SOURCE scripts/bench_matmul.c kernels/cpu/*.c util/util.c -lz -lm
 //   ./bench_matmul [threads]
 // The peak is measured, not looked up: every thread runs 24 independent 16-wide FMA chains
 // (enough to hide the FMA latency), which is the most any fp32 kernel can do on this machine.

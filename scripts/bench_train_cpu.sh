@@ -9,7 +9,6 @@
 # PyTorch's matmuls use whatever libblas.so.3 is selected (install libopenblas0-pthread for a fair one).
 set -euo pipefail
 TRACELLM=${TRACELLM:-./tracellm}
-BUILD=${BUILD:-build}
 PY=${PY:-/usr/bin/python3}
 MODEL=d4 B=8 T=256 V=4096 THREADS=2 STEPS=10
 while [ $# -gt 0 ]; do
@@ -52,5 +51,7 @@ theirs=$(sed -E 's/.* ([0-9.]+) tokens\/s.*/\1/' <<<"$ref")
 "$PY" -c "print(f'ratio tracellm / pytorch: {float($ours) / float($theirs):.2f}x')"
 
 echo "== matmul (kernels/cpu) vs the measured peak"
-cc -std=c11 -O2 -march=native -fopenmp -I. -D_GNU_SOURCE scripts/bench_matmul.c "$BUILD/libtracellm.a" -lz -lm -lpthread -o "$TMP/bench_matmul"
+# built from the CPU backend's sources alone, so a library with the CUDA backend in it needs no CUDA here
+cc -std=c11 -O2 -march=native -fopenmp -I. -D_GNU_SOURCE scripts/bench_matmul.c kernels/cpu/*.c util/util.c -lz -lm -lpthread \
+  -o "$TMP/bench_matmul"
 "$TMP/bench_matmul" "$THREADS"

@@ -74,6 +74,19 @@ check threads_run train "${COMMON[@]}" --out "$TMP/full2" --threads 2
 check threads_same_weights cmp "$TMP/full/model.bin" "$TMP/full2/model.bin"
 check resume_done_is_noop train "${COMMON[@]}" --out "$TMP/half" --resume
 
+# gradient accumulation: 2 micro-batches of 4 read the same tokens as one batch of 8, so the same
+# loss and (up to summation order) the same update
+check accum_batch8 train --data "$TMP/a.bin" --steps 3 --warmup 0 --batch 8 --out "$TMP/b8"
+check accum_batch4x2 train --data "$TMP/a.bin" --steps 3 --warmup 0 --batch 4 --grad-accum 2 --out "$TMP/b4x2"
+check accum_same_losses "$PY" -c "
+import json, sys
+a = [json.loads(l) for l in open('$TMP/b8/log.jsonl')]
+b = [json.loads(l) for l in open('$TMP/b4x2/log.jsonl')]
+for x, y in zip(a, b):
+    assert abs(x['loss'] - y['loss']) < 1e-5 and abs(x['grad_norm'] - y['grad_norm']) < 1e-4 * x['grad_norm'], (x, y)
+assert len(a) == len(b) == 3
+"
+
 # ---- errors ----
 expect_fail existing_run "already holds a checkpoint" train "${COMMON[@]}" --out "$TMP/full"
 expect_fail resume_nothing "has no checkpoint" train "${COMMON[@]}" --out "$TMP/nothing" --resume

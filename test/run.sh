@@ -11,8 +11,9 @@ pass=0; fail=0; skip=0; failed_names=()
 want() { [ $# -eq 0 ] && return 0; for w in "${FILTER[@]}"; do [[ "$1" == *"$w"* ]] && return 0; done; return 1; }
 FILTER=("$@")
 tests=()
-for t in "$BUILD"/test/test_*; do [ -x "$t" ] && tests+=("$t"); done
-for t in test/e2e_*.sh; do [ -f "$t" ] && tests+=("$t"); done
+# TEST_GLOB / E2E_GLOB select another family (make test-cuda: cuda_test_* and e2e_cuda_*.sh)
+for t in "$BUILD"/test/${TEST_GLOB:-test_*}; do [ -x "$t" ] && tests+=("$t"); done
+for t in test/${E2E_GLOB:-e2e_*.sh}; do [ -f "$t" ] && [[ "$t" != test/e2e_cuda_* || -n "${E2E_GLOB:-}" ]] && tests+=("$t"); done
 for t in "${tests[@]}"; do
   name=$(basename "$t")
   if [ ${#FILTER[@]} -gt 0 ] && ! want "$name"; then continue; fi

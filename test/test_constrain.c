@@ -131,7 +131,7 @@ static void test_random_walk_is_valid(void) {
     answer_init(&ans);
     TextBuf out = {0};
     int walks = 0, valid = 0, dead = 0;
-    for (int i = 0; i < 200 && walks < 150; i++) {
+    for (int i = 0; i < 200 && walks < 80; i++) {
         synth_graph(s, 1000 + i, &g, NULL, NULL, NULL);
         LayerOpts lo = {0};
         REQUIRE(layers_build(&L, &g, &lo, err, sizeof err));

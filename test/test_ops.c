@@ -29,10 +29,10 @@ static double (*objective)(void);
 // Compares analytic gradient g (float, from the backend) with central differences of the
 // objective wrt every element of x (double, read by the objective). Relative to the gradient's
 // largest magnitude: float backward vs double finite differences agree to ~1e-6 of it.
-static void check_grad(const char *what, double *x, size_t n, const float *g) {
+static void check_grad_every(const char *what, double *x, size_t n, const float *g, size_t every) {
     double worst = 0, scale = 1e-12;
     for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(g[i]));
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i += every) {
         double x0 = x[i];
         x[i] = x0 + FD_EPS;
         double fp = objective();
@@ -44,6 +44,7 @@ static void check_grad(const char *what, double *x, size_t n, const float *g) {
     }
     CHECKF(worst <= 1e-4 * scale + 1e-6, "%s: max |analytic - numeric| = %.3g (largest gradient %.3g)", what, worst, scale);
 }
+static void check_grad(const char *what, double *x, size_t n, const float *g) { check_grad_every(what, x, n, g, 1); }
 static void check_close(const char *what, const float *got, const double *want, size_t n, double tol) {
     double worst = 0;
     for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(got[i] - want[i]));
@@ -201,8 +202,8 @@ static double obj_attention(void) {
     free(out);
     return s;
 }
-static void test_attention(void) {
-    aB = 2; aT = 7; aC = 12; aNH = 3;
+static void attention_case(int B, int T, int C, int NH, size_t every) {
+    aB = B; aT = T; aC = C; aNH = NH;
     size_t nq = (size_t)aB * aT * 3 * aC, no = (size_t)aB * aT * aC;
     float *qkv = rand_f(nq, 1.5), *R = rand_f(no, 1);
     a_qkv = to_d(qkv, nq); a_R = to_d(R, no);
@@ -214,9 +215,13 @@ static void test_attention(void) {
     float *dqkv = xcalloc(nq, 4);
     be->attention_backward(dqkv, R, qkv, att, aB, aT, aC, aNH);
     objective = obj_attention;
-    check_grad("attention dqkv", a_qkv, nq, dqkv);
+    check_grad_every("attention dqkv", a_qkv, nq, dqkv, every);
     free(qkv); free(R); free(a_qkv); free(a_R); free(out); free(att); free(ref); free(dqkv);
 }
+static void test_attention(void) { attention_case(2, 7, 12, 3, 1); }
+// T = 150: three blocks of query rows (64, 64, 22), so the causal block skipping is exercised;
+// finite differences on every 7th input keep it quick
+static void test_attention_row_blocks(void) { attention_case(1, 150, 8, 2, 7); }
 
 // ---------------------------------------------------------------------------------------------
 // gelu (tanh form), residual, encoder: small enough to share one test each
@@ -345,6 +350,7 @@ int main(void) {
     RUN(test_matmul);
     RUN(test_layernorm);
     RUN(test_attention);
+    RUN(test_attention_row_blocks);
     RUN(test_gelu_residual);
     RUN(test_encoder);
     RUN(test_classifier);

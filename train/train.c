@@ -180,6 +180,19 @@ int cmd_train(int argc, char **argv) {
     }
 
     // ---- model: a fresh one, or the run's checkpoint ----
+    // the shape of a fresh model is checked before anything is created on disk
+    GPTConfig cfg = {0};
+    if (!o.resume) {
+        if (!gpt_preset(o.model, &cfg)) fatal("--model %s: expected one of d2 d4 d6 d8 d12", o.model);
+        if (o.layers) cfg.n_layer = o.layers;
+        if (o.heads) cfg.n_head = o.heads;
+        if (o.embd) cfg.n_embd = o.embd;
+        cfg.max_seq_len = o.seq_len;
+        cfg.vocab_size = (int)train.vocab_size;
+        cfg.padded_vocab_size = gpt_padded_vocab(cfg.vocab_size);
+        const char *bad = gpt_config_check(&cfg);
+        if (bad) fatal("model %s with --layers/--heads/--embd: %s", o.model, bad);
+    }
     RunPaths rp;
     run_paths(&rp, o.out);
     if (mkdir(o.out, 0777) && errno != EEXIST) fatal("cannot create run directory %s: %s", o.out, strerror(errno));
@@ -210,16 +223,6 @@ int cmd_train(int argc, char **argv) {
     } else {
         if (file_size(rp.model) >= 0)
             fatal("%s already holds a checkpoint (%s): pass --resume to continue it, or choose another --out", o.out, rp.model);
-        GPTConfig cfg = {0};
-        if (!gpt_preset(o.model, &cfg)) fatal("--model %s: expected one of d2 d4 d6 d8 d12", o.model);
-        if (o.layers) cfg.n_layer = o.layers;
-        if (o.heads) cfg.n_head = o.heads;
-        if (o.embd) cfg.n_embd = o.embd;
-        cfg.max_seq_len = o.seq_len;
-        cfg.vocab_size = (int)train.vocab_size;
-        cfg.padded_vocab_size = gpt_padded_vocab(cfg.vocab_size);
-        const char *bad = gpt_config_check(&cfg);
-        if (bad) fatal("model %s with --layers/--heads/--embd: %s", o.model, bad);
         gpt_create(&m, &cfg, be);
         gpt_init_random(&m, (uint64_t)o.seed);
         rng_seed(&rng, (uint64_t)o.seed);
@@ -233,10 +236,11 @@ int cmd_train(int argc, char **argv) {
     gpt_plan(&m, o.batch, o.seq_len, true);
     FILE *log = fopen(rp.log, "a");
     if (!log) fatal("cannot open %s: %s", rp.log, strerror(errno));
-    fprintf(stderr, "train: %d layers, %d heads, %d channels, vocab %d (padded %d), %.2fM parameters; "
-                    "%" PRIu64 " tokens in %d shards, %" PRIu64 " batches of %dx%d per epoch; %" PRId64 " steps\n",
+    fprintf(stderr, "train: %d layers, %d heads, %d channels, vocab %d (padded %d), %.2fM parameters, %.0f MB of "
+                    "activations and gradients; %" PRIu64 " tokens in %d shards, %" PRIu64 " batches of %dx%d per epoch; %" PRId64 " steps\n",
             m.cfg.n_layer, m.cfg.n_head, m.cfg.n_embd, m.cfg.vocab_size, m.cfg.padded_vocab_size, m.n_params / 1e6,
-            train.usable_tokens, train.n_shards, train.windows_per_epoch, o.batch, o.seq_len, o.steps);
+            (2.0 * m.n_acts + 4.0 * m.n_params) * sizeof(float) / 1e6, train.usable_tokens, train.n_shards,
+            train.windows_per_epoch, o.batch, o.seq_len, o.steps);
 
     // ---- the loop ----
     size_t BT = (size_t)o.batch * o.seq_len, K = o.grad_accum;
@@ -299,7 +303,7 @@ int cmd_train(int argc, char **argv) {
             fprintf(stderr, "train: step %" PRIu64 ": val loss %.4f\n", st.step, vl);
         }
         fprintf(log, "}\n");
-        fflush(log);
+        if (fflush(log) || ferror(log)) fatal("cannot write %s: %s", rp.log, strerror(errno));
         if (o.print_every && (st.step % o.print_every == 0 || step == start || (int64_t)st.step == stop_at)) {
             double t = now_seconds(), el = t - t_start;
             char eta[32];
@@ -330,7 +334,7 @@ int cmd_train(int argc, char **argv) {
     if (rc == 0)
         fprintf(stderr, "train: %s at step %" PRIu64 " of %" PRId64 " (%s)\n",
                 (int64_t)st.step == o.steps ? "done" : "stopped", st.step, o.steps, rp.model);
-    fclose(log);
+    if (fclose(log)) fatal("cannot write %s: %s", rp.log, strerror(errno));
     free(inp); free(tgt); free(w);
     loader_free(&train);
     if (have_val) loader_free(&val);

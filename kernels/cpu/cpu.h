@@ -1,6 +1,7 @@
-// Internals shared by the CPU backend's files (not part of the op set): the GEMM every matmul
-// runs on, and OMP() so OpenMP pragmas vanish cleanly in builds without -fopenmp (the sanitizer
-// build), where a bare `#pragma omp` would trip -Wunknown-pragmas under -Werror.
+// Internals shared by the CPU backend's files (not part of the op set): the GEMM every matmul and
+// attention runs on; exp / tanh / max / exp-sum without libm, scalar and 16 lanes wide; and OMP()
+// so OpenMP pragmas vanish cleanly in builds without -fopenmp (the sanitizer build), where a bare
+// `#pragma omp` would trip -Wunknown-pragmas under -Werror.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>

@@ -47,6 +47,8 @@ static void micro_6x64(float *Ct, int ldt, const float *const a[MR], long acs, c
             if (load_c) VLOAD(c[r][j], Ct + (size_t)r * ldt + 16 * j);
             else c[r][j] = (v16){0};
         }
+    // unrolled by 2: halves the loop and pointer overhead around the 24 FMAs (+15-50% measured)
+#pragma GCC unroll 2
     for (int k = 0; k < kc; k++) {
         const float *b = Bp + (size_t)k * ldb;
         v16 b0, b1, b2, b3;
@@ -88,21 +90,34 @@ static inline const float *panel_at(const Panel *pn, int k0) { return pn->base +
 // is packed once per K block into [tile][k][6] order, then every panel of B runs over it: the
 // packed chunk (48 rows x 512 k = 96 KB) and one panel block (128 KB) stay in L2 together.
 #define MC_STRIDED 48
+
+// The packed row chunk, one per thread, kept between calls (a fresh 96 KB allocation per chunk
+// would be page faults and page clearing, every call).
+static float *strided_scratch(void) {
+    static _Thread_local float *buf;
+    if (!buf) buf = xmalloc((size_t)MC_STRIDED * KC * sizeof *buf);
+    return buf;
+}
 static void gemm_strided_a(float *C, int ldc, const float *A, long ars, long acs, const Panel *panels, int M, int N,
                            int K, int accumulate) {
     int n_panels = (N + NR - 1) / NR, n_chunks = (M + MC_STRIDED - 1) / MC_STRIDED;
     OMP(parallel for schedule(static))
     for (int mc = 0; mc < n_chunks; mc++) {
-        float *ap = xmalloc((size_t)MC_STRIDED * KC * sizeof *ap);
+        float *ap = strided_scratch();
         int m_begin = mc * MC_STRIDED, m_end = m_begin + MC_STRIDED < M ? m_begin + MC_STRIDED : M;
+        int rows = m_end - m_begin, full = rows / MR;
         for (int k0 = 0; k0 < K; k0 += KC) {
             int kc = K - k0 < KC ? K - k0 : KC;
-            for (int m0 = m_begin; m0 < m_end; m0 += MR) {
-                int mr = m_end - m0 < MR ? m_end - m0 : MR;
-                float *t = ap + (size_t)(m0 - m_begin) * kc;
-                for (int k = 0; k < kc; k++)
-                    for (int r = 0; r < MR; r++)  // rows past the end repeat the last row
-                        t[k * MR + r] = A[(size_t)(m0 + (r < mr ? r : mr - 1)) * ars + (size_t)(k0 + k) * acs];
+            // k outer: for each k the chunk's rows are one short run of A (contiguous when ars is 1,
+            // as for a transposed operand), copied six at a time into the tiles
+            for (int k = 0; k < kc; k++) {
+                const float *src = A + (size_t)(k0 + k) * acs + (size_t)m_begin * ars;
+                float *dst = ap + (size_t)k * MR;
+                for (int j = 0; j < full; j++, dst += (size_t)MR * kc)
+                    if (ars == 1) memcpy(dst, src + j * MR, MR * sizeof *dst);
+                    else for (int r = 0; r < MR; r++) dst[r] = src[(size_t)(j * MR + r) * ars];
+                if (full * MR < rows)  // the last tile: rows past the end repeat the last row
+                    for (int r = 0; r < MR; r++) dst[r] = src[(size_t)(full * MR + r < rows ? full * MR + r : rows - 1) * ars];
             }
             for (int p = 0; p < n_panels; p++) {
                 int n0 = p * NR, nw = N - n0 < NR ? N - n0 : NR;
@@ -115,7 +130,6 @@ static void gemm_strided_a(float *C, int ldc, const float *A, long ars, long acs
                 }
             }
         }
-        free(ap);
     }
 }
 

@@ -1,0 +1,236 @@
+// The memory-bound ops: token + position embedding (and its deterministic backward), GELU,
+// residual add, AdamW and the squared gradient norm. One thread per element (four with float4
+// when the sizes and pointers allow 16-byte accesses).
+#include "kernels/cuda/common.cuh"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+// ---- encoder ----
+
+// out (B,T,C) = wte[inp[b,t]] + wpe[t]
+__global__ void encoder_forward_kernel(float *out, const int32_t *inp, const float *wte, const float *wpe, int BT,
+                                       int T, int C) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)BT * C) return;
+    int bt = (int)(i / C), c = (int)(i % C);
+    out[i] = wte[(size_t)inp[bt] * C + c] + wpe[(size_t)(bt % T) * C + c];
+}
+
+void cu_encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe, int B, int T, int C) {
+    cuda_init();
+    size_t n = (size_t)B * T * C;
+    if (!n) return;
+    encoder_forward_kernel<<<cdiv(n, 256), 256>>>(out, inp, wte, wpe, B * T, T, C);
+    LAUNCH_CHECK("encoder_forward B=%d T=%d C=%d", B, T, C);
+}
+
+// dwpe (T,C) += sum over b of dout (B,T,C), b in order (the CPU backend's order: same bits).
+__global__ void encoder_backward_wpe_kernel(float *dwpe, const float *dout, int B, int T, int C) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)T * C) return;
+    float acc = dwpe[i];
+    for (int b = 0; b < B; b++) acc += dout[(size_t)b * T * C + i];
+    dwpe[i] = acc;
+}
+
+// Tokens repeat, so rows of dwte collide. The host groups positions by token (a stable counting
+// sort of the B*T ids): block x owns one distinct token and adds its positions' rows in
+// position order. No atomics, and the same order of additions as the CPU backend.
+__global__ void encoder_backward_wte_kernel(float *dwte, const float *dout, const int32_t *tok, const int32_t *start,
+                                            const int32_t *order, int C) {
+    int u = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float *row = dwte + (size_t)tok[u] * C;
+    float acc = row[c];
+    for (int k = start[u]; k < start[u + 1]; k++) acc += dout[(size_t)order[k] * C + c];
+    row[c] = acc;
+}
+
+void cu_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B, int T, int C) {
+    cuda_init();
+    int BT = B * T;
+    if (!BT || !C) return;
+    encoder_backward_wpe_kernel<<<cdiv((size_t)T * C, 256), 256>>>(dwpe, dout, B, T, C);
+    LAUNCH_CHECK("encoder_backward (wpe) B=%d T=%d C=%d", B, T, C);
+    // group positions by token on the host: ids (BT) are small next to the activations
+    int32_t *ids = (int32_t *)xmalloc((size_t)BT * 4);
+    CUDA_CHECK(cudaMemcpy(ids, inp, (size_t)BT * 4, cudaMemcpyDeviceToHost), "encoder_backward: download ids B=%d T=%d", B, T);
+    int32_t mx = 0;
+    for (int i = 0; i < BT; i++) {
+        if (ids[i] < 0) fatal("cuda encoder_backward: token id %d at position %d is negative", ids[i], i);
+        if (ids[i] > mx) mx = ids[i];
+    }
+    int32_t *count = (int32_t *)xcalloc((size_t)mx + 2, 4);
+    for (int i = 0; i < BT; i++) count[ids[i] + 1]++;
+    int nu = 0;  // distinct tokens
+    for (int32_t v = 0; v <= mx; v++) if (count[v + 1]) nu++;
+    // host buffer: tok[nu] | start[nu+1] | order[BT]
+    int32_t *h = (int32_t *)xmalloc(((size_t)2 * nu + 1 + BT) * 4);
+    int32_t *tok = h, *start = h + nu, *order = h + 2 * nu + 1;
+    int u = 0, at = 0;
+    int32_t *slot_of = (int32_t *)xmalloc(((size_t)mx + 1) * 4);
+    for (int32_t v = 0; v <= mx; v++)
+        if (count[v + 1]) { tok[u] = v; start[u] = at; slot_of[v] = at; at += count[v + 1]; u++; }
+    start[nu] = at;
+    for (int i = 0; i < BT; i++) order[slot_of[ids[i]]++] = i;
+    size_t bytes = ((size_t)2 * nu + 1 + BT) * 4;
+    int32_t *d = (int32_t *)cuda_scratch(2, bytes);
+    CUDA_CHECK(cudaMemcpy(d, h, bytes, cudaMemcpyHostToDevice), "encoder_backward: upload token groups B=%d T=%d", B, T);
+    free(ids); free(count); free(h); free(slot_of);
+    dim3 grid(nu, cdiv(C, 128));
+    encoder_backward_wte_kernel<<<grid, 128>>>(dwte, dout, d, d + nu, d + 2 * nu + 1, C);
+    LAUNCH_CHECK("encoder_backward (wte) B=%d T=%d C=%d distinct tokens=%d", B, T, C, nu);
+}
+
+// ---- GELU (tanh approximation) ----
+
+#define GELU_SCALE 0.7978845608028654f  // sqrt(2/pi)
+
+__device__ __forceinline__ float gelu1(float x) {
+    return 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+}
+__device__ __forceinline__ float gelu_grad1(float x) {
+    float th = tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));
+    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+}
+
+__global__ void gelu_forward_kernel(float *out, const float *inp, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = gelu1(inp[i]);
+}
+__global__ void gelu_forward_kernel4(float4 *out, const float4 *inp, size_t n4) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n4) return;
+    float4 x = inp[i];
+    out[i] = make_float4(gelu1(x.x), gelu1(x.y), gelu1(x.z), gelu1(x.w));
+}
+__global__ void gelu_backward_kernel(float *dinp, const float *inp, const float *dout, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dinp[i] += gelu_grad1(inp[i]) * dout[i];
+}
+__global__ void gelu_backward_kernel4(float4 *dinp, const float4 *inp, const float4 *dout, size_t n4) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n4) return;
+    float4 x = inp[i], d = dout[i], a = dinp[i];
+    a.x += gelu_grad1(x.x) * d.x; a.y += gelu_grad1(x.y) * d.y;
+    a.z += gelu_grad1(x.z) * d.z; a.w += gelu_grad1(x.w) * d.w;
+    dinp[i] = a;
+}
+
+void cu_gelu_forward(float *out, const float *inp, size_t n) {
+    cuda_init();
+    if (!n) return;
+    if (n % 4 == 0 && aligned16(out) && aligned16(inp))
+        gelu_forward_kernel4<<<cdiv(n / 4, 256), 256>>>((float4 *)out, (const float4 *)inp, n / 4);
+    else
+        gelu_forward_kernel<<<cdiv(n, 256), 256>>>(out, inp, n);
+    LAUNCH_CHECK("gelu_forward n=%zu", n);
+}
+void cu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+    cuda_init();
+    if (!n) return;
+    if (n % 4 == 0 && aligned16(dinp) && aligned16(inp) && aligned16(dout))
+        gelu_backward_kernel4<<<cdiv(n / 4, 256), 256>>>((float4 *)dinp, (const float4 *)inp, (const float4 *)dout, n / 4);
+    else
+        gelu_backward_kernel<<<cdiv(n, 256), 256>>>(dinp, inp, dout, n);
+    LAUNCH_CHECK("gelu_backward n=%zu", n);
+}
+
+// ---- residual ----
+
+__global__ void residual_forward_kernel(float *out, const float *a, const float *b, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = a[i] + b[i];
+}
+__global__ void residual_forward_kernel4(float4 *out, const float4 *a, const float4 *b, size_t n4) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n4) return;
+    float4 x = a[i], y = b[i];
+    out[i] = make_float4(x.x + y.x, x.y + y.y, x.z + y.z, x.w + y.w);
+}
+__global__ void residual_backward_kernel(float *da, float *db, const float *dout, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float d = dout[i];
+    da[i] += d;
+    db[i] += d;
+}
+
+void cu_residual_forward(float *out, const float *a, const float *b, size_t n) {
+    cuda_init();
+    if (!n) return;
+    if (n % 4 == 0 && aligned16(out) && aligned16(a) && aligned16(b))
+        residual_forward_kernel4<<<cdiv(n / 4, 256), 256>>>((float4 *)out, (const float4 *)a, (const float4 *)b, n / 4);
+    else
+        residual_forward_kernel<<<cdiv(n, 256), 256>>>(out, a, b, n);
+    LAUNCH_CHECK("residual_forward n=%zu", n);
+}
+void cu_residual_backward(float *da, float *db, const float *dout, size_t n) {
+    cuda_init();
+    if (!n) return;
+    residual_backward_kernel<<<cdiv(n, 256), 256>>>(da, db, dout, n);
+    LAUNCH_CHECK("residual_backward n=%zu", n);
+}
+
+// ---- optimizer ----
+
+// Fixed chunks, each summed in double by one block in a fixed tree; the host adds the chunks in
+// order. The grid depends on n only, so the result has the same bits every run.
+#define SUMSQ_CHUNK 16384
+#define SUMSQ_THREADS 256
+__global__ void sumsq_kernel(double *part, const float *g, size_t n) {
+    __shared__ double sh[SUMSQ_THREADS / 32];
+    size_t i0 = (size_t)blockIdx.x * SUMSQ_CHUNK, i1 = i0 + SUMSQ_CHUNK < n ? i0 + SUMSQ_CHUNK : n;
+    double s = 0.0;
+    for (size_t i = i0 + threadIdx.x; i < i1; i += SUMSQ_THREADS) s += (double)g[i] * g[i];
+    s = warp_sum_d(s);
+    if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = s;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double t = 0.0;
+        for (int w = 0; w < SUMSQ_THREADS / 32; w++) t += sh[w];
+        part[blockIdx.x] = t;
+    }
+}
+
+double cu_sumsq(const float *g, size_t n) {
+    cuda_init();
+    if (!n) return 0.0;
+    size_t nb = (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK;
+    double *part = (double *)cuda_scratch(3, nb * sizeof(double));
+    sumsq_kernel<<<(unsigned)nb, SUMSQ_THREADS>>>(part, g, n);
+    LAUNCH_CHECK("sumsq n=%zu", n);
+    double *h = (double *)xmalloc(nb * sizeof *h);
+    CUDA_CHECK(cudaMemcpy(h, part, nb * sizeof *h, cudaMemcpyDeviceToHost), "sumsq n=%zu (download partial sums)", n);
+    double total = 0.0;
+    for (size_t i = 0; i < nb; i++) total += h[i];
+    free(h);
+    return total;
+}
+
+// torch.optim.AdamW's arithmetic, as kernels/cpu/adamw.c.
+__global__ void adamw_kernel(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+                             float beta2, float eps, float decay, float step, float bc2_sqrt, float grad_scale) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float gi = g[i] * grad_scale;
+    float pi = p[i] * decay;
+    float mi = m[i] * beta1 + gi * (1.0f - beta1);
+    float vi = v[i] * beta2 + gi * gi * (1.0f - beta2);
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = pi - step * (mi / (sqrtf(vi) / bc2_sqrt + eps));
+}
+
+void cu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2, float eps,
+              float wd, int t, float grad_scale) {
+    cuda_init();
+    if (!n) return;
+    double bc1 = 1.0 - pow(beta1, t), bc2 = 1.0 - pow(beta2, t);
+    float step = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2), decay = 1.0f - lr * wd;
+    adamw_kernel<<<cdiv(n, 256), 256>>>(p, g, m, v, n, lr, beta1, beta2, eps, decay, step, bc2_sqrt, grad_scale);
+    LAUNCH_CHECK("adamw n=%zu t=%d", n, t);
+}

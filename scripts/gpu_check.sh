@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Everything a GPU machine has to prove about the CUDA backend, in one command that finishes in
+# under 8 minutes on one H100 (a global deadline caps every stage's timeout):
+#   1. device   what the card is (nvidia-smi)
+#   2. build    make -j16 with the CUDA backend for this card's architecture, warnings as errors
+#   3. tests    make test-cuda: every op vs the CPU backend, the whole model vs the PyTorch fixture
+#               and the CPU, 20 training steps, determinism, `train --device cuda` resume
+#   4. ceiling  scripts/gpu_ceiling.cu: measured bf16 / TF32 GEMM TFLOP/s and copy bandwidth
+#   5. bench    scripts/bench_train_gpu.sh: tokens/s and MFU of d12, T=1024 vs PyTorch
+# A failing stage is reported in the table and the next stage still runs. Logs go to $OUT (or a
+# temporary folder, printed); the summary table is printed last.
+#
+#   scripts/gpu_check.sh            (from the repository root or anywhere)
+set -u
+cd "$(dirname "$0")/.."
+DEADLINE=$(( $(date +%s) + ${GPU_CHECK_SECONDS:-470} ))
+LOGDIR=${OUT:-$(mktemp -d)}/gpu_check
+mkdir -p "$LOGDIR"
+BUILD=${BUILD:-build-gpu}
+BIN=$BUILD/tracellm
+if [ -d /usr/local/cuda/bin ]; then export PATH=/usr/local/cuda/bin:$PATH; fi
+if [ -d /usr/local/cuda/lib64 ]; then export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}; fi
+
+ROWS=()
+# run_stage NAME CAP_SECONDS COMMAND...: runs it with its output in $LOGDIR/NAME.log, under
+# min(CAP, time left before the deadline); sets RC and DUR.
+run_stage() {
+  local name=$1 cap=$2; shift 2
+  local left=$(( DEADLINE - $(date +%s) )) t0
+  [ "$cap" -gt "$left" ] && cap=$left
+  if [ "$cap" -le 5 ]; then RC=124; DUR=0; echo "== $name: skipped, no time left" | tee "$LOGDIR/$name.log"; return; fi
+  echo "== $name (limit ${cap}s): $*"
+  t0=$(date +%s)
+  timeout --kill-after=10 "$cap" "$@" >"$LOGDIR/$name.log" 2>&1
+  RC=$?
+  DUR=$(( $(date +%s) - t0 ))
+  tail -n 4 "$LOGDIR/$name.log" | sed 's/^/   /'
+}
+status() { case $1 in 0) echo ok;; 124|137) echo TIMEOUT;; *) echo "FAIL($1)";; esac; }
+row() { ROWS+=("$(printf '%-9s %-9s %5ss  %s' "$1" "$2" "$3" "$4")"); }
+result() { sed -n "s/^RESULT $1=//p" "$LOGDIR/bench.log" 2>/dev/null | tail -1; }
+
+# 1. device
+run_stage device 20 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader
+CARD=$(head -1 "$LOGDIR/device.log")
+CAP=$(awk -F', ' '{print $4}' <<<"$CARD" | tr -d '.')
+row device "$(status $RC)" "$DUR" "$CARD"
+case "$CAP" in [0-9][0-9]|[0-9][0-9][0-9]) ARCH="-gencode arch=compute_$CAP,code=sm_$CAP";; *) ARCH=;; esac
+
+# 2. build (only this card's architecture: half the nvcc time)
+if [ -n "$ARCH" ]; then
+  run_stage build 240 make -j16 BUILD="$BUILD" BIN="$BIN" GPU_ARCH="$ARCH"
+else
+  run_stage build 240 make -j16 BUILD="$BUILD" BIN="$BIN"
+fi
+BUILD_RC=$RC
+row build "$(status $RC)" "$DUR" "$(grep -c 'nvcc' "$LOGDIR/build.log") nvcc units${ARCH:+, sm_$CAP}"
+# resource report of the hand-written kernels (registers, spills), cheap and useful beside the timings
+if [ $BUILD_RC -eq 0 ] && [ -n "$ARCH" ]; then
+  for f in kernels/cuda/*.cu; do
+    timeout 60 nvcc -O3 -std=c++17 $ARCH -I. -Xptxas -v -c "$f" -o /dev/null 2>&1 | grep -E "Function properties|registers|spill" \
+      >"$LOGDIR/ptxas_$(basename "$f" .cu).txt" || true
+  done
+fi
+
+# 3. tests
+if [ $BUILD_RC -eq 0 ]; then
+  run_stage tests 240 make test-cuda BUILD="$BUILD" BIN="$BIN" ${ARCH:+GPU_ARCH="$ARCH"}
+  row tests "$(status $RC)" "$DUR" "$(grep -E '^[0-9]+ passed' "$LOGDIR/tests.log" | tail -1)"
+else
+  row tests skipped 0 "build failed"
+fi
+
+# 4. ceilings
+run_stage ceiling 90 bash -c "nvcc -O3 -std=c++17 ${ARCH:--arch=native} scripts/gpu_ceiling.cu -lcublasLt -o '$LOGDIR/gpu_ceiling' && '$LOGDIR/gpu_ceiling'"
+row ceiling "$(status $RC)" "$DUR" "$(grep -oE 'gemm bf16 [^:]*: [0-9.]+ ms, [0-9.]+ TFLOP/s' "$LOGDIR/ceiling.log" | sed 's/.*, //') bf16, $(grep -oE 'gemm tf32 .*TFLOP/s' "$LOGDIR/ceiling.log" | sed 's/.*, //') tf32, $(grep -oE '[0-9]+ GB/s' "$LOGDIR/ceiling.log") copy"
+
+# 5. training throughput
+if [ $BUILD_RC -eq 0 ]; then
+  run_stage bench 300 env TRACELLM="$BIN" bash scripts/bench_train_gpu.sh
+  row bench "$(status $RC)" "$DUR" "tracellm $(result tracellm_tokens_per_s) tok/s (MFU $(result tracellm_mfu)) vs torch $(result torch_kind) $(result torch_tokens_per_s) tok/s (MFU $(result torch_mfu)): $(result ratio)"
+  row bench-tf32 info 0 "torch tf32 eager (like-for-like precision) $(result torch_tf32_eager_tokens_per_s) tok/s"
+else
+  row bench skipped 0 "build failed"
+fi
+
+echo
+echo "logs: $LOGDIR"
+echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')"
+echo "=================== gpu_check summary ($(date -u +%Y-%m-%dT%H:%MZ)) ==================="
+printf '%-9s %-9s %6s  %s\n' stage status time result
+for r in "${ROWS[@]}"; do echo "$r"; done

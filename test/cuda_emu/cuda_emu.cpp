@@ -1,0 +1,229 @@
+// The CPU emulation of CUDA / cuBLASLt declared in cuda_emu.h (scripts/cuda_emu_check.sh).
+#include "cuda_emu.h"
+#include <ucontext.h>
+#include <vector>
+
+emu_uint3 threadIdx, blockIdx;
+dim3 blockDim, gridDim;
+char *emu_dynamic_smem;
+
+// ---- fibers: the threads of one block ----
+namespace {
+enum { RUNNABLE, AT_BARRIER, DONE };
+struct Fiber { ucontext_t ctx; char *stack; int state; unsigned tid; };
+const size_t STACK = 256 << 10;
+std::vector<Fiber> fibers;
+ucontext_t scheduler;
+int current;
+const std::function<void()> *body;
+cudaError_t last_error = cudaSuccess;
+// warp shuffle exchange slots, one per thread
+std::vector<float> xf;
+std::vector<double> xd;
+
+void fiber_main() {
+    (*body)();
+    fibers[current].state = DONE;
+    swapcontext(&fibers[current].ctx, &scheduler);
+}
+
+void barrier() {
+    fibers[current].state = AT_BARRIER;
+    swapcontext(&fibers[current].ctx, &scheduler);
+    unsigned t = fibers[current].tid;
+    threadIdx.x = t % blockDim.x; threadIdx.y = t / blockDim.x % blockDim.y; threadIdx.z = t / (blockDim.x * blockDim.y);
+}
+}  // namespace
+
+void __syncthreads() { barrier(); }
+void __syncwarp(unsigned) { barrier(); }
+float __shfl_xor_sync(unsigned, float v, int m) {
+    unsigned t = fibers[current].tid;
+    xf[t] = v;
+    barrier();
+    float r = xf[(t ^ (unsigned)m) < xf.size() ? t ^ (unsigned)m : t];
+    barrier();
+    return r;
+}
+double __shfl_xor_sync(unsigned, double v, int m) {
+    unsigned t = fibers[current].tid;
+    xd[t] = v;
+    barrier();
+    double r = xd[(t ^ (unsigned)m) < xd.size() ? t ^ (unsigned)m : t];
+    barrier();
+    return r;
+}
+
+void emu_run(const EmuCfg &cfg, const std::function<void()> &b) {
+    unsigned nt = cfg.block.x * cfg.block.y * cfg.block.z;
+    if (nt == 0 || nt > 1024 || cfg.grid.x == 0 || cfg.grid.y == 0 || cfg.grid.z == 0 || cfg.grid.y > 65535 ||
+        cfg.grid.z > 65535) {
+        last_error = cudaErrorInvalidConfiguration;
+        return;
+    }
+    if (cfg.smem > (227u << 10)) { last_error = cudaErrorInvalidValue; return; }
+    if (nt % 32) { fprintf(stderr, "cuda_emu: block of %u threads is not whole warps\n", nt); abort(); }
+    gridDim = cfg.grid;
+    blockDim = cfg.block;
+    body = &b;
+    std::vector<char> smem(cfg.smem + 16);
+    emu_dynamic_smem = smem.data();
+    if (fibers.size() < nt) {
+        size_t old = fibers.size();
+        fibers.resize(nt);
+        for (size_t i = old; i < nt; i++) fibers[i].stack = (char *)malloc(STACK);
+    }
+    xf.assign(nt, 0.0f);
+    xd.assign(nt, 0.0);
+    for (unsigned bz = 0; bz < cfg.grid.z; bz++)
+        for (unsigned by = 0; by < cfg.grid.y; by++)
+            for (unsigned bx = 0; bx < cfg.grid.x; bx++) {
+                blockIdx.x = bx; blockIdx.y = by; blockIdx.z = bz;
+                memset(smem.data(), 0xff, smem.size());  // dynamic shared memory starts as garbage (NaN)
+                for (unsigned t = 0; t < nt; t++) {
+                    Fiber &f = fibers[t];
+                    getcontext(&f.ctx);
+                    f.ctx.uc_stack.ss_sp = f.stack;
+                    f.ctx.uc_stack.ss_size = STACK;
+                    f.ctx.uc_link = NULL;
+                    makecontext(&f.ctx, fiber_main, 0);
+                    f.state = RUNNABLE;
+                    f.tid = t;
+                }
+                for (;;) {
+                    int live = 0;
+                    for (unsigned t = 0; t < nt; t++) {
+                        if (fibers[t].state != RUNNABLE) continue;
+                        current = (int)t;
+                        threadIdx.x = t % blockDim.x; threadIdx.y = t / blockDim.x % blockDim.y;
+                        threadIdx.z = t / (blockDim.x * blockDim.y);
+                        swapcontext(&scheduler, &fibers[t].ctx);
+                    }
+                    for (unsigned t = 0; t < nt; t++)
+                        if (fibers[t].state == AT_BARRIER) { fibers[t].state = RUNNABLE; live++; }
+                    if (!live) break;
+                }
+            }
+}
+
+// ---- runtime ----
+const char *cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : "emulated CUDA error"; }
+const char *cudaGetErrorName(cudaError_t e) { return e == cudaSuccess ? "cudaSuccess" : "cudaErrorEmulated"; }
+cudaError_t cudaGetDeviceCount(int *n) { *n = 1; return cudaSuccess; }
+cudaError_t cudaSetDevice(int) { return cudaSuccess; }
+cudaError_t cudaGetDevice(int *d) { *d = 0; return cudaSuccess; }
+cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr, int) { *v = 227 << 10; return cudaSuccess; }
+cudaError_t cudaMalloc(void **p, size_t n) {
+    *p = malloc(n ? n : 1);
+    if (!*p) return cudaErrorMemoryAllocation;
+    memset(*p, 0xa5, n);  // garbage, as fresh device memory is
+    return cudaSuccess;
+}
+cudaError_t cudaFree(void *p) { free(p); return cudaSuccess; }
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind) { memmove(dst, src, n); return cudaSuccess; }
+cudaError_t cudaMemset(void *p, int v, size_t n) { memset(p, v, n); return cudaSuccess; }
+cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) { memset(p, v, n); return cudaSuccess; }
+cudaError_t cudaGetLastError(void) { cudaError_t e = last_error; last_error = cudaSuccess; return e; }
+cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+
+// ---- cuBLASLt ----
+struct EmuLtHandle { int dummy; };
+cublasStatus_t cublasLtCreate(cublasLtHandle_t *h) { *h = new EmuLtHandle(); return CUBLAS_STATUS_SUCCESS; }
+const char *cublasLtGetStatusString(cublasStatus_t s) { return s == CUBLAS_STATUS_SUCCESS ? "success" : "emulated cuBLAS error"; }
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t c, cudaDataType_t scale) {
+    *d = new EmuLtDesc{c, scale, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, NULL, (cudaDataType_t)-1};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a, const void *buf, size_t n) {
+    switch (a) {
+    case CUBLASLT_MATMUL_DESC_TRANSA: if (n != sizeof d->ta) return CUBLAS_STATUS_INVALID_VALUE; memcpy(&d->ta, buf, n); break;
+    case CUBLASLT_MATMUL_DESC_TRANSB: if (n != sizeof d->tb) return CUBLAS_STATUS_INVALID_VALUE; memcpy(&d->tb, buf, n); break;
+    case CUBLASLT_MATMUL_DESC_EPILOGUE: if (n != sizeof d->epi) return CUBLAS_STATUS_INVALID_VALUE; memcpy(&d->epi, buf, n); break;
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER: if (n != sizeof d->bias) return CUBLAS_STATUS_INVALID_VALUE; memcpy(&d->bias, buf, n); break;
+    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: if (n != sizeof d->bias_type) return CUBLAS_STATUS_INVALID_VALUE; memcpy(&d->bias_type, buf, n); break;
+    default: return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) { delete d; return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cudaDataType_t t, uint64_t rows, uint64_t cols, int64_t ld) {
+    if (ld < (int64_t)rows) return CUBLAS_STATUS_INVALID_VALUE;  // column-major: ld >= rows
+    *l = new EmuLtLayout{t, rows, cols, ld};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) { delete l; return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *p) { *p = new EmuLtPref{0, {256, 256, 256, 256}}; return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p, cublasLtMatmulPreferenceAttributes_t a, const void *buf, size_t n) {
+    if (a == CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES) { if (n != sizeof p->ws) return CUBLAS_STATUS_INVALID_VALUE; memcpy(&p->ws, buf, n); return CUBLAS_STATUS_SUCCESS; }
+    int i = a - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES;
+    if (i < 0 || i > 3 || n != 4) return CUBLAS_STATUS_INVALID_VALUE;
+    memcpy(&p->align[i], buf, 4);
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) { delete p; return CUBLAS_STATUS_SUCCESS; }
+
+// op(X) dims
+static void op_dims(const EmuLtLayout *l, cublasOperation_t t, uint64_t *r, uint64_t *c) {
+    *r = t == CUBLAS_OP_T ? l->cols : l->rows;
+    *c = t == CUBLAS_OP_T ? l->rows : l->cols;
+}
+static bool shapes_ok(const EmuLtDesc *d, const EmuLtLayout *a, const EmuLtLayout *b, const EmuLtLayout *c, const EmuLtLayout *dl) {
+    uint64_t ar, ac, br, bc;
+    op_dims(a, d->ta, &ar, &ac);
+    op_dims(b, d->tb, &br, &bc);
+    return ac == br && ar == dl->rows && bc == dl->cols && c->rows == dl->rows && c->cols == dl->cols &&
+           a->type == b->type && dl->type == CUDA_R_32F && c->type == CUDA_R_32F;
+}
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a,
+                                              cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t dl,
+                                              cublasLtMatmulPreference_t, int want, cublasLtMatmulHeuristicResult_t *r, int *found) {
+    if (want < 1) return CUBLAS_STATUS_INVALID_VALUE;
+    if (!shapes_ok(d, a, b, c, dl)) return CUBLAS_STATUS_INVALID_VALUE;
+    memset(r, 0, sizeof *r);
+    *found = 1;
+    return CUBLAS_STATUS_SUCCESS;
+}
+static float tf32(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    u = (u + 0x1000u) & ~0x1fffu;  // 10 explicit mantissa bits, round to nearest
+    memcpy(&x, &u, 4);
+    return x;
+}
+static float load(const void *p, cudaDataType_t t, size_t i) {
+    if (t == CUDA_R_16BF) return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+    return ((const float *)p)[i];
+}
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const void *alpha_, const void *A,
+                              cublasLtMatrixLayout_t la, const void *B, cublasLtMatrixLayout_t lb, const void *beta_,
+                              const void *C, cublasLtMatrixLayout_t lc, void *D, cublasLtMatrixLayout_t ld,
+                              const cublasLtMatmulAlgo_t *, void *, size_t, cudaStream_t) {
+    if (!shapes_ok(d, la, lb, lc, ld)) return CUBLAS_STATUS_INVALID_VALUE;
+    if (d->epi == CUBLASLT_EPILOGUE_BIAS && (!d->bias || (d->bias_type != CUDA_R_32F && d->bias_type != (cudaDataType_t)-1)))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    float alpha = *(const float *)alpha_, beta = *(const float *)beta_;
+    uint64_t m = ld->rows, n = ld->cols, k;
+    uint64_t ar, ac;
+    op_dims(la, d->ta, &ar, &ac);
+    k = ac;
+    bool round_tf32 = d->compute == CUBLAS_COMPUTE_32F_FAST_TF32 && la->type == CUDA_R_32F;
+    std::vector<float> out(m * n);
+    for (uint64_t j = 0; j < n; j++)
+        for (uint64_t i = 0; i < m; i++) {
+            float acc = 0.0f;
+            for (uint64_t p = 0; p < k; p++) {
+                size_t ia = d->ta == CUBLAS_OP_T ? p + i * la->ld : i + p * la->ld;
+                size_t ib = d->tb == CUBLAS_OP_T ? j + p * lb->ld : p + j * lb->ld;
+                float x = load(A, la->type, ia), y = load(B, lb->type, ib);
+                if (round_tf32) { x = tf32(x); y = tf32(y); }
+                acc += x * y;
+            }
+            float v = alpha * acc;
+            if (beta != 0.0f) v += beta * ((const float *)C)[i + j * lc->ld];
+            if (d->epi == CUBLASLT_EPILOGUE_BIAS) v += ((const float *)d->bias)[i];
+            out[i + j * m] = v;
+        }
+    for (uint64_t j = 0; j < n; j++)
+        for (uint64_t i = 0; i < m; i++) ((float *)D)[i + j * ld->ld] = out[i + j * m];
+    return CUBLAS_STATUS_SUCCESS;
+}

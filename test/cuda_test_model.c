@@ -1,0 +1,298 @@
+// The whole GPT on the CUDA backend against the committed PyTorch fixture
+// (test/fixtures/gpt_small.bin, written by scripts/reference/gpt_ref.py) and against the CPU
+// backend: logits, loss, every parameter gradient, the masked loss, 20 AdamW steps following the
+// CPU loss curve, bit-identical repeat runs, gradient accumulation, and KV-cache decoding.
+//
+// Two GEMM precisions are checked (kernels/cuda/backend_cuda.h):
+//   fp32 (TRACELLM_CUDA_MATMUL=fp32): the CPU test's bounds: logits / loss 1e-4 absolute, each
+//        gradient 1e-4 of its tensor's largest element; losses of 20 steps within 1e-4 of the CPU.
+//   tf32 (the default, what training runs): logits 1e-2 of the largest logit, loss 2e-3,
+//        gradients 3e-2 of the tensor's largest, 20-step losses within 1e-2 of the CPU.
+// Without a usable GPU every case SKIPs with the CUDA error.
+#include "kernels/cuda/backend_cuda.h"
+#include "kernels/ops.h"
+#include "model/decode.h"
+#include "model/gpt.h"
+#include "test/test.h"
+#include "util/util.h"
+#include <math.h>
+#include <stdint.h>
+
+#define FIXTURE "test/fixtures/gpt_small.bin"
+
+static const Backend *gpu;
+static int have_gpu;
+static char why[256];
+
+typedef struct {
+    GPTConfig cfg;
+    int B, T, n_steps;
+    size_t n;
+    float *params, *logits, *grads, *mgrads, *step_losses, *mask;
+    int32_t *inputs, *targets;
+    float loss, mloss;
+} Fixture;
+
+// The fixture format is scripts/reference/gpt_ref.py's (read the same way as test/test_model.c).
+static const char *fx_p;
+static void take(void *dst, size_t bytes) { memcpy(dst, fx_p, bytes); fx_p += bytes; }
+static float *take_floats(size_t n) { float *p = xmalloc(n * sizeof *p); take(p, n * sizeof *p); return p; }
+
+static int load_fixture(Fixture *f) {
+    size_t len;
+    FILE *probe = fopen(FIXTURE, "rb");
+    if (!probe) return 0;
+    fclose(probe);
+    char *buf = read_file(FIXTURE, &len);
+    fx_p = buf;
+    if (len < 44 || memcmp(buf, "TLLMFIXT", 8)) { free(buf); return 0; }
+    fx_p += 8;
+    int32_t h[9];
+    take(h, sizeof h);
+    f->cfg = (GPTConfig){.n_layer = h[0], .n_head = h[1], .n_embd = h[2], .max_seq_len = h[3], .vocab_size = h[4],
+                         .padded_vocab_size = h[5]};
+    f->B = h[6]; f->T = h[7]; f->n_steps = h[8];
+    size_t sizes[N_PARAM_TENSORS];
+    gpt_param_sizes(&f->cfg, sizes);
+    f->n = 0;
+    for (int i = 0; i < N_PARAM_TENSORS; i++) f->n += sizes[i];
+    size_t BT = (size_t)f->B * f->T;
+    size_t want = 8 + sizeof h + 4 * (3 * f->n + 3 * BT + BT * f->cfg.padded_vocab_size + 2 + f->n_steps);
+    if (len != want) { free(buf); return 0; }
+    f->params = take_floats(f->n);
+    f->inputs = xmalloc(BT * 4); take(f->inputs, BT * 4);
+    f->targets = xmalloc(BT * 4); take(f->targets, BT * 4);
+    f->mask = take_floats(BT);
+    f->logits = take_floats(BT * f->cfg.padded_vocab_size);
+    take(&f->loss, 4);
+    f->grads = take_floats(f->n);
+    take(&f->mloss, 4);
+    f->mgrads = take_floats(f->n);
+    f->step_losses = take_floats(f->n_steps);
+    free(buf);
+    return 1;
+}
+
+static void free_fixture(Fixture *f) {
+    free(f->params); free(f->logits); free(f->grads); free(f->mgrads); free(f->step_losses); free(f->mask);
+    free(f->inputs); free(f->targets);
+}
+
+#define SETUP(f)                                                                                    \
+    if (!have_gpu) SKIP("no usable GPU: %s", why);                                                  \
+    Fixture f;                                                                                      \
+    if (!load_fixture(&f)) SKIP("%s missing or malformed: run scripts/reference/gpt_ref.py fixture", FIXTURE)
+
+typedef struct { int mode; const char *name; double logit_rel, loss_abs, grad_rel, curve_abs; } Precision;
+static const Precision precisions[] = {
+    {CUDA_MATMUL_FP32, "fp32", 1e-5, 1e-4, 1e-4, 1e-4},
+    {CUDA_MATMUL_TF32, "tf32", 1e-2, 2e-3, 3e-2, 1e-2},
+};
+
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= m)) m = d;  // NaN propagates as a failure
+    }
+    return m;
+}
+static double max_abs(const float *a, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(a[i]));
+    return m;
+}
+
+// forward + loss + backward of one batch; returns the mean loss
+static double step_grads(GPT *m, const Fixture *f, const float *mask) {
+    gpt_zero_grad(m);
+    gpt_forward(m, f->inputs, f->B, f->T);
+    int n_counted = 0, BT = f->B * f->T;
+    for (int i = 0; i < BT; i++) n_counted += !mask || mask[i] != 0.0f;
+    double sum = gpt_loss(m, f->targets, mask, 1.0f / n_counted, NULL);
+    gpt_backward(m);
+    return sum / n_counted;
+}
+
+static void check_grads(const GPT *m, const float *want, const Precision *p) {
+    float *g = xmalloc(m->n_params * sizeof *g);
+    gpt_get_grads(m, g);
+    size_t off = 0;
+    double worst_rel = 0;
+    for (int i = 0; i < N_PARAM_TENSORS; i++) {
+        size_t n = m->param_sizes[i];
+        double d = max_abs_diff(g + off, want + off, n), scale = max_abs(want + off, n);
+        CHECKF(d <= p->grad_rel * scale, "%s: gradient of %s differs from PyTorch by %.3g (largest %.3g)", p->name,
+               gpt_param_names[i], d, scale);
+        if (!(d / scale <= worst_rel)) worst_rel = d / scale;
+        off += n;
+    }
+    printf("    %s: worst gradient error %.2e of the tensor's largest\n", p->name, worst_rel);
+    free(g);
+}
+
+static GPT gpu_model(const Fixture *f) {
+    GPT m;
+    gpt_create(&m, &f->cfg, gpu);
+    gpt_set_params(&m, f->params);
+    gpt_plan(&m, f->B, f->T, true);
+    return m;
+}
+
+static void test_forward_backward_match_pytorch(void) {
+    SETUP(f);
+    for (int k = 0; k < 2; k++) {
+        const Precision *p = &precisions[k];
+        cuda_set_matmul_mode(p->mode);
+        GPT m = gpu_model(&f);
+        gpt_forward(&m, f.inputs, f.B, f.T);
+        size_t nl = (size_t)f.B * f.T * f.cfg.padded_vocab_size;
+        float *logits = xmalloc(nl * 4);
+        gpu->download(logits, m.acts.logits, nl * 4);
+        double dl = max_abs_diff(logits, f.logits, nl), scale = max_abs(f.logits, nl);
+        double bound = p->mode == CUDA_MATMUL_FP32 ? 1e-4 : p->logit_rel * scale;
+        CHECKF(dl <= bound, "%s: logits differ from PyTorch by %.3g (allowed %.3g)", p->name, dl, bound);
+        printf("    %s: max |logits - PyTorch| %.2e (largest logit %.3g)\n", p->name, dl, scale);
+        double loss = step_grads(&m, &f, NULL);
+        CHECKF(fabs(loss - f.loss) <= p->loss_abs, "%s: loss %.7f, PyTorch %.7f", p->name, loss, f.loss);
+        check_grads(&m, f.grads, p);
+        // masked loss: masked positions contribute nothing
+        double mloss = step_grads(&m, &f, f.mask);
+        CHECKF(fabs(mloss - f.mloss) <= p->loss_abs, "%s: masked loss %.7f, PyTorch %.7f", p->name, mloss, f.mloss);
+        check_grads(&m, f.mgrads, p);
+        for (int i = 0; i < f.B * f.T; i++)
+            if (f.mask[i] == 0.0f) CHECKF(m.losses_host[i] == 0.0f, "masked token %d has loss %g", i, m.losses_host[i]);
+        free(logits);
+        gpt_free(&m);
+    }
+    cuda_set_matmul_mode(CUDA_MATMUL_TF32);
+    free_fixture(&f);
+}
+
+// n AdamW steps on the fixture batch (clip 1.0 as train does); losses[s] gets each step's loss.
+static void run_steps(GPT *m, const Fixture *f, int n, double *losses) {
+    for (int s = 0; s < n; s++) {
+        losses[s] = step_grads(m, f, NULL);
+        double norm = gpt_grad_norm(m);
+        float scale = norm > 1.0 ? (float)(1.0 / (norm + 1e-6)) : 1.0f;
+        gpt_update(m, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, s + 1, scale);
+    }
+}
+
+static void test_training_follows_cpu(void) {
+    SETUP(f);
+    enum { STEPS = 20 };
+    double cpu_losses[STEPS], gpu_losses[STEPS];
+    GPT c;
+    gpt_create(&c, &f.cfg, &backend_cpu);
+    gpt_set_params(&c, f.params);
+    gpt_plan(&c, f.B, f.T, true);
+    run_steps(&c, &f, STEPS, cpu_losses);
+    gpt_free(&c);
+    for (int k = 0; k < 2; k++) {
+        const Precision *p = &precisions[k];
+        cuda_set_matmul_mode(p->mode);
+        GPT m = gpu_model(&f);
+        run_steps(&m, &f, STEPS, gpu_losses);
+        double worst = 0;
+        for (int s = 0; s < STEPS; s++) worst = fmax(worst, fabs(gpu_losses[s] - cpu_losses[s]));
+        CHECKF(worst <= p->curve_abs, "%s: loss curve differs from the CPU's by %.3g", p->name, worst);
+        for (int s = 0; s < f.n_steps && s < STEPS; s++)
+            CHECKF(fabs(gpu_losses[s] - f.step_losses[s]) <= p->curve_abs, "%s: step %d loss %.7f, PyTorch %.7f",
+                   p->name, s, gpu_losses[s], f.step_losses[s]);
+        CHECKF(gpu_losses[STEPS - 1] < gpu_losses[0] - 0.1, "%s: no learning: %.4f -> %.4f", p->name, gpu_losses[0],
+               gpu_losses[STEPS - 1]);
+        printf("    %s: step 0 loss %.5f (cpu %.5f), step %d %.5f (cpu %.5f), worst gap %.2e\n", p->name, gpu_losses[0],
+               cpu_losses[0], STEPS - 1, gpu_losses[STEPS - 1], cpu_losses[STEPS - 1], worst);
+        gpt_free(&m);
+    }
+    cuda_set_matmul_mode(CUDA_MATMUL_TF32);
+    free_fixture(&f);
+}
+
+// The same run twice gives the same bits (what a bit-identical --resume rests on).
+static void test_deterministic(void) {
+    SETUP(f);
+    double l1[5], l2[5];
+    float *p1 = xmalloc(f.n * 4), *p2 = xmalloc(f.n * 4);
+    GPT a = gpu_model(&f);
+    run_steps(&a, &f, 5, l1);
+    gpt_get_params(&a, p1);
+    gpt_free(&a);
+    GPT b = gpu_model(&f);
+    run_steps(&b, &f, 5, l2);
+    gpt_get_params(&b, p2);
+    gpt_free(&b);
+    CHECK(memcmp(l1, l2, sizeof l1) == 0);
+    size_t bad = 0;
+    for (size_t i = 0; i < f.n; i++) bad += memcmp(&p1[i], &p2[i], 4) != 0;
+    CHECKF(bad == 0, "%zu of %zu parameters differ between two identical runs", bad, f.n);
+    free(p1); free(p2);
+    free_fixture(&f);
+}
+
+// Two micro-batches of B/2 with dscale = 1/(all tokens) give the whole batch's gradient.
+static void test_gradient_accumulation(void) {
+    SETUP(f);
+    cuda_set_matmul_mode(CUDA_MATMUL_FP32);
+    GPT m = gpu_model(&f);
+    int half = f.B / 2, BT = f.B * f.T, hBT = half * f.T;
+    gpt_zero_grad(&m);
+    double sum = 0;
+    for (int k = 0; k < 2; k++) {
+        gpt_forward(&m, f.inputs + k * hBT, half, f.T);
+        sum += gpt_loss(&m, f.targets + k * hBT, NULL, 1.0f / BT, NULL);
+        gpt_backward(&m);
+    }
+    CHECKF(fabs(sum / BT - f.loss) <= 1e-4, "accumulated loss %.7f, PyTorch %.7f", sum / BT, f.loss);
+    check_grads(&m, f.grads, &precisions[0]);
+    gpt_free(&m);
+    cuda_set_matmul_mode(CUDA_MATMUL_TF32);
+    free_fixture(&f);
+}
+
+// KV-cache decoding on the GPU (attention_decode) gives the full forward's logits at every position.
+static void test_decode_matches_forward(void) {
+    SETUP(f);
+    cuda_set_matmul_mode(CUDA_MATMUL_FP32);
+    GPT m;
+    gpt_create(&m, &f.cfg, gpu);
+    gpt_set_params(&m, f.params);
+    int T = f.T, Vp = f.cfg.padded_vocab_size;
+    gpt_forward(&m, f.inputs, 1, T);
+    float *full = xmalloc((size_t)T * Vp * 4);
+    gpu->download(full, m.acts.logits, (size_t)T * Vp * 4);
+    Decoder d;
+    decoder_init(&d, &m, 2, T, 16);  // chunks of 16 rows: prefill spans several calls
+    DecodeRow *rows = xmalloc((size_t)T * sizeof *rows);
+    int half = T / 2;
+    for (int t = 0; t < half; t++) rows[t] = (DecodeRow){.token = f.inputs[t], .slot = 1, .pos = t, .logits = true};
+    int nl = 0;
+    const float *lg = decoder_forward(&d, rows, half, &nl);
+    REQUIRE(nl == half);
+    double worst = max_abs_diff(lg, full, (size_t)half * Vp);
+    for (int t = half; t < T; t++) {  // then one token at a time
+        DecodeRow r = {.token = f.inputs[t], .slot = 1, .pos = t, .logits = true};
+        lg = decoder_forward(&d, &r, 1, &nl);
+        worst = fmax(worst, max_abs_diff(lg, full + (size_t)t * Vp, Vp));
+    }
+    CHECKF(worst <= 1e-4, "decoded logits differ from the full forward by %.3g", worst);
+    printf("    max |decode - forward| logits: %.2e\n", worst);
+    decoder_free(&d);
+    free(rows); free(full);
+    gpt_free(&m);
+    cuda_set_matmul_mode(CUDA_MATMUL_TF32);
+    free_fixture(&f);
+}
+
+int main(void) {
+    gpu = backend_get("cuda");
+    if (!gpu) { printf("FAIL cuda backend not registered: backend_get(\"cuda\") is NULL in a CUDA build\n"); return 1; }
+    have_gpu = cuda_device_check(why, sizeof why);
+    RUN(test_forward_backward_match_pytorch);
+    RUN(test_training_follows_cpu);
+    RUN(test_deterministic);
+    RUN(test_gradient_accumulation);
+    RUN(test_decode_matches_forward);
+    TEST_END();
+}

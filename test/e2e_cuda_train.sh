@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# `tracellm train --device cuda` end to end (run by `make test-cuda`): a clear error without a GPU;
+# with one: it learns, its loss follows `--device cpu` on the same data, a stopped-and-resumed run
+# is bit-identical to an uninterrupted one, and a CUDA checkpoint resumes on the CPU.
+source test/lib.sh
+PY=/usr/bin/python3
+if [ ! -x "$PY" ]; then skip e2e_cuda_train "needs /usr/bin/python3 to write test shards"; done_tests; fi
+
+# a learnable token stream (vocab 64) in the shard format of tokenizer/shard.h (as test/e2e_train.sh)
+mkshard() {
+  "$PY" - "$@" <<'EOF'
+import random, struct, sys, zlib
+path, fp, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+r = random.Random(seed)
+toks, docs = [], []
+while len(toks) < n:
+    docs.append(len(toks))
+    t = r.randrange(61)
+    for i in range(r.randrange(8, 40)):
+        toks.append(t); t = (5 * t + 3) % 61
+    toks.append(63)
+toks = toks[:n]
+tb = struct.pack(f"<{n}H", *toks); db = struct.pack(f"<{len(docs)}Q", *docs)
+hdr = b"TLLMSHRD" + struct.pack("<IIQQIIQ", 1, 64, n, len(docs), 0, zlib.crc32(tb + db), fp) + bytes(16)
+open(path, "wb").write(hdr + tb + db)
+EOF
+}
+mkshard "$TMP/a.bin" 77 20000 1
+mkshard "$TMP/val.bin" 77 3000 4
+
+TINY=(--layers 2 --heads 2 --embd 64 --batch 4 --seq-len 64 --print-every 0)
+train() { "$TRACELLM" train "${TINY[@]}" "$@"; }
+logcore() { sed -E 's/,"tokens_per_s":[0-9.e+-]+//' "$1"; }
+
+# Probe: without a usable GPU the command must fail cleanly, name the CUDA error, leave no checkpoint.
+out=$(train --data "$TMP/a.bin" --steps 2 --out "$TMP/probe" --device cuda 2>&1); rc=$?
+if [ $rc -ne 0 ]; then
+  if grep -q "no usable GPU" <<<"$out"; then
+    if grep -qE "cudaGetDeviceCount: .+" <<<"$out" && [ ! -f "$TMP/probe/model.bin" ]; then
+      echo "PASS no_gpu_clear_error"
+    else
+      echo "FAIL no_gpu_clear_error"; echo "$out" | sed 's/^/    /'; _failed=1
+    fi
+    skip e2e_cuda_train "no usable GPU: $(grep -o 'cudaGetDeviceCount: [^;]*' <<<"$out" | head -1 | sed 's/)$//')"
+    done_tests
+  fi
+  echo "FAIL cuda_train_runs (rc=$rc)"; echo "$out" | tail -20 | sed 's/^/    /'; done_tests
+fi
+echo "PASS cuda_train_runs"
+
+COMMON=(--data "$TMP/a.bin" --val-data "$TMP/val.bin" --steps 40 --grad-accum 2 --eval-every 20 --save-every 7
+        --lr 3e-3 --warmup 4)
+check learns_cuda train "${COMMON[@]}" --out "$TMP/gpu" --device cuda
+check learns_cpu train "${COMMON[@]}" --out "$TMP/cpu" --device cpu
+check loss_drops_and_follows_cpu "$PY" -c "
+import json
+g = [json.loads(l) for l in open('$TMP/gpu/log.jsonl')]
+c = [json.loads(l) for l in open('$TMP/cpu/log.jsonl')]
+assert [r['step'] for r in g] == list(range(1, 41)), 'one row per step'
+assert g[-1]['loss'] < g[0]['loss'] - 1.0, f\"cuda loss {g[0]['loss']} -> {g[-1]['loss']}\"
+# TF32 GEMMs: the curves agree closely at first and stay near each other
+assert abs(g[0]['loss'] - c[0]['loss']) < 1e-2, (g[0]['loss'], c[0]['loss'])
+worst = max(abs(a['loss'] - b['loss']) for a, b in zip(g, c))
+assert worst < 0.15, f'cuda and cpu loss curves differ by {worst}'
+print(f'    worst |cuda - cpu| loss over 40 steps: {worst:.2e}')
+"
+
+# bit-identical resume on the GPU: --steps N == --stop-after K, then --resume
+check resume_first_part train "${COMMON[@]}" --out "$TMP/half" --device cuda --stop-after 17
+check resume_second_part train "${COMMON[@]}" --out "$TMP/half" --device cuda --resume
+check resume_same_weights cmp "$TMP/gpu/model.bin" "$TMP/half/model.bin"
+check resume_same_optimizer cmp "$TMP/gpu/optim.bin" "$TMP/half/optim.bin"
+check resume_same_log cmp <(logcore "$TMP/gpu/log.jsonl") <(logcore "$TMP/half/log.jsonl")
+check repeat_same_weights train "${COMMON[@]}" --out "$TMP/gpu2" --device cuda
+check repeat_bit_identical cmp "$TMP/gpu/model.bin" "$TMP/gpu2/model.bin"
+
+# checkpoints are backend-independent: a CUDA run continues on the CPU
+check cross_first_part train "${COMMON[@]}" --out "$TMP/cross" --device cuda --stop-after 20
+check cross_resume_on_cpu train "${COMMON[@]}" --out "$TMP/cross" --device cpu --resume
+check cross_finished "$PY" -c "
+import json
+rows = [json.loads(l) for l in open('$TMP/cross/log.jsonl')]
+assert rows[-1]['step'] == 40 and rows[-1]['loss'] < rows[0]['loss'] - 1.0, rows[-1]
+"
+done_tests
