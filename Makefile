@@ -40,10 +40,35 @@ CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/%.o)
 CPPFLAGS += -DTRACELLM_CUDA -I$(CUDA_HOME)/include
 # -lineinfo: source lines in ncu / compute-sanitizer reports at no run-time cost
 NVCCFLAGS ?= -lineinfo
-# rpath: the binary finds libcudart / libcublasLt without LD_LIBRARY_PATH
-LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lstdc++
+# rpath: the binary finds libcudart / libcublasLt without LD_LIBRARY_PATH. `override`: an LDLIBS
+# given on the command line (a sanitizer build) keeps the CUDA libraries
+override LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas -lstdc++
 endif
 endif
+
+# ---- data parallelism (issue 9, train/dist*.c): MPI and NCCL when present ----
+# MPI is built in when mpicc answers --showme (OpenMPI) or pkg-config knows ompi-c; without it the
+# tcp:// and file:// transports still work and the build is otherwise unchanged. `make MPICC=`
+# builds without MPI. `override`: an LDLIBS given on the command line (make asan) keeps -lmpi.
+MPICC ?= $(shell command -v mpicc 2>/dev/null)
+ifneq ($(strip $(MPICC)),)
+MPI_CFLAGS := $(shell $(MPICC) --showme:compile 2>/dev/null || pkg-config --cflags ompi-c 2>/dev/null)
+MPI_LIBS   := $(shell $(MPICC) --showme:link 2>/dev/null || pkg-config --libs ompi-c 2>/dev/null)
+ifneq ($(strip $(MPI_LIBS)),)
+CPPFLAGS += -DTRACELLM_MPI $(MPI_CFLAGS)
+override LDLIBS += $(MPI_LIBS)
+endif
+endif
+# NCCL: with the CUDA backend, when nccl.h and libnccl.so are in the CUDA toolkit or the system
+ifneq ($(strip $(CU_OBJ)),)
+NCCL_H   := $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h)
+NCCL_LIB := $(wildcard $(CUDA_HOME)/lib64/libnccl.so /usr/lib/x86_64-linux-gnu/libnccl.so /usr/lib64/libnccl.so)
+ifneq ($(and $(NCCL_H),$(NCCL_LIB)),)
+CPPFLAGS += -DTRACELLM_NCCL
+override LDLIBS += -L$(dir $(firstword $(NCCL_LIB))) -lnccl
+endif
+endif
+# ---- end of data parallelism ----
 
 .PHONY: all test test-cuda asan fuzz demo clean tracellm-asan
 all: $(BIN) $(if $(CU_OBJ),$(CUDA_TEST_BIN))
@@ -86,15 +111,19 @@ tracellm-asan: $(BUILD)/tracellm.o $(BUILD)/libtracellm.a $(TEST_BIN)
 	$(CC) $(ALLCFLAGS) $(BUILD)/tracellm.o $(BUILD)/libtracellm.a -o $(BUILD)/tracellm $(LDLIBS)
 	@TRACELLM=$(BUILD)/tracellm BUILD=$(BUILD) ASAN_OPTIONS=detect_leaks=0 bash test/run.sh
 
-# Short libFuzzer runs over every parser of outside input (clang).
+# Short libFuzzer runs over every parser of outside input (clang). The library is built once with
+# fuzzer instrumentation in build-fuzz/, then each test/fuzz_*.c links against it.
 FUZZ_SRC := $(wildcard test/fuzz_*.c)
 FUZZ_SECONDS ?= 20
+FUZZ_FLAGS := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
 fuzz:
-	@mkdir -p build-fuzz
+	$(MAKE) BUILD=build-fuzz CC=clang NVCC= OPENMP= OPT=-O1 CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" build-fuzz/libtracellm.a
 	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  clang -std=c11 -g -O1 -I. -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined $$f $(LIB_SRC) -o build-fuzz/$$n -lz -lm -lpthread || exit 1; \
+	  clang -std=c11 -I. -D_GNU_SOURCE $(FUZZ_FLAGS) -fsanitize=fuzzer $$f build-fuzz/libtracellm.a -o build-fuzz/$$n -lz -lm -lpthread || exit 1; \
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; mkdir -p build-fuzz/corpus-$$n; \
-	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus-$$n 2>&1 | tail -3 || exit 1; done
+	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus-$$n > build-fuzz/$$n.log 2>&1 \
+	    || { tail -40 build-fuzz/$$n.log; echo "fuzz: $$n failed (build-fuzz/$$n.log)"; exit 1; }; \
+	  tail -1 build-fuzz/$$n.log; done
 
 demo: $(BIN)
 	TRACELLM=$(BIN) bash scripts/demo.sh

@@ -8,18 +8,20 @@
 typedef int (*CmdFn)(int argc, char **argv);
 typedef struct { const char *name; CmdFn fn; const char *summary; } Command;
 
-#define COMMANDS(X)                                                                               \
-    X(graphcheck, "validate a graphs JSONL file (structure rules of PAPER.md §1) and print counts")          \
-    X(render, "graphs JSONL -> the paper's tabular / recursive / instruction text, or --parse text -> graphs") \
-    X(stats, "per-service latency max/p90/mean and rare communications of a graphs JSONL -> stats.json") \
-    X(eval, "compare synthetic graphs with real ones: validity, KL, heavy hitters, EMDs -> report")     \
-    X(baseline, "the Alibaba authors' probabilistic call-graph model: fit on graphs, sample graphs")     \
-    X(prepare, "Alibaba call-graph traces (csv, csv.gz, tar.gz) -> clean call graphs, train/val split, report") \
+#define COMMANDS(X)                                                                                          \
     X(synth, "write the built-in demo corpus: synthetic call graphs in the exact Alibaba v2022 CSV format") \
-    X(tokenizer, "byte-level BPE for trace text: train, encode, decode, stats")                            \
+    X(prepare, "Alibaba call-graph traces (csv, csv.gz, tar.gz) -> clean call graphs, train/val split, report") \
+    X(graphcheck, "validate a graphs JSONL file (structure rules of PAPER.md §1) and print counts") \
+    X(stats, "per-service latency max/p90/mean and rare communications of a graphs JSONL -> stats.json") \
+    X(render, "graphs JSONL -> the paper's tabular / recursive / instruction text, or --parse text -> graphs") \
+    X(prompts, "root conditions (service, num_edges, depth, latency) of real graphs -> a prompts file") \
+    X(tokenizer, "byte-level BPE for trace text: train, encode, decode, stats") \
     X(shards, "graphs or text -> shuffled, encoded token shards for training (loss mask for instruction data)") \
+    X(train, "train the GPT on token shards (AdamW, warmup+cosine, checkpoints, bit-identical --resume)") \
+    X(sft, "instruction tuning helpers: `sft score` (instruction following of a run), `sft data` (templates)") \
     X(generate, "call graphs from a trained model: batched KV-cache engine, recursive layers, checks, retries") \
-    X(train, "train the GPT on token shards (AdamW, warmup+cosine, checkpoints, bit-identical --resume)")
+    X(baseline, "the Alibaba authors' probabilistic call-graph model: fit on graphs, sample graphs") \
+    X(eval, "compare synthetic graphs with real ones: validity, KL, heavy hitters, EMDs -> report")
 
 #define DECLARE(name, summary) int cmd_##name(int argc, char **argv);
 COMMANDS(DECLARE)

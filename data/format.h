@@ -214,6 +214,9 @@ typedef struct {
     bool finish_marker;         // end each answer with "\n ### Finish" as the release's SFT template does (default on)
     bool rare_subtree;          // name an uncommon call found anywhere below the layer, not only in it
                                 // (release: the layer's own; subtree trains the propagation generation uses)
+    double distinct_prob;       // beyond the paper (docs/SFT.md): share of layers with edges whose prompt says
+                                // "Call at most K distinct microservices in this layer" (K = the layer's own
+                                // count); 0 = off (default), so the paper's data is unchanged
 } InstructOpts;
 void instruct_opts_default(InstructOpts *o);
 // A special instruction for one request.
@@ -222,7 +225,10 @@ typedef struct {
     bool include;               // "Include an edge from SRC to DST with TYPE type"
     char inc_src[FMT_NAME_MAX], inc_dst[FMT_NAME_MAX];
     int inc_type;
+    int distinct_max;           // "Call at most K distinct microservices in this layer" (0 = not asked)
 } PromptSpecial;
+// Distinct destination microservices among a layer answer's edges (what distinct_max bounds).
+int answer_distinct_destinations(const LayerAnswer *a);
 // The prompt for a condition as shown (fields it lacks were dropped); root selects the root
 // variations; split the split-layer prompt. Writes "### Question: ...\n ### Answer: \n".
 void instruct_prompt(TextBuf *out, const Condition *shown, bool root, bool split, const PromptSpecial *sp,

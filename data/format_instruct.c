@@ -32,6 +32,17 @@ void instruct_opts_default(InstructOpts *o) {
     o->split_threshold = 15;
     o->finish_marker = true;
     o->rare_subtree = false;
+    o->distinct_prob = 0;
+}
+
+int answer_distinct_destinations(const LayerAnswer *a) {
+    int k = 0;
+    for (int i = 0; i < a->n_edges; i++) {
+        int j = 0;
+        while (j < i && strcmp(a->edges[j].dst, a->edges[i].dst)) j++;
+        k += j == i;
+    }
+    return k;
 }
 
 static bool draw(Rng *rng, double p) { return !rng || rng_uniform(rng) < p; }
@@ -122,6 +133,9 @@ void instruct_prompt(TextBuf *out, const Condition *c, bool root, bool split, co
         s_begin(&S);
         tb_puts(&S.b, "Include an edge from "); tb_puts(&S.b, sp->inc_src); tb_puts(&S.b, " to "); tb_puts(&S.b, sp->inc_dst);
         tb_puts(&S.b, " with "); tb_puts(&S.b, rpc_type_name(sp->inc_type)); tb_puts(&S.b, " type");
+    }
+    if (sp && sp->distinct_max > 0) {
+        s_begin(&S); tb_puts(&S.b, "Call at most "); tb_int(&S.b, sp->distinct_max); tb_puts(&S.b, " distinct microservices in this layer");
     }
     if (draw(rng, dp)) s_add(&S, "for all edges, communication start time <= communication finish time");
     if (draw(rng, dp)) { s_begin(&S); tb_puts(&S.b, "copy caller from requirement's start_node:"); tb_puts(&S.b, start_node); }
@@ -242,6 +256,9 @@ void instruct_render_layer(TextBuf *prompt, TextBuf *answer, const Layers *L, in
             else sp.high_latency = false;
         }
     }
+    // the worked example of docs/SFT.md; drawn only when enabled, so the default rng stream is the paper's
+    if (o->distinct_prob > 0 && !l->split && content->n_edges > 0 && draw(rng, o->distinct_prob))
+        sp.distinct_max = answer_distinct_destinations(content);
     Condition shown = l->cond;
     if (root) {
         static const int opt[] = {CF_START_NODE, CF_NUM_EDGES, CF_START_EDGE_ID, CF_START_COMM, CF_NUM_SUBGRAPHS,
@@ -276,7 +293,7 @@ static bool known_sentence(const char *s, size_t n) {
         "the first start_communication_at should be requirement's start_communication_at ",
         "In each edge, communication start time should NOT be greater than latency ",
         "Also, communication should finish before latency ", "copy caller from requirement's start_node:",
-        "Include an edge from ", "When splitting the subgraph instructions, copy start_node:"};
+        "Include an edge from ", "When splitting the subgraph instructions, copy start_node:", "Call at most "};
     for (size_t i = 0; i < sizeof FIXED / sizeof FIXED[0]; i++)
         if (strlen(FIXED[i]) == n && !memcmp(FIXED[i], s, n)) return true;
     for (size_t i = 0; i < sizeof PREFIX / sizeof PREFIX[0]; i++) {

@@ -3,6 +3,7 @@
 // at the newline that ends an edge or a block. constrain_try runs step() on a copy of the cursor.
 #include "infer/constrain.h"
 #include "util/util.h"
+#include <stdlib.h>
 #include <string.h>
 
 #define INF ((int64_t)1 << 50)
@@ -30,11 +31,61 @@ static const char *const SCRATCH[] = {"num generated edges = ", "num_remaining_e
     "now, num_remaining_edges is ", "finish generation"};
 enum { S_CONSTRAINTS = 3, S_FINISH = 9, N_SCRATCH = 10 };
 
+// Words of the format that no microservice name contains: a destination that runs into one is the
+// model writing the rest of the line (or the next lines) into the name. Case-sensitive: the format
+// is lowercase, Alibaba's names are MS_<digits>, USER, UNKNOWN, UNAVAILABLE.
+static const char *const CON_KEYWORDS[] = {"edge_id", "destination", "communication", "starts", "finishes",
+    "milliseconds", "latency", "num_", "remaining", "depth", "start_node", "caller", "subgraph", "layer",
+    "edges", "generat", "constraint"};
+#define N_KEYWORDS (int)(sizeof CON_KEYWORDS / sizeof CON_KEYWORDS[0])
+
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static bool is_name(unsigned char ch) {
     return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_';
 }
+
+// ---- the names set ----
+
+void con_names_init(ConNames *s) { memset(s, 0, sizeof *s); }
+bool con_names_add(ConNames *s, const char *name) {
+    size_t n = strlen(name);
+    if (n == 0 || n >= FMT_NAME_MAX) return false;
+    for (size_t i = 0; i < n; i++) if (!is_name((unsigned char)name[i])) return false;
+    if (s->n == s->cap) { s->cap = s->cap ? 2 * s->cap : 256; s->v = xrealloc(s->v, s->cap * sizeof *s->v); }
+    s->v[s->n++] = xstrdup(name);
+    if ((int)n > s->max_len) s->max_len = (int)n;
+    return true;
+}
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+void con_names_finish(ConNames *s) {
+    if (s->n) qsort(s->v, s->n, sizeof *s->v, cmp_str);
+    int w = 0;
+    for (int i = 0; i < s->n; i++) {
+        if (w && !strcmp(s->v[w - 1], s->v[i])) { free(s->v[i]); continue; }
+        s->v[w++] = s->v[i];
+    }
+    s->n = w;
+}
+void con_names_free(ConNames *s) {
+    for (int i = 0; i < s->n; i++) free(s->v[i]);
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+bool con_names_has(const ConNames *s, const char *name) {
+    return s->n && bsearch(&name, s->v, s->n, sizeof *s->v, cmp_str);
+}
+// The first index in [lo, hi) whose character at pos is >= ch (names in [lo, hi) share their first
+// pos characters and are sorted, so by their character at pos, '\0' first).
+static int names_lower(const ConNames *s, int lo, int hi, int pos, unsigned ch) {
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if ((unsigned char)s->v[mid][pos] < ch) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+}
+
+void constrain_set_names(Constraint *k, const ConNames *s) { k->names = s && s->n ? s : NULL; }
 
 void constrain_init(Constraint *k, const Condition *q, bool root, bool scratchpad) {
     memset(k, 0, sizeof *k);
@@ -53,6 +104,10 @@ void constrain_init(Constraint *k, const Condition *q, bool root, bool scratchpa
     }
     if (cond_has(q, CF_ID)) snprintf(k->id, sizeof k->id, "%s", q->id);
     snprintf(k->caller, sizeof k->caller, "%s", cond_has(q, CF_START_NODE) ? q->start_node : "USER");
+    // a free name may be as long as the longest the condition shows (names are one alphabet)
+    k->name_max = CON_NAME_MAX;
+    if ((int)strlen(k->id) > k->name_max) k->name_max = (int)strlen(k->id);
+    if ((int)strlen(k->caller) > k->name_max) k->name_max = (int)strlen(k->caller);
     k->active = k->n_cur <= CON_MAX_EDGES;
     k->c.phase = P_LIT;
     k->c.lit = "<layer>\n<edges>\n";
@@ -195,6 +250,7 @@ static void enter_lit(ConCursor *c, const char *lit, int pos, int next) { c->pha
 static void begin_edge_value(const Constraint *k, ConCursor *c) {
     c->forced = NULL; c->forced_pos = 0; c->name_len = 0; c->type_len = 0; c->type_mask = (1u << RPC_NTYPES) - 1;
     c->sub_len = 0;
+    c->nm_lo = 0; c->nm_hi = k->names ? k->names->n : 0;
     int64_t lo = k->start_comm >= 0 ? k->start_comm : 0, hi = k->latency >= 0 ? k->latency : INF;
     if (c->attr == A_START) {
         if (c->e_finish >= 0) hi = min64(hi, c->e_finish);
@@ -208,12 +264,36 @@ static void begin_edge_value(const Constraint *k, ConCursor *c) {
     }
 }
 
-static bool edge_value_done(const ConCursor *c) {
+static bool edge_value_done(const Constraint *k, const ConCursor *c) {
     switch (c->attr) {
     case A_ID: case A_START: case A_FINISH: return num_complete(c);
     case A_TYPE: for (int t = 0; t < RPC_NTYPES; t++) if ((c->type_mask >> t & 1u) && (int)strlen(TYPES[t]) == c->type_len) return true; return false;
-    default: return c->name_len > 0;
+    default: return c->name_len > 0 && (!k->names || !k->names->v[c->nm_lo][c->name_len]);
     }
+}
+
+// One more character of a destination: with a names set, some name must go on with it; without,
+// the name stays short enough and free of keywords (checked as suffixes: one is caught the
+// character it would complete).
+static bool dst_char(const Constraint *k, ConCursor *c, unsigned char ch) {
+    if (!is_name(ch)) return false;
+    if (k->names) {
+        if (c->name_len >= k->names->max_len) return false;
+        int lo = names_lower(k->names, c->nm_lo, c->nm_hi, c->name_len, ch);
+        int hi = names_lower(k->names, lo, c->nm_hi, c->name_len, ch + 1u);
+        if (lo == hi) return false;
+        c->nm_lo = lo; c->nm_hi = hi;
+        c->name_len++;
+        return true;
+    }
+    if (c->name_len >= k->name_max) return false;
+    c->name[c->name_len++] = (char)ch;
+    c->name[c->name_len] = 0;
+    for (int i = 0; i < N_KEYWORDS; i++) {
+        int n = (int)strlen(CON_KEYWORDS[i]);
+        if (n <= c->name_len && !memcmp(c->name + c->name_len - n, CON_KEYWORDS[i], n)) return false;
+    }
+    return true;
 }
 
 // ',' or ')' after a value
@@ -309,7 +389,7 @@ static bool step(const Constraint *k, Constraint *w, ConCursor *c, unsigned char
             enter_lit(c, " milliseconds", 1, P_EDGE_SEP);
             return true;
         case A_TYPE: {
-            if (edge_value_done(c)) return edge_sep(c, ch);
+            if (edge_value_done(k, c)) return edge_sep(c, ch);
             uint32_t m = 0;
             for (int t = 0; t < RPC_NTYPES; t++)
                 if ((c->type_mask >> t & 1u) && TYPES[t][c->type_len] == (char)ch) m |= 1u << t;
@@ -318,12 +398,13 @@ static bool step(const Constraint *k, Constraint *w, ConCursor *c, unsigned char
             return true;
         }
         default:  // destination
-            if (is_name(ch) && c->name_len < FMT_NAME_MAX - 1) {
-                if (w) { w->dst[c->name_len] = (char)ch; w->dst[c->name_len + 1] = 0; }
-                c->name_len++;
+            if (is_name(ch)) {
+                int at = c->name_len;
+                if (!dst_char(k, c, ch)) return false;
+                if (w) { w->dst[at] = (char)ch; w->dst[at + 1] = 0; }
                 return true;
             }
-            return c->name_len > 0 && edge_sep(c, ch);
+            return edge_value_done(k, c) && edge_sep(c, ch);
         }
     case P_EDGE_SEP:
         return edge_sep(c, ch);

@@ -11,6 +11,7 @@
 #include "util/progress.h"
 #include "util/rng.h"
 #include "util/util.h"
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,7 @@
 
 typedef struct {
     const char *model, *tokenizer, *format, *service, *include_edge, *prompts, *from_graphs, *out, *csv, *constrained,
-        *device, *summary;
+        *device, *summary, *names;
     int64_t n, num_edges, depth, latency, seed;
     bool high_latency, naive, valid_only;
     double temperature, top_p;
@@ -136,6 +137,56 @@ static int load_prompts(const char *path, GraphSpec **out) {
     return n;
 }
 
+// ---- the microservice names destinations may take (--names) ----
+
+// From a graphs JSONL (every src and dst but USER) or a stats.json with a "microservices" list.
+static void load_names(const char *path, ConNames *s) {
+    // the first line tells a stats.json ({"format":"tracellm-stats",...) from a graphs JSONL
+    FILE *f = fopen(path, "rb");
+    if (!f) fatal("%s: cannot open: %s", path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    bool is_stats = getline(&line, &cap, f) > 0 && strstr(line, "\"tracellm-stats\"");
+    free(line);
+    fclose(f);
+    int skipped = 0;
+    con_names_init(s);
+    if (is_stats) {
+        // stats.json: its rare communications are not every name, so only an explicit list will do
+        size_t len;
+        char *buf = read_file(path, &len);
+        char err[300];
+        Json *j = json_parse(buf, len, err, sizeof err);
+        if (!j) fatal("%s: %s", path, err);
+        Json *ms = json_get(j, "microservices");
+        if (!ms || ms->type != JSON_ARRAY)
+            fatal("%s: this stats.json has no \"microservices\" list (its rare communications name only some "
+                  "microservices); give --names the graphs JSONL it was built from (train.jsonl)", path);
+        for (int i = 0; i < ms->n; i++) {
+            Json *x = json_at(ms, i);
+            if (x->type != JSON_STRING) fatal("%s: microservices[%d] is not a string", path, i);
+            if (strcmp(x->str, "USER") && !con_names_add(s, x->str)) skipped++;
+        }
+        json_free(j);
+        free(buf);
+    } else {
+        CallGraph *gs;
+        int n = graphs_load(path, &gs);
+        for (int i = 0; i < n; i++)
+            for (int e = 0; e < gs[i].n; e++) {
+                const char *nm[2] = {gs[i].edges[e].src, gs[i].edges[e].dst};
+                for (int t = 0; t < 2; t++)
+                    if (strcmp(nm[t], "USER") && !con_names_add(s, nm[t])) skipped++;
+            }
+        graphs_free(gs, n);
+    }
+    con_names_finish(s);
+    if (s->n == 0) fatal("%s: no microservice names (every src/dst but USER) to constrain destinations to", path);
+    fprintf(stderr, "generate: %d microservice names from %s (longest %d)", s->n, path, s->max_len);
+    if (skipped) fprintf(stderr, "; %d occurrences of names outside [A-Za-z0-9_] left out", skipped);
+    fputc('\n', stderr);
+}
+
 // ---- outputs ----
 
 typedef struct {
@@ -233,6 +284,7 @@ int cmd_generate(int argc, char **argv) {
         {"--batch", OPT_INT, &o.batch, "B", "sequences decoded together (KV-cache slots)", false},
         {"--retries", OPT_INT, &o.retries, "N", "extra tries of a layer that fails its checks (0 = the paper)", false},
         {"--constrained", OPT_STR, &o.constrained, "on|off", "token masks that keep layers well-formed and consistent (docs/GENERATE.md)", false},
+        {"--names", OPT_STR, &o.names, "FILE", "constrained: destinations only among the microservices of this graphs JSONL (e.g. train.jsonl)", false},
         {"--max-tokens", OPT_INT, &o.max_tokens, "N", "tokens per layer request at most", false},
         {"--ctx", OPT_INT, &o.ctx, "T", "positions per cache slot (0 = the model's context)", false},
         {"--prefix-cache", OPT_INT, &o.prefix_slots, "N", "shared prompt prefixes kept cached (0 = no prefix reuse)", false},
@@ -334,7 +386,20 @@ int cmd_generate(int argc, char **argv) {
     HarnessConfig hc;
     harness_config_default(&hc);
     hc.format = fmt; hc.retries = o.retries; hc.constrained = !strcmp(o.constrained, "on"); hc.max_layer_tokens = o.max_tokens;
+    ConNames ms_names;
+    con_names_init(&ms_names);
+    if (o.names) {
+        if (!hc.constrained || fmt == GEN_TABULAR)
+            fprintf(stderr, "generate: --names is ignored: it works through --constrained on (recursive or instruct format)\n");
+        else { load_names(o.names, &ms_names); hc.names = &ms_names; }
+    }
     Harness *h = harness_new(&m, &ec, &tok, &hc);
+    {
+        const Engine *e = harness_engine(h);
+        fprintf(stderr, "generate: %s format, %s, %d graphs, batch %d, context %d, KV cache %.0f MB\n", gen_format_name(fmt),
+                hc.constrained ? "constrained" : "unconstrained", n_specs, e->cfg.batch, e->cfg.ctx,
+                o.naive ? 0.0 : decoder_cache_bytes(&m, e->dec.S, e->cfg.ctx) / 1e6);
+    }
 
     Sink s = {.out = out_open(o.out), .valid_only = o.valid_only, .total = n_specs, .e = harness_engine(h)};
     if (o.csv) {
@@ -384,6 +449,7 @@ int cmd_generate(int argc, char **argv) {
     }
     free(sum);
     harness_free(h);
+    con_names_free(&ms_names);
     bpe_free(&tok);
     gpt_free(&m);
     free(specs);

@@ -193,6 +193,7 @@ static void submit(Harness *h, int j) {
     if (h->cfg.constrained && h->cfg.format != GEN_TABULAR && !b->split) {
         if (!b->con) b->con = xmalloc(sizeof *b->con);
         constrain_init(b->con, &b->cond, b->root, h->cfg.format == GEN_INSTRUCT);
+        constrain_set_names(b->con, h->cfg.names);
     } else if (b->con) b->con->active = false;
     int room = h->e.cfg.ctx - (int)h->ptoks.n;
     b->too_long = 0;
@@ -334,6 +335,16 @@ static void hook_finish(void *ctx, EngineSeq *s, FinishReason why) {
         fprintf(stderr, "---- graph %lld layer '%s' try %d: %s, check %d (%s) %s\nCONDITION %.*s\n%.*s\n", (long long)g->index,
                 b->prefix, b->attempt, finish_reason_name(why), code, layer_check_name(code), detail, (int)h->prompt.n,
                 h->prompt.p, (int)b->text.n, b->text.p);
+    }
+    bool cut = (why == FIN_MAX_TOKENS || why == FIN_CONTEXT) &&
+               (b->con && b->con->active ? !b->con->complete : !b->ans.terminated);
+    if (cut && b->ans.status == ANS_OK) {
+        // a clean cut (after </edges> or a block) parses, but the layer is unfinished: say so
+        // rather than report the missing blocks as a wrong num_edges
+        b->ans.status = ANS_PARTIAL;
+        code = LC_PARSE; all = 1u << LC_PARSE;
+        snprintf(detail, sizeof detail, "cut off by %s after %d tokens, before the layer was complete",
+                 why == FIN_CONTEXT ? "the context" : "--max-tokens", engine_seq_gen(s));
     }
     if (why == FIN_MASK_EMPTY && code == LC_OK) { code = LC_PARSE; all |= 1u << LC_PARSE; snprintf(detail, sizeof detail, "constrained decoding found no allowed token"); }
     if (code != LC_OK) {

@@ -46,6 +46,7 @@ typedef struct {
     int max_layer_tokens;    // per request
     int split_threshold;     // instruction format: a child with more current edges gets the split prompt
     bool keep_stops;         // keep the stop string in the answer text (default true)
+    const ConNames *names;   // constrained: destinations only from this set (NULL: any name)
 } HarnessConfig;
 void harness_config_default(HarnessConfig *c);
 

@@ -27,7 +27,7 @@ case $TRACELLM in /*) ;; *) TRACELLM=$PWD/$TRACELLM ;; esac
 TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
 cd "$TMP"
 fmt_shards=$FORMAT; [ "$FORMAT" = instruct ] && fmt_shards=instruction
-SEQ=512; [ "$FORMAT" = recursive ] && SEQ=256
+SEQ=1024; [ "$FORMAT" = recursive ] && SEQ=256
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== model: 4 layers, 4 heads, 128 channels, context $SEQ, trained $STEPS steps on the $FORMAT format of 600 synthetic graphs"
@@ -38,7 +38,7 @@ $TRACELLM tokenizer train --in train.txt --out tok.bin --vocab-size 1024 --quiet
 $TRACELLM shards --graphs prep/train.jsonl --format $fmt_shards --tokenizer tok.bin --out sh --seq-len $SEQ --quiet >/dev/null
 $TRACELLM train --data sh/train_000000.bin --out run --layers 4 --heads 4 --embd 128 --seq-len $SEQ --batch 4 \
   --steps "$STEPS" --lr 3e-3 --warmup 4 --print-every 0 --threads "$THREADS" >/dev/null
-G=($TRACELLM generate --model run --tokenizer tok.bin --format "$FORMAT" --seed 1 --threads "$THREADS" --from-graphs prep/val.jsonl --max-tokens 400)
+G=($TRACELLM generate --model run --tokenizer tok.bin --format "$FORMAT" --seed 1 --threads "$THREADS" --from-graphs prep/val.jsonl --max-tokens 600)
 
 "${G[@]}" -n "$N" --batch "$BATCH" --out engine.jsonl --summary engine.json >/dev/null 2>&1
 "${G[@]}" -n "$NAIVE_N" --naive --out naive.jsonl --summary naive.json >/dev/null 2>&1

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # `make demo`: the whole pipeline on the built-in synthetic corpus, on a laptop's CPU.
 # Each stage prints a header line, runs one tracellm command, and leaves its output in $DEMO_DIR.
-# Stages so far: synth -> prepare. Later stages (tokenizer, train, generate, eval) append here.
+# Stages: synth -> prepare -> tokenizer -> shards -> pretrain -> SFT -> generate -> baseline -> eval.
 #
 # Knobs (environment): TRACELLM (the program), DEMO_DIR (default ./demo), DEMO_GRAPHS (traces to
-# synthesise), DEMO_SEED.
+# synthesise), DEMO_SEED, DEMO_MODEL (d4), DEMO_STEPS (pretraining steps), DEMO_GEN (graphs to
+# generate), DEMO_THREADS (0 = all cores), and the DEMO_SFT_* knobs of scripts/demo_sft.sh.
 set -euo pipefail
 TRACELLM=${TRACELLM:-./tracellm}
 DEMO_DIR=${DEMO_DIR:-demo}
@@ -36,7 +37,78 @@ if has_command prepare; then
   [ "$got" = "$want" ] || { echo "demo: prepare and synth disagree (see $DEMO_DIR/prepared/prepare_report.json)" >&2; exit 1; }
 else
   stage "prepare: not built yet (tracellm prepare --help failed); stopping after synth"
+  exit 0
 fi
+
+P=$DEMO_DIR/prepared
+DEMO_MODEL=${DEMO_MODEL:-d4}
+DEMO_STEPS=${DEMO_STEPS:-400}
+DEMO_GEN=${DEMO_GEN:-200}
+DEMO_THREADS=${DEMO_THREADS:-0}
+DEMO_CTX=${DEMO_CTX:-512}
+export DEMO_SFT_THREADS=${DEMO_SFT_THREADS:-$DEMO_THREADS}
+
+# ---- 3. tokenizer: BPE trained on the two text formats the model will read and write ----
+stage "tokenizer: render train graphs as recursive + instruction text, train a BPE -> $DEMO_DIR/tok.bin"
+"$TRACELLM" render --in "$P/train.jsonl" --format recursive --out "$DEMO_DIR/train.recursive.txt"
+"$TRACELLM" render --in "$P/train.jsonl" --format instruction --stats "$P/stats.json" --instruction-fraction 0.2 \
+  --out "$DEMO_DIR/train.instruction.txt"
+"$TRACELLM" tokenizer train --in "$DEMO_DIR/train.recursive.txt" "$DEMO_DIR/train.instruction.txt" --vocab-size 2048 \
+  --out "$DEMO_DIR/tok.bin" 2>&1 | grep -v "^tracellm: warning: bpe train: no pair left"
+
+# ---- 4. shards: the recursive format for pretraining (PAPER.md §3) ----
+stage "shards: recursive text of train/val graphs -> $DEMO_DIR/shards"
+rm -rf "$DEMO_DIR/shards"
+for split in train val; do
+  "$TRACELLM" shards --graphs "$P/$split.jsonl" --format recursive --tokenizer "$DEMO_DIR/tok.bin" \
+    --out "$DEMO_DIR/shards" --name "$split" --seq-len "$DEMO_CTX"
+done
+
+# ---- 5. pretrain: a small GPT on the CPU ----
+stage "pretrain: $DEMO_MODEL, $DEMO_STEPS steps on the recursive format -> $DEMO_DIR/pretrain"
+rm -rf "$DEMO_DIR/pretrain"
+"$TRACELLM" train --data "$DEMO_DIR"/shards/train_*.bin --val-data "$DEMO_DIR"/shards/val_*.bin \
+  --tokenizer "$DEMO_DIR/tok.bin" --model "$DEMO_MODEL" --seq-len "$DEMO_CTX" --batch 8 --steps "$DEMO_STEPS" \
+  --lr 1e-3 --warmup 40 --eval-every 100 --print-every 50 --threads "$DEMO_THREADS" --out "$DEMO_DIR/pretrain"
+# the loss curve in a line: first, every quarter, last (log.jsonl has one object per step)
+awk -F'"loss":' '/"loss":/ { split($2, a, ","); l[++n] = a[1] } END {
+  printf "loss curve:"; for (q = 0; q <= 4; q++) { i = (q == 0) ? 1 : int(n * q / 4); printf " %s", l[i] } print "" }' \
+  "$DEMO_DIR/pretrain/log.jsonl"
+
+# ---- 6. SFT: instruction tuning on per-layer samples with the scratchpad ----
+# shellcheck source=scripts/demo_sft.sh
+source "$(dirname "$0")/demo_sft.sh"
+MODEL_RUN=$DEMO_DIR/sft
+[ -f "$MODEL_RUN/model.bin" ] || MODEL_RUN=$DEMO_DIR/pretrain
+
+# ---- 7. generate: recursive, layer by layer, for root conditions of held-out graphs ----
+stage "generate: $DEMO_GEN graphs from $MODEL_RUN for root conditions of validation graphs -> $DEMO_DIR/generated.jsonl"
+"$TRACELLM" prompts --graphs "$P/val.jsonl" -n "$DEMO_GEN" --seed "$DEMO_SEED" --out "$DEMO_DIR/prompts.jsonl"
+"$TRACELLM" generate --model "$MODEL_RUN" --tokenizer "$DEMO_DIR/tok.bin" --prompts "$DEMO_DIR/prompts.jsonl" \
+  --names "$P/train.jsonl" --seed "$DEMO_SEED" --threads "$DEMO_THREADS" --out "$DEMO_DIR/generated.jsonl" \
+  --csv "$DEMO_DIR/generated.csv" \
+  --summary "$DEMO_DIR/generate_summary.json" 2>&1 | tee "$DEMO_DIR/generate.txt"
+
+# ---- 8. baseline: the Alibaba authors' probabilistic model, same prompts ----
+stage "baseline: fit on train graphs, answer the same prompts -> $DEMO_DIR/baseline.jsonl"
+"$TRACELLM" baseline fit --graphs "$P/train.jsonl" --out "$DEMO_DIR/baseline.model"
+"$TRACELLM" baseline sample --model "$DEMO_DIR/baseline.model" --prompts "$DEMO_DIR/prompts.jsonl" \
+  --seed "$DEMO_SEED" --out "$DEMO_DIR/baseline.jsonl"
+
+# ---- 9. eval: both against the held-out graphs ----
+stage "eval: generated and baseline graphs vs held-out real graphs -> $DEMO_DIR/report_{llm,baseline}/"
+"$TRACELLM" eval --real "$P/val.jsonl" --synthetic "$DEMO_DIR/generated.jsonl" --train "$P/train.jsonl" \
+  --stats "$P/stats.json" --out "$DEMO_DIR/report_llm" | tee "$DEMO_DIR/eval_llm.txt"
+"$TRACELLM" eval --real "$P/val.jsonl" --synthetic "$DEMO_DIR/baseline.jsonl" --train "$P/train.jsonl" \
+  --stats "$P/stats.json" --out "$DEMO_DIR/report_baseline" > "$DEMO_DIR/eval_baseline.txt"
+echo
+echo "==== summary: our model vs the probabilistic baseline, same $DEMO_GEN prompts from held-out graphs ===="
+# eval prints "metric ... value" rows; join the two tables on the metric name
+awk 'NR == FNR { if ($0 ~ /  [0-9.]+%?$/) { v = $NF; $NF = ""; base[$0] = v }; next }
+     /  [0-9.]+%?$/ { v = $NF; $NF = ""; printf "  %-46s %12s %12s\n", $0, v, base[$0] }
+     /^metric/ { printf "  %-46s %12s %12s\n", "metric", "tracellm", "baseline" }' \
+  "$DEMO_DIR/eval_baseline.txt" "$DEMO_DIR/eval_llm.txt"
+echo "reports: $DEMO_DIR/report_llm/report.html and $DEMO_DIR/report_baseline/report.html"
 
 echo
 echo "demo: done in $(( $(date +%s) - t_start )) s; outputs in $DEMO_DIR/"

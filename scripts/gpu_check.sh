@@ -7,6 +7,7 @@
 #               and the CPU, 20 training steps, determinism, `train --device cuda` resume
 #   4. ceiling  scripts/gpu_ceiling.cu: measured bf16 / TF32 GEMM TFLOP/s and copy bandwidth
 #   5. bench    scripts/bench_train_gpu.sh: tokens/s and MFU of d12, T=1024 vs PyTorch
+#   6. memcheck / racecheck   compute-sanitizer over the op tests (out-of-bounds, shared-memory races)
 # A failing stage is reported in the table and the next stage still runs. Logs go to $OUT (or a
 # temporary folder, printed); the summary table is printed last.
 #
@@ -47,25 +48,21 @@ CAP=$(awk -F', ' '{print $4}' <<<"$CARD" | tr -d '.')
 row device "$(status $RC)" "$DUR" "$CARD"
 case "$CAP" in [0-9][0-9]|[0-9][0-9][0-9]) ARCH="-gencode arch=compute_$CAP,code=sm_$CAP";; *) ARCH=;; esac
 
-# 2. build (only this card's architecture: half the nvcc time)
+# 2. build (only this card's architecture: half the nvcc time); -Xptxas -v puts the kernels'
+#    resource report (registers, spills, shared memory) in the build log for free
 if [ -n "$ARCH" ]; then
-  run_stage build 240 make -j16 BUILD="$BUILD" BIN="$BIN" GPU_ARCH="$ARCH"
+  run_stage build 240 make -j16 BUILD="$BUILD" BIN="$BIN" GPU_ARCH="$ARCH" NVCCFLAGS="-lineinfo -Xptxas -v"
 else
-  run_stage build 240 make -j16 BUILD="$BUILD" BIN="$BIN"
+  run_stage build 240 make -j16 BUILD="$BUILD" BIN="$BIN" NVCCFLAGS="-lineinfo -Xptxas -v"
 fi
 BUILD_RC=$RC
-row build "$(status $RC)" "$DUR" "$(grep -c 'nvcc' "$LOGDIR/build.log") nvcc units${ARCH:+, sm_$CAP}"
-# resource report of the hand-written kernels (registers, spills), cheap and useful beside the timings
-if [ $BUILD_RC -eq 0 ] && [ -n "$ARCH" ]; then
-  for f in kernels/cuda/*.cu; do
-    timeout 60 nvcc -O3 -std=c++17 $ARCH -I. -Xptxas -v -c "$f" -o /dev/null 2>&1 | grep -E "Function properties|registers|spill" \
-      >"$LOGDIR/ptxas_$(basename "$f" .cu).txt" || true
-  done
-fi
+grep -E "Compiling entry|registers|spill" "$LOGDIR/build.log" >"$LOGDIR/ptxas.txt" 2>/dev/null
+row build "$(status $RC)" "$DUR" "$(grep -c 'nvcc .*\.cu' "$LOGDIR/build.log") .cu files${ARCH:+, sm_$CAP}; $(grep -c 'bytes spill stores' "$LOGDIR/ptxas.txt" 2>/dev/null) kernels reported, $(grep -E '[1-9][0-9]* bytes spill stores' "$LOGDIR/ptxas.txt" 2>/dev/null | grep -vc ' 0 bytes spill stores') spill"
 
 # 3. tests
 if [ $BUILD_RC -eq 0 ]; then
-  run_stage tests 240 make test-cuda BUILD="$BUILD" BIN="$BIN" ${ARCH:+GPU_ARCH="$ARCH"}
+  # TRACELLM_CUDA_SYNC=1: a kernel fault is reported by the op that caused it
+  run_stage tests 240 env TRACELLM_CUDA_SYNC=1 make test-cuda BUILD="$BUILD" BIN="$BIN" ${ARCH:+GPU_ARCH="$ARCH"} NVCCFLAGS="-lineinfo -Xptxas -v"
   row tests "$(status $RC)" "$DUR" "$(grep -E '^[0-9]+ passed' "$LOGDIR/tests.log" | tail -1)"
 else
   row tests skipped 0 "build failed"
@@ -78,10 +75,20 @@ row ceiling "$(status $RC)" "$DUR" "$(grep -oE 'gemm bf16 [^:]*: [0-9.]+ ms, [0-
 # 5. training throughput
 if [ $BUILD_RC -eq 0 ]; then
   run_stage bench 300 env TRACELLM="$BIN" bash scripts/bench_train_gpu.sh
-  row bench "$(status $RC)" "$DUR" "tracellm $(result tracellm_tokens_per_s) tok/s (MFU $(result tracellm_mfu)) vs torch $(result torch_kind) $(result torch_tokens_per_s) tok/s (MFU $(result torch_mfu)): $(result ratio)"
-  row bench-tf32 info 0 "torch tf32 eager (like-for-like precision) $(result torch_tf32_eager_tokens_per_s) tok/s"
+  row bench "$(status $RC)" "$DUR" "d12 T=1024 B=16: tracellm $(result tracellm_tf32_tokens_per_s) tok/s (MFU $(result tracellm_tf32_mfu)) vs torch $(result torch_kind) $(result torch_tokens_per_s) tok/s (MFU $(result torch_mfu)): $(result ratio)"
+  row bench+ info - "tracellm bf16 GEMMs $(result tracellm_bf16_tokens_per_s) tok/s (MFU $(result tracellm_bf16_mfu)); torch tf32 eager $(result torch_tf32_eager_tokens_per_s) tok/s"
 else
   row bench skipped 0 "build failed"
+fi
+
+# 6. compute-sanitizer over the op tests, with whatever time is left
+if [ $BUILD_RC -eq 0 ] && command -v compute-sanitizer >/dev/null; then
+  for tool in memcheck racecheck; do
+    run_stage "$tool" 120 env TRACELLM_TEST_SEED=1 compute-sanitizer --tool "$tool" --error-exitcode 3 "$BUILD/test/cuda_test_ops"
+    row "$tool" "$(status $RC)" "$DUR" "$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$LOGDIR/$tool.log" | tail -1) $(grep -c '^PASS' "$LOGDIR/$tool.log") ops PASS"
+  done
+else
+  row sanitizer skipped 0 "compute-sanitizer not found or build failed"
 fi
 
 echo

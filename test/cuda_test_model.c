@@ -3,7 +3,8 @@
 // backend: logits, loss, every parameter gradient, the masked loss, 20 AdamW steps following the
 // CPU loss curve, bit-identical repeat runs, gradient accumulation, and KV-cache decoding.
 //
-// Two GEMM precisions are checked (kernels/cuda/backend_cuda.h):
+// And d12 (GPT-2 124M's shape) against the CPU backend, with the bounds below widened 10x (fp32)
+// and 3x (tf32) for its longer sums. Two GEMM precisions are checked (kernels/cuda/backend_cuda.h):
 //   fp32 (TRACELLM_CUDA_MATMUL=fp32): the CPU test's bounds: logits / loss 1e-4 absolute, each
 //        gradient 1e-4 of its tensor's largest element; losses of 20 steps within 1e-4 of the CPU.
 //   tf32 (the default, what training runs): logits 1e-2 of the largest logit, loss 2e-3,
@@ -285,6 +286,73 @@ static void test_decode_matches_forward(void) {
     free_fixture(&f);
 }
 
+// GPT-2 124M's shape (d12: 12 layers, 12 heads, 768 channels, head size 64 like the benchmark),
+// random weights, GPT-2's vocabulary: logits, loss and every gradient against the CPU backend.
+// One sequence of 64 tokens keeps the CPU side to a few seconds on a GPU machine's cores.
+static void test_d12_matches_cpu(void) {
+    if (!have_gpu) SKIP("no usable GPU: %s", why);
+    if (getenv("TRACELLM_CUDA_TEST_SMALL")) SKIP("TRACELLM_CUDA_TEST_SMALL is set (the CPU emulation is too slow for d12)");
+    GPTConfig cfg = {.max_seq_len = 64, .vocab_size = 50257, .padded_vocab_size = gpt_padded_vocab(50257)};
+    REQUIRE(gpt_preset("d12", &cfg));
+    int B = 1, T = 64, BT = B * T;
+    int32_t inp[64], tgt[64];
+    for (int i = 0; i < BT; i++) { inp[i] = (i * 7919 + 13) % cfg.vocab_size; tgt[i] = (i * 104729 + 5) % cfg.vocab_size; }
+    GPT c, g;
+    gpt_create(&c, &cfg, &backend_cpu);
+    gpt_init_random(&c, 42);
+    float *params = xmalloc(c.n_params * 4);
+    gpt_get_params(&c, params);
+    gpt_plan(&c, B, T, true);
+    gpt_zero_grad(&c);
+    gpt_forward(&c, inp, B, T);
+    double cl = gpt_loss(&c, tgt, NULL, 1.0f / BT, NULL) / BT;
+    gpt_backward(&c);
+    size_t nl = (size_t)BT * cfg.padded_vocab_size;
+    float *cgrad = xmalloc(c.n_params * 4), *glog = xmalloc(nl * 4);
+    gpt_get_grads(&c, cgrad);
+    for (int k = 0; k < 2; k++) {
+        const Precision *p = &precisions[k];
+        double widen = p->mode == CUDA_MATMUL_FP32 ? 10 : 3;  // d12's longer sums
+        cuda_set_matmul_mode(p->mode);
+        gpt_create(&g, &cfg, gpu);
+        gpt_set_params(&g, params);
+        gpt_plan(&g, B, T, true);
+        gpt_forward(&g, inp, B, T);
+        gpu->download(glog, g.acts.logits, nl * 4);
+        // the CPU's logits were overwritten by its dlogits: recompute them forward-only
+        GPT f;
+        gpt_create(&f, &cfg, &backend_cpu);
+        gpt_set_params(&f, params);
+        gpt_forward(&f, inp, B, T);
+        double dl = max_abs_diff(glog, f.acts.logits, nl), scale = max_abs(f.acts.logits, nl);
+        gpt_free(&f);
+        CHECKF(dl <= p->logit_rel * widen * scale, "%s d12: logits differ from the CPU by %.3g (largest %.3g)", p->name, dl, scale);
+        gpt_zero_grad(&g);
+        double gl = gpt_loss(&g, tgt, NULL, 1.0f / BT, NULL) / BT;
+        gpt_backward(&g);
+        CHECKF(fabs(gl - cl) <= p->loss_abs * widen, "%s d12: loss %.7f, cpu %.7f", p->name, gl, cl);
+        float *gg = xmalloc(g.n_params * 4);
+        gpt_get_grads(&g, gg);
+        size_t off = 0;
+        double worst = 0;
+        for (int i = 0; i < N_PARAM_TENSORS; i++) {
+            size_t n = g.param_sizes[i];
+            double d = max_abs_diff(gg + off, cgrad + off, n), s = max_abs(cgrad + off, n);
+            CHECKF(d <= p->grad_rel * widen * s, "%s d12: gradient of %s differs from the CPU by %.3g (largest %.3g)",
+                   p->name, gpt_param_names[i], d, s);
+            if (s > 0 && !(d / s <= worst)) worst = d / s;
+            off += n;
+        }
+        printf("    %s d12: max |logits - cpu| %.2e (largest %.3g), loss %.6f (cpu %.6f), worst gradient %.2e of its largest\n",
+               p->name, dl, scale, gl, cl, worst);
+        free(gg);
+        gpt_free(&g);
+    }
+    cuda_set_matmul_mode(CUDA_MATMUL_TF32);
+    free(params); free(cgrad); free(glog);
+    gpt_free(&c);
+}
+
 int main(void) {
     gpu = backend_get("cuda");
     if (!gpu) { printf("FAIL cuda backend not registered: backend_get(\"cuda\") is NULL in a CUDA build\n"); return 1; }
@@ -294,5 +362,6 @@ int main(void) {
     RUN(test_deterministic);
     RUN(test_gradient_accumulation);
     RUN(test_decode_matches_forward);
+    RUN(test_d12_matches_cpu);
     TEST_END();
 }

@@ -21,14 +21,15 @@ $TRACELLM prepare --input syn.csv.gz --out prep --quiet >/dev/null
 $TRACELLM render --in prep/train.jsonl --format recursive --split-threshold 0 --out train.txt >/dev/null 2>&1
 $TRACELLM tokenizer train --in train.txt --out tok.bin --vocab-size 512 --quiet >/dev/null
 $TRACELLM shards --graphs prep/train.jsonl --format recursive --tokenizer tok.bin --out sh --seq-len 256 --quiet >/dev/null
+# one thread: tiny tensors, and on a loaded machine OpenMP barriers would dominate
 check generate_setup_train $TRACELLM train --data sh/train_000000.bin --out run --layers 2 --heads 2 --embd 64 \
-  --seq-len 256 --batch 4 --steps 25 --lr 3e-3 --warmup 3 --print-every 0 --threads 2
-G=($TRACELLM generate --model run --tokenizer tok.bin --format recursive --seed 5 --max-tokens 200 --threads 2)
+  --seq-len 256 --batch 4 --steps 25 --lr 3e-3 --warmup 3 --print-every 0 --threads 1
+G=($TRACELLM generate --model run --tokenizer tok.bin --format recursive --seed 5 --max-tokens 200 --threads 1)
 
 # ---- constrained: every written graph is valid and matches its request ----
 check generate_constrained "${G[@]}" -n 12 --from-graphs prep/val.jsonl --batch 8 --out g8.jsonl --csv g8.csv --summary s8.json
 cat > valid.py <<'EOF'
-import json
+import json, re
 s = json.load(open("s8.json"))
 gs = [json.loads(l) for l in open("g8.jsonl")]
 assert s["requested"] == 12 and s["written"] == len(gs) == s["assembled"], s
@@ -40,6 +41,8 @@ for g in gs:
     assert len(e) == r["num_edges"] and depth == r["depth"], g
     ids = {x[0] for x in e}
     assert "0" in ids and all(x[0].rsplit(".", 1)[0] in ids for x in e if "." in x[0]), g
+    for x in e:  # free destinations (no --names): an identifier of at most 64 characters, no keyword
+        assert re.fullmatch(r"[A-Za-z0-9_]{1,64}", x[3]) and not any(k in x[3] for k in ("latency", "num_", "edge_id", "subgraph")), x
     for x in e:  # a child's source is its parent's destination, and it finishes within it
         if "." in x[0]:
             p = next(y for y in e if y[0] == x[0].rsplit(".", 1)[0])
@@ -48,12 +51,32 @@ EOF
 check generate_constrained_valid "$PY" valid.py
 check generate_graphcheck $TRACELLM graphcheck --in g8.jsonl
 
+# ---- --names: every destination is a microservice of the training graphs ----
+check generate_names "${G[@]}" -n 12 --from-graphs prep/val.jsonl --batch 8 --names prep/train.jsonl --out gnm.jsonl --summary snm.json
+cat > names.py <<'EOF'
+import json
+train = {n for l in open("prep/train.jsonl") for e in json.loads(l)["edges"] for n in (e[2], e[3]) if n != "USER"}
+gs = [json.loads(l) for l in open("gnm.jsonl")]
+assert len(gs) >= 8, f"only {len(gs)} of 12 graphs written"
+dsts = [x[3] for g in gs for x in g["edges"]]
+bad = [d for d in dsts if d not in train]
+assert not bad, f"{len(bad)} of {len(dsts)} destinations are not training names: {bad[:5]}"
+assert all(g["check"]["valid"] and g["check"]["match"] for g in gs), [g["check"] for g in gs]
+free = [x[3] for l in open("g8.jsonl") for x in json.loads(l)["edges"] if x[3] not in train]
+print(f"names: {len(dsts)} destinations, all training names; without --names {len(free)} were not")
+EOF
+check generate_names_in_train "$PY" names.py
+expect_fail generate_names_stats "microservices" "${G[@]}" -n 2 --service S_1 --names prep/stats.json --out x.jsonl
+expect_fail generate_names_missing "nothere.jsonl" "${G[@]}" -n 2 --service S_1 --names nothere.jsonl --out x.jsonl
+
 # ---- the same graphs whatever the batch size, prefix reuse, and without the KV cache ----
 check generate_batch3 "${G[@]}" -n 12 --from-graphs prep/val.jsonl --batch 3 --out g3.jsonl
 check generate_batch_independent cmp g3.jsonl g8.jsonl
 # graph i depends only on (seed, i): the first 4 of the naive loop are the first 4 of the engine
 check generate_naive "${G[@]}" -n 4 --from-graphs prep/val.jsonl --naive --out gn.jsonl
 check generate_naive_identical cmp gn.jsonl <(grep -E '"trace_id":"T_[0-3]"' g8.jsonl)
+check generate_two_threads "${G[@]}" -n 3 --from-graphs prep/val.jsonl --threads 2 --out gt2.jsonl
+check generate_thread_independent cmp gt2.jsonl <(grep -E '"trace_id":"T_[0-2]"' g8.jsonl)
 check generate_no_prefix_cache "${G[@]}" -n 12 --from-graphs prep/val.jsonl --batch 5 --prefix-cache 0 --out gp.jsonl
 check generate_prefix_cache_identical cmp gp.jsonl g8.jsonl
 

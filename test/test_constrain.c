@@ -23,7 +23,7 @@ static long feed_until_complete(Constraint *k, const char *t, size_t n) {
 }
 
 static int accept_layer(const Condition *cond, const LayerAnswer *content, bool root, bool pad, Rng *rng, TextBuf *tb,
-                        const char *what) {
+                        const char *what, const ConNames *names) {
     InstructOpts o;
     instruct_opts_default(&o);
     o.scratchpad = pad;
@@ -31,6 +31,7 @@ static int accept_layer(const Condition *cond, const LayerAnswer *content, bool 
     instruct_answer(tb, cond, content, &o, NULL);   // canonical order: the one the automaton takes
     Constraint k;
     constrain_init(&k, cond, root, pad);
+    constrain_set_names(&k, names);
     long r = feed_until_complete(&k, tb->p, tb->n);
     if (r < 0 || !k.complete) {
         long at = r < 0 ? -r - 1 : (long)tb->n;
@@ -56,6 +57,13 @@ static void test_accepts_synthetic_layers(void) {
     Rng rng;
     rng_seed(&rng, 5);
     int layers = 0, ok = 0;
+    ConNames names;   // every microservice of these graphs: the answers stay accepted under --names
+    con_names_init(&names);
+    for (int i = 0; i < 300; i++) {
+        synth_graph(s, i, &g, NULL, NULL, NULL);
+        for (int e = 0; e < g.n; e++) { con_names_add(&names, g.edges[e].src); con_names_add(&names, g.edges[e].dst); }
+    }
+    con_names_finish(&names);
     for (int i = 0; i < 300; i++) {
         synth_graph(s, i, &g, NULL, NULL, NULL);
         LayerOpts lo = {0};
@@ -63,14 +71,15 @@ static void test_accepts_synthetic_layers(void) {
         REQUIRE(layers_build(&L, &g, &lo, err, sizeof err));
         for (int li = 0; li < L.n; li++) {
             layers_answer(&L, li, &a);
-            for (int pad = 0; pad < 2; pad++) {
+            for (int pad = 0; pad < 4; pad++) {
                 layers++;
-                ok += accept_layer(&L.v[li].cond, &a, li == 0, pad, &rng, &tb, pad ? "instruct" : "recursive");
+                ok += accept_layer(&L.v[li].cond, &a, li == 0, pad & 1, &rng, &tb, pad & 1 ? "instruct" : "recursive",
+                                   pad >= 2 ? &names : NULL);
             }
         }
     }
     CHECKF(ok == layers, "%d of %d layer answers accepted", ok, layers);
-    tb_free(&tb); answer_free(&a); layers_free(&L); graph_free(&g); synth_free(s);
+    tb_free(&tb); answer_free(&a); layers_free(&L); graph_free(&g); synth_free(s); con_names_free(&names);
 }
 
 typedef struct { int layers, ok, ids_gap; TextBuf tb; Rng rng; } RealCtx;
@@ -79,7 +88,7 @@ static void visit_real(void *ctx, const LayerVisit *v) {
     if (v->ans->split || v->in_split) return;
     // the recursive data writes child conditions in full; the root's is the one line
     r->layers++;
-    r->ok += accept_layer(v->cond, v->ans, v->root, false, &r->rng, &r->tb, "released");
+    r->ok += accept_layer(v->cond, v->ans, v->root, false, &r->rng, &r->tb, "released", NULL);
 }
 
 static void test_accepts_released_layers(void) {
@@ -103,7 +112,9 @@ static void test_accepts_released_layers(void) {
 }
 
 // A uniform random walk over the allowed tokens must end in an answer that passes layer_check.
-static void test_random_walk_is_valid(void) {
+// With a names set (the training graphs' microservices, as `--names train.jsonl`) every destination
+// it writes must also be one of those names, and every block's start_node its edge's destination.
+static void random_walks(bool with_names) {
     SynthConfig sc;
     synth_config_default(&sc);
     sc.graphs = 200;
@@ -126,11 +137,20 @@ static void test_random_walk_is_valid(void) {
     BpeText t = {(const unsigned char *)corpus.p, corpus.n};
     const char *specials[] = {BPE_EOT, BPE_BOUNDARY};
     bpe_train(&tok, &t, 1, 600, specials, 2, 2, false);
+    ConNames names;
+    con_names_init(&names);
+    for (int i = 0; with_names && i < 200; i++) {
+        synth_graph(s, i, &g, NULL, NULL, NULL);
+        for (int e = 0; e < g.n; e++) if (strcmp(g.edges[e].src, "USER")) con_names_add(&names, g.edges[e].src);
+        for (int e = 0; e < g.n; e++) con_names_add(&names, g.edges[e].dst);
+    }
+    con_names_finish(&names);
+    if (with_names) REQUIRE(names.n > 20);
     uint8_t *mask = xmalloc(tok.vocab_size);
     LayerAnswer ans;
     answer_init(&ans);
     TextBuf out = {0};
-    int walks = 0, valid = 0, dead = 0;
+    int walks = 0, valid = 0, dead = 0, dsts = 0, foreign = 0, bad_start = 0, multi = 0;
     for (int i = 0; i < 200 && walks < 80; i++) {
         synth_graph(s, 1000 + i, &g, NULL, NULL, NULL);
         LayerOpts lo = {0};
@@ -140,6 +160,7 @@ static void test_random_walk_is_valid(void) {
             for (int pad = 0; pad < 2; pad++) {
                 Constraint k;
                 constrain_init(&k, cond, li == 0, pad);
+                constrain_set_names(&k, with_names ? &names : NULL);
                 tb_clear(&out);
                 walks++;
                 for (int step = 0; step < 50000 && !k.complete; step++) {
@@ -152,6 +173,23 @@ static void test_random_walk_is_valid(void) {
                 }
                 if (!k.complete) continue;
                 answer_parse(out.p, out.n, &ans, 1);
+                for (int e = 0; e < ans.n_edges; e++) {
+                    dsts++;
+                    const char *d = ans.edges[e].dst;
+                    // a name of more than one token: the walk went through the trie, not one vocab entry
+                    int v = 0;
+                    while (v < tok.vocab_size && !(strlen(d) == tok.tok_len[v] && !memcmp(tok.tok[v], d, tok.tok_len[v]))) v++;
+                    multi += v == tok.vocab_size;
+                    if (with_names ? !con_names_has(&names, d) : (strlen(d) > CON_NAME_MAX || strstr(d, "latency") || strstr(d, "num_"))) {
+                        if (foreign++ < 3) printf("    walk %d: destination '%s' not allowed\n", walks, d);
+                    }
+                }
+                for (int b = 0; b < ans.n_subs; b++) {
+                    const FSub *sb = &ans.subs[b];
+                    int e = 0;
+                    while (e < ans.n_edges && strcmp(ans.edges[e].id, sb->edge_id)) e++;
+                    if (e == ans.n_edges || strcmp(sb->cond.start_node, ans.edges[e].dst)) bad_start++;
+                }
                 char detail[300];
                 int code = layer_check(cond, &ans, NULL, detail, sizeof detail);
                 if (code == LC_OK) valid++;
@@ -159,14 +197,74 @@ static void test_random_walk_is_valid(void) {
             }
         }
     }
-    CHECKF(valid == walks && dead == 0, "%d of %d random constrained answers valid (%d dead ends)", valid, walks, dead);
+    printf("    %s: %d walks, %d destinations (%d of several tokens), %d/%d valid\n", with_names ? "names set" : "free names",
+           walks, dsts, multi, valid, walks);
+    CHECKF(valid == walks && dead == 0, "%s: %d of %d random constrained answers valid (%d dead ends)",
+           with_names ? "names" : "free names", valid, walks, dead);
+    CHECKF(dsts > 100 && foreign == 0, "%d of %d destinations outside the %s", foreign, dsts,
+           with_names ? "names set" : "identifier rule");
+    CHECKF(!with_names || multi > 0, "%d of %d destinations spanned several tokens", multi, dsts);
+    CHECKF(bad_start == 0, "%d subgraph blocks whose start_node is not their edge's destination", bad_start);
+    con_names_free(&names);
     free(mask); tb_free(&out); tb_free(&corpus); answer_free(&ans); bpe_free(&tok);
     layers_free(&L); graph_free(&g); synth_free(s);
 }
 
+static void test_random_walk_is_valid(void) { random_walks(false); }
+static void test_random_walk_names(void) { random_walks(true); }
+
+// Feeds the root layer's first edge up to "destination is " and returns the constraint there.
+static void at_destination(Constraint *k, const ConNames *names) {
+    Condition c;
+    cond_clear(&c);
+    cond_set_str(&c, CF_ID, "S_1");
+    cond_set_str(&c, CF_START_NODE, "USER");
+    cond_set_str(&c, CF_START_EDGE_ID, "0");
+    cond_set_num(&c, CF_START_COMM, 0);
+    constrain_init(k, &c, true, false);
+    constrain_set_names(k, names);
+    const char *pre = "<layer>\n<edges>\n(edge_id is 0,type is rpc,destination is ";
+    REQUIRE(constrain_feed(k, (const unsigned char *)pre, strlen(pre)));
+}
+static bool dst_ok(const ConNames *names, const char *name_and_sep) {
+    Constraint k;
+    at_destination(&k, names);
+    return constrain_try(&k, (const unsigned char *)name_and_sep, strlen(name_and_sep));
+}
+
+static void test_destination_rules(void) {
+    ConNames s;
+    con_names_init(&s);
+    const char *in[] = {"MS_2", "MS_12", "MS_1", "MS_12", "UNKNOWN"};
+    for (int i = 0; i < 5; i++) CHECK(con_names_add(&s, in[i]));
+    CHECK(!con_names_add(&s, "") && !con_names_add(&s, "MS 1") && !con_names_add(&s, "a,b"));
+    con_names_finish(&s);
+    CHECKF(s.n == 4 && s.max_len == 7, "%d names, longest %d", s.n, s.max_len);
+    CHECK(con_names_has(&s, "MS_12") && !con_names_has(&s, "MS_123") && !con_names_has(&s, "MS_"));
+    // names set: exactly the names, prefixes of each other included, nothing else
+    CHECK(dst_ok(&s, "MS_1,") && dst_ok(&s, "MS_12,") && dst_ok(&s, "MS_2,") && dst_ok(&s, "UNKNOWN,"));
+    CHECK(!dst_ok(&s, "MS_,") && !dst_ok(&s, "MS_3") && !dst_ok(&s, "MS_123") && !dst_ok(&s, "MS_2x") && !dst_ok(&s, "UNK,"));
+    CHECK(!dst_ok(&s, ","));
+    // free names: the identifier alphabet, at most CON_NAME_MAX characters, no keyword inside
+    CHECK(dst_ok(NULL, "MS_5168811,") && dst_ok(NULL, "3x,") && dst_ok(NULL, "UNAVAILABLE,"));
+    CHECK(!dst_ok(NULL, "3latency01139MS_5168811num_remaining_edges14349MS_67047"));
+    CHECK(dst_ok(NULL, "3latenc") && !dst_ok(NULL, "3latency"));
+    CHECK(!dst_ok(NULL, "MS_1num_") && !dst_ok(NULL, "MS_1edge_id") && !dst_ok(NULL, "MS-1"));
+    char long_name[CON_NAME_MAX + 3];
+    memset(long_name, 'A', CON_NAME_MAX);
+    strcpy(long_name + CON_NAME_MAX, ",");
+    CHECK(dst_ok(NULL, long_name));
+    memset(long_name, 'A', CON_NAME_MAX + 1);
+    strcpy(long_name + CON_NAME_MAX + 1, ",");
+    CHECK(!dst_ok(NULL, long_name));
+    con_names_free(&s);
+}
+
 int main(void) {
+    RUN(test_destination_rules);
     RUN(test_accepts_synthetic_layers);
     RUN(test_accepts_released_layers);
     RUN(test_random_walk_is_valid);
+    RUN(test_random_walk_names);
     TEST_END();
 }

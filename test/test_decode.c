@@ -167,6 +167,8 @@ static void test_slot_reuse(void) {
 }
 
 int main(void) {
+    // tiny tensors: one thread, so a loaded machine's OpenMP barriers do not dominate the run
+    backend_cpu.set_threads(1);
     gpt_create(&model, &cfg, &backend_cpu);
     gpt_init_random(&model, 1234);
     make_sequences();

@@ -157,7 +157,32 @@ static void test_stop_and_mask(void) {
     for (int q = 0; q < NREQ; q++) CHECK(ref.n_out[q] == 0 && ref.why[q] == FIN_MASK_EMPTY);
 }
 
+// A sequence that fills its cache slot ends with FIN_CONTEXT at exactly ctx tokens; a prompt that
+// cannot fit is refused at submit (the harness turns that into a layer failure before submitting).
+static Run ctx_run;
+static void test_context_limit(void) {
+    memset(&ctx_run, 0, sizeof ctx_run);
+    ctx_run.stop_token = -1;
+    EngineConfig c;
+    engine_config_default(&c);
+    c.batch = 3; c.ctx = 20; c.seed = 1;
+    EngineHooks h = {.mask = on_mask, .token = on_token, .finish = on_finish, .ctx = &ctx_run};
+    Engine e;
+    engine_init(&e, &model, &c, &h);
+    for (int q = 0; q < 4; q++) {
+        EngineRequest r = {.id = (uint64_t)q, .prompt = prompts[q], .prompt_len = plens[q], .max_tokens = 1000};
+        engine_submit(&e, &r);
+    }
+    engine_run(&e);
+    for (int q = 0; q < 4; q++)
+        CHECKF(ctx_run.why[q] == FIN_CONTEXT && plens[q] + ctx_run.n_out[q] == 20, "request %d: %s after %d + %d tokens", q,
+               finish_reason_name(ctx_run.why[q]), plens[q], ctx_run.n_out[q]);
+    engine_free(&e);
+}
+
 int main(void) {
+    // tiny tensors: one thread, so a loaded machine's OpenMP barriers do not dominate the run
+    backend_cpu.set_threads(1);
     gpt_create(&model, &cfg, &backend_cpu);
     gpt_init_random(&model, 77);
     make_prompts();
@@ -165,6 +190,7 @@ int main(void) {
     RUN(test_equals_naive_loop);
     RUN(test_continuous_batching);
     RUN(test_stop_and_mask);
+    RUN(test_context_limit);
     gpt_free(&model);
     TEST_END();
 }

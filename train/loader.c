@@ -76,3 +76,23 @@ bool loader_next(Loader *l, int32_t *inputs, int32_t *targets, float *weight) {
     l->offset += BT;
     return wrapped;
 }
+
+// Data parallelism (train/dist.h): the loader is opened with the GLOBAL batch (B = ranks x rows
+// per rank) so every rank walks the same windows, and rank r keeps rows [r*B/W, (r+1)*B/W) of
+// each. W ranks together read exactly the tokens one process with the global batch reads: no
+// sample twice in an epoch, none skipped, and the same position to checkpoint on every rank.
+bool loader_next_rank(Loader *l, int rank, int world, int32_t *inputs, int32_t *targets, float *weight) {
+    if (world < 1 || rank < 0 || rank >= world || l->B % world)
+        fatal("internal: rank %d of %d cannot take an equal share of a batch of %d rows", rank, world, l->B);
+    bool wrapped = settle(l);
+    const Shard *s = &l->shards[l->shard];
+    size_t rows = (size_t)(l->B / world) * l->T, lo = rank * rows;
+    const uint16_t *tok = s->tokens + l->offset + lo;
+    for (size_t i = 0; i < rows; i++) {
+        inputs[i] = tok[i];
+        targets[i] = tok[i + 1];
+        weight[i] = s->mask ? (float)(s->mask[l->offset + lo + i + 1] != 0) : 1.0f;
+    }
+    l->offset += (size_t)l->B * l->T;
+    return wrapped;
+}

@@ -29,3 +29,6 @@ void loader_rewind(Loader *l);
 // Next batch: inputs (B,T), targets (B,T), weight (B,T) = loss mask of each target (1 without a
 // mask). Advances the position; returns true when it had to wrap around to a new epoch first.
 bool loader_next(Loader *l, int32_t *inputs, int32_t *targets, float *weight);
+// The rows of rank `rank` of `world` (B/world of them) of the next global batch of B rows: every
+// rank calls it with the same loader state and all advance together (data parallelism, dist.h).
+bool loader_next_rank(Loader *l, int rank, int world, int32_t *inputs, int32_t *targets, float *weight);

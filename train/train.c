@@ -11,6 +11,8 @@
 #include "model/gpt.h"
 #include "tokenizer/bpe.h"
 #include "train/loader.h"
+#include "train/dist.h"  // data parallelism (issue 9)
+#include "train/sft_score.h"
 #include "train/schedule.h"
 #include "util/args.h"
 #include "util/rng.h"
@@ -27,6 +29,9 @@
 typedef struct {
     StrList data, val_data;
     const char *tokenizer, *model, *out, *schedule, *device;
+    const char *init, *sft_eval;          // SFT: pretrained run to start from; val graphs to score
+    bool sft, loss_on_all;
+    int sft_eval_every, sft_eval_n, sft_eval_tokens;
     int layers, heads, embd;
     int batch, seq_len, grad_accum, warmup, eval_every, eval_batches, save_every, stop_after, threads, print_every;
     int64_t steps;
@@ -68,6 +73,9 @@ static void truncate_log(const char *path, uint64_t step) {
     free(buf);
 }
 
+// data parallelism (train/dist.h): the world this process belongs to (a world of one by default)
+static Dist *dist;
+
 // ---- evaluation ----
 static double eval_loss(GPT *m, Loader *val, int n_batches, int32_t *inp, int32_t *tgt, float *w) {
     loader_rewind(val);
@@ -75,13 +83,27 @@ static double eval_loss(GPT *m, Loader *val, int n_batches, int32_t *inp, int32_
     double sum = 0;
     long count = 0;
     for (int i = 0; i < n_batches; i++) {
-        loader_next(val, inp, tgt, w);
-        gpt_forward(m, inp, val->B, val->T);
+        loader_next_rank(val, dist->rank, dist->world, inp, tgt, w);  // dist: this rank's rows
+        gpt_forward(m, inp, val->B / dist->world, val->T);
         int n = 0;
         sum += gpt_loss(m, tgt, val->has_mask ? w : NULL, 0.0f, &n);
         count += n;
     }
-    return count ? sum / count : NAN;
+    double tot[2] = {sum, (double)count};  // dist: over all ranks
+    dist_sum_array(dist, tot, 2);
+    return tot[1] ? tot[0] / tot[1] : NAN;
+}
+
+// The fixed header of a checkpoint (its context length) without loading the weights; the full
+// load later checks everything else (crc, sizes).
+static bool peek_header(const char *path, CkptHeader *h, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { snprintf(err, errlen, "%s: %s", path, strerror(errno)); return false; }
+    bool ok = fread(h, sizeof *h, 1, f) == 1 && !memcmp(h->magic, CKPT_MAGIC, 8);
+    fclose(f);
+    if (!ok) snprintf(err, errlen, "%s: not a tracellm checkpoint (bad or short header)", path);
+    else if (h->max_seq_len < 2) { snprintf(err, errlen, "%s: context length %d in the header", path, h->max_seq_len); ok = false; }
+    return ok;
 }
 
 static void fmt_eta(char *buf, size_t n, double s) {
@@ -93,10 +115,11 @@ static void fmt_eta(char *buf, size_t n, double s) {
 }
 
 int cmd_train(int argc, char **argv) {
-    TrainOpts o = {.model = "d4", .schedule = "cosine", .device = "cpu", .batch = 8, .seq_len = 256, .grad_accum = 1,
+    TrainOpts o = {.schedule = "cosine", .device = "cpu", .batch = 8, .grad_accum = 1, .sft_eval_n = 50, .sft_eval_tokens = 512,
                    .warmup = 400, .eval_every = 250, .eval_batches = 20, .save_every = 1000, .print_every = 10,
                    .lr = 3e-4, .min_lr_frac = 0.1, .weight_decay = 0.1, .beta1 = 0.9, .beta2 = 0.95, .clip = 1.0,
                    .seed = 1337};
+    DistOpts dopt = {0};  // data parallelism (train/dist.h)
     Opt opts[] = {
         {"--data", OPT_STRS, &o.data, "SHARD...", "training shards (tracellm shards)", true},
         {"--val-data", OPT_STRS, &o.val_data, "SHARD...", "validation shards for the eval loss", false},
@@ -128,14 +151,46 @@ int cmd_train(int argc, char **argv) {
         {"--threads", OPT_INT, &o.threads, "N", "CPU threads (0 = all)", false},
         {"--device", OPT_STR, &o.device, "NAME", "backend: cpu (cuda when built with nvcc)", false},
         {"--print-every", OPT_INT, &o.print_every, "N", "progress line every N steps", false},
+        DIST_OPTIONS(dopt),
+        {"--sft", OPT_FLAG, &o.sft, NULL, "instruction tuning: start from --init, train on the loss mask, SFT defaults "
+                                           "(lr 3e-4 cosine, 4 epochs, seq-len of the model)", false},
+        {"--init", OPT_STR, &o.init, "RUN", "--sft: the pretrained run whose RUN/model.bin is the starting point (fresh optimizer)", false},
+        {"--loss-on-all", OPT_FLAG, &o.loss_on_all, NULL, "ignore the shards' loss mask: train on prompt tokens too (the released code)", false},
+        {"--sft-eval", OPT_STR, &o.sft_eval, "GRAPHS", "val graphs JSONL: score greedy instruction following (needs --tokenizer)", false},
+        {"--sft-eval-every", OPT_INT, &o.sft_eval_every, "N", "score every N steps (0 = only at the end)", false},
+        {"--sft-eval-n", OPT_INT, &o.sft_eval_n, "N", "layers in the held-out instruction set", false},
+        {"--sft-eval-tokens", OPT_INT, &o.sft_eval_tokens, "N", "generated tokens per layer answer at most", false},
     };
     args_parse(argc, argv, "tracellm train --data SHARD... --out RUN [options]",
                "Trains the GPT on token shards. RUN/log.jsonl gets one JSON object per step; RUN/model.bin and\n"
                "RUN/optim.bin are the checkpoint (--resume continues bit-identically).",
                opts, sizeof opts / sizeof opts[0], NULL);
+    dist = dist_init(&dopt);  // dist: join the world (--batch is per rank)
 
     // ---- options ----
-    if (o.batch < 1 || o.seq_len < 2 || o.grad_accum < 1) fatal("--batch, --grad-accum must be >= 1 and --seq-len >= 2");
+    // SFT: the paper's schedule by default (lr 3e-4 cosine, 4 epochs); the shape comes from --init
+    if (o.sft && !o.init && !o.resume) fatal("--sft needs --init PRETRAINED_RUN (or --resume of an SFT run)");
+    if (o.init && !o.sft) fatal("--init applies to --sft (instruction tuning from a pretrained run)");
+    if (o.init && (o.model || o.layers || o.heads || o.embd))
+        fatal("--init %s: the model shape comes from its checkpoint; drop --model/--layers/--heads/--embd", o.init);
+    if (o.sft && o.steps == 0 && o.epochs == 0) o.epochs = 4;
+    if (!o.model) o.model = "d4";
+    if (o.sft_eval && !o.tokenizer) fatal("--sft-eval needs --tokenizer (prompts are encoded and answers decoded with it)");
+    if (o.sft_eval_every < 0 || o.sft_eval_n < 1 || o.sft_eval_tokens < 1) fatal("--sft-eval-every must be >= 0, --sft-eval-n and --sft-eval-tokens >= 1");
+    if (o.seq_len == 0 && !o.sft) o.seq_len = 256;  // --sft: the checkpoint's context, known below
+    if (o.batch < 1 || (o.seq_len && o.seq_len < 2) || o.grad_accum < 1) fatal("--batch, --grad-accum must be >= 1 and --seq-len >= 2");
+    // the SFT starting point is read first: its context is the default --seq-len
+    GPT m;
+    char err[8192];
+    RunPaths rp;
+    run_paths(&rp, o.out);
+    if (o.sft && !o.seq_len) {
+        CkptHeader h;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/model.bin", o.resume ? o.out : o.init);
+        if (!peek_header(path, &h, err, sizeof err)) fatal("%s", err);
+        o.seq_len = h.max_seq_len;
+    }
     if ((int64_t)o.batch * o.seq_len > (1 << 24)) fatal("--batch * --seq-len is too large (%lld tokens)", (long long)o.batch * o.seq_len);
     if (o.steps < 0 || o.epochs < 0 || o.warmup < 0 || o.eval_every < 0 || o.save_every < 0 || o.stop_after < 0 || o.print_every < 0 || o.eval_batches < 1)
         fatal("step counts must not be negative");
@@ -156,22 +211,27 @@ int cmd_train(int argc, char **argv) {
 
     // ---- data ----
     Loader train, val = {0};
-    loader_open(&train, o.data.v, o.data.n, o.batch, o.seq_len);
+    loader_open(&train, o.data.v, o.data.n, o.batch * dist->world, o.seq_len);  // dist: the global batch
     bool have_val = o.val_data.n > 0;
     if (have_val) {
-        loader_open(&val, o.val_data.v, o.val_data.n, o.batch, o.seq_len);
+        loader_open(&val, o.val_data.v, o.val_data.n, o.batch * dist->world, o.seq_len);
         if (val.fingerprint != train.fingerprint || val.vocab_size != train.vocab_size)
             fatal("%s was made by another tokenizer than %s (fingerprint %016" PRIx64 " vs %016" PRIx64 ")",
                   o.val_data.v[0], o.data.v[0], val.fingerprint, train.fingerprint);
     }
+    Bpe tok = {0};
     if (o.tokenizer) {
-        Bpe tok;
         bpe_load(&tok, o.tokenizer);
         if (tok.fingerprint != train.fingerprint || (uint32_t)tok.vocab_size != train.vocab_size)
             fatal("tokenizer mismatch: %s has fingerprint %016" PRIx64 " (vocab %d) but %s was made by %016" PRIx64
                   " (vocab %u)", o.tokenizer, tok.fingerprint, tok.vocab_size, o.data.v[0], train.fingerprint, train.vocab_size);
-        bpe_free(&tok);
     }
+    // the held-out instruction set: prompts rendered once, scored with greedy decoding
+    SftEvalSet *sft_set = NULL;
+    if (o.sft_eval) sft_set = sft_evalset_load(o.sft_eval, o.sft_eval_n, &tok);
+    if (o.sft && !train.has_mask && !o.loss_on_all)
+        fatal("--sft: %s carries no loss mask (make instruction shards with `tracellm shards --format instruction`, "
+              "or pass --loss-on-all to train on every token)", o.data.v[0]);
     if (o.epochs > 0) o.steps = (int64_t)ceil(o.epochs * train.windows_per_epoch / o.grad_accum);
     if (o.steps < 1) fatal("give --steps N or --epochs E (how long to train)");
     if (o.warmup > o.steps / 10 && o.warmup > 0) {
@@ -182,7 +242,7 @@ int cmd_train(int argc, char **argv) {
     // ---- model: a fresh one, or the run's checkpoint ----
     // the shape of a fresh model is checked before anything is created on disk
     GPTConfig cfg = {0};
-    if (!o.resume) {
+    if (!o.resume && !o.init) {
         if (!gpt_preset(o.model, &cfg)) fatal("--model %s: expected one of d2 d4 d6 d8 d12", o.model);
         if (o.layers) cfg.n_layer = o.layers;
         if (o.heads) cfg.n_head = o.heads;
@@ -193,14 +253,10 @@ int cmd_train(int argc, char **argv) {
         const char *bad = gpt_config_check(&cfg);
         if (bad) fatal("model %s with --layers/--heads/--embd: %s", o.model, bad);
     }
-    RunPaths rp;
-    run_paths(&rp, o.out);
     if (mkdir(o.out, 0777) && errno != EEXIST) fatal("cannot create run directory %s: %s", o.out, strerror(errno));
     if (!path_is_dir(o.out)) fatal("%s exists and is not a directory", o.out);
-    GPT m;
     TrainState st = {0};
     Rng rng;
-    char err[8192];
     if (o.resume) {
         if (file_size(rp.model) < 0) fatal("--resume: %s has no checkpoint (%s is missing)", o.out, rp.model);
         CkptHeader h;
@@ -211,36 +267,59 @@ int cmd_train(int argc, char **argv) {
         if ((uint32_t)m.cfg.vocab_size != train.vocab_size)
             fatal("%s has a vocabulary of %d, the shards %u", rp.model, m.cfg.vocab_size, train.vocab_size);
         if (o.seq_len > m.cfg.max_seq_len) fatal("--seq-len %d exceeds the checkpoint's context %d", o.seq_len, m.cfg.max_seq_len);
-        if (file_size(rp.optim) < 0) fatal("--resume: %s is missing (a model file alone cannot resume bit-identically)", rp.optim);
-        if (!checkpoint_load_optim(rp.optim, &m, &st, err, sizeof err)) fatal("%s", err);
+        if (dist->zero) {
+            dist_zero_load(dist, o.out, &m, &st);  // dist: this rank's ZeRO-1 optimizer slice
+        } else {
+            dist_resume_check(dist, o.out);  // dist: a ZeRO-1 run needs --zero 1
+            if (file_size(rp.optim) < 0) fatal("--resume: %s is missing (a model file alone cannot resume bit-identically)", rp.optim);
+            if (!checkpoint_load_optim(rp.optim, &m, &st, err, sizeof err)) fatal("%s", err);
+        }
         if (st.step != h.step)
             fatal("%s is at step %" PRIu64 " but %s at step %" PRIu64 " (interrupted while saving?)", rp.model, h.step, rp.optim, st.step);
         if (st.shard >= (uint64_t)train.n_shards) fatal("%s: data position (shard %" PRIu64 ") does not fit the %d shards given", rp.optim, st.shard, train.n_shards);
         train.shard = st.shard; train.offset = st.offset; train.epoch = st.epoch;
         memcpy(rng.s, st.rng, sizeof rng.s);
-        truncate_log(rp.log, st.step);
+        if (dist->rank == 0) truncate_log(rp.log, st.step);
         fprintf(stderr, "train: resuming %s at step %" PRIu64 " of %" PRId64 "\n", o.out, st.step, o.steps);
     } else {
         if (file_size(rp.model) >= 0)
             fatal("%s already holds a checkpoint (%s): pass --resume to continue it, or choose another --out", o.out, rp.model);
-        gpt_create(&m, &cfg, be);
-        gpt_init_random(&m, (uint64_t)o.seed);
+        if (o.init) {
+            // SFT: the pretrained weights, a fresh optimizer (moments are created by the first
+            // update) and step 0; the pretraining run is only read
+            char path[4200];
+            snprintf(path, sizeof path, "%s/model.bin", o.init);
+            if (file_size(path) < 0) fatal("--init %s: no pretrained checkpoint (%s is missing)", o.init, path);
+            CkptHeader h;
+            if (!checkpoint_load_model(path, &m, be, &h, err, sizeof err)) fatal("%s", err);
+            if (h.tokenizer_fingerprint != train.fingerprint || (uint32_t)m.cfg.vocab_size != train.vocab_size)
+                fatal("tokenizer mismatch: --init %s was pretrained on tokens of tokenizer %016" PRIx64 " (vocab %d), but %s was "
+                      "made by %016" PRIx64 " (vocab %u); make the instruction shards with the pretraining tokenizer",
+                      path, h.tokenizer_fingerprint, m.cfg.vocab_size, o.data.v[0], train.fingerprint, train.vocab_size);
+            if (o.seq_len > m.cfg.max_seq_len) fatal("--seq-len %d exceeds the context %d of --init %s", o.seq_len, m.cfg.max_seq_len, path);
+            fprintf(stderr, "train: SFT from %s (pretrained %" PRIu64 " steps)\n", path, h.step);
+        } else {
+            gpt_create(&m, &cfg, be);
+            gpt_init_random(&m, (uint64_t)o.seed);
+        }
         rng_seed(&rng, (uint64_t)o.seed);
-        unlink(rp.log);
+        if (dist->rank == 0) unlink(rp.log);
     }
+    dist_broadcast_params(dist, &m);  // dist: every rank starts from rank 0's weights
     if ((int64_t)st.step >= o.steps) {
         fprintf(stderr, "train: %s is already at step %" PRIu64 " of %" PRId64 "; nothing to do\n", o.out, st.step, o.steps);
         gpt_free(&m);
+        dist_free(dist);
         return 0;
     }
     gpt_plan(&m, o.batch, o.seq_len, true);
-    FILE *log = fopen(rp.log, "a");
+    FILE *log = fopen(dist->rank == 0 ? rp.log : "/dev/null", "a");  // dist: rank 0 logs
     if (!log) fatal("cannot open %s: %s", rp.log, strerror(errno));
     fprintf(stderr, "train: %d layers, %d heads, %d channels, vocab %d (padded %d), %.2fM parameters, %.0f MB of "
                     "activations and gradients; %" PRIu64 " tokens in %d shards, %" PRIu64 " batches of %dx%d per epoch; %" PRId64 " steps\n",
             m.cfg.n_layer, m.cfg.n_head, m.cfg.n_embd, m.cfg.vocab_size, m.cfg.padded_vocab_size, m.n_params / 1e6,
             (2.0 * m.n_acts + 4.0 * m.n_params) * sizeof(float) / 1e6, train.usable_tokens, train.n_shards,
-            train.windows_per_epoch, o.batch, o.seq_len, o.steps);
+            train.windows_per_epoch, o.batch * dist->world, o.seq_len, o.steps);  // dist: global batches
 
     // ---- the loop ----
     size_t BT = (size_t)o.batch * o.seq_len, K = o.grad_accum;
@@ -262,19 +341,23 @@ int cmd_train(int argc, char **argv) {
         // fetch the whole step's data first: the loss scale needs its unmasked-token count
         long n_counted = 0;
         for (size_t k = 0; k < K; k++) {
-            loader_next(&train, inp + k * BT, tgt + k * BT, w + k * BT);
+            loader_next_rank(&train, dist->rank, dist->world, inp + k * BT, tgt + k * BT, w + k * BT);
+            if (o.loss_on_all)
+                for (size_t i = 0; i < BT; i++) w[k * BT + i] = 1.0f;
             for (size_t i = 0; i < BT; i++) n_counted += w[k * BT + i] != 0.0f;
         }
+        n_counted = (long)dist_sum(dist, (double)n_counted);  // dist: the step's count over all ranks
         float dscale = n_counted ? 1.0f / (float)n_counted : 0.0f;
         gpt_zero_grad(&m);
         double loss_sum = 0;
         for (size_t k = 0; k < K; k++) {
             gpt_forward(&m, inp + k * BT, o.batch, o.seq_len);
-            loss_sum += gpt_loss(&m, tgt + k * BT, train.has_mask ? w + k * BT : NULL, dscale, NULL);
+            loss_sum += gpt_loss(&m, tgt + k * BT, train.has_mask && !o.loss_on_all ? w + k * BT : NULL, dscale, NULL);
             if (dscale != 0.0f) gpt_backward(&m);
         }
+        loss_sum = dist_sum(dist, loss_sum);  // dist: all ranks' losses, and their gradients summed:
         double loss = n_counted ? loss_sum / n_counted : 0.0;
-        double norm = gpt_grad_norm(&m);
+        double norm = dist_reduce_grads(dist, &m);
         if (!isfinite(loss) || !isfinite(norm)) {
             char last[4200];
             if (last_saved == UINT64_MAX) snprintf(last, sizeof last, "no checkpoint was saved in this run");
@@ -287,20 +370,30 @@ int cmd_train(int argc, char **argv) {
         }
         float grad_scale = o.clip > 0 && norm > o.clip ? (float)(o.clip / (norm + 1e-6)) : 1.0f;
         double lr = schedule_lr((Schedule)sched, o.lr, o.min_lr_frac, o.warmup, step, o.steps);
-        gpt_update(&m, (float)lr, (float)o.beta1, (float)o.beta2, 1e-8f, (float)o.weight_decay, (int)(step + 1), grad_scale);
+        dist_update(dist, &m, (float)lr, (float)o.beta1, (float)o.beta2, 1e-8f, (float)o.weight_decay, (int)(step + 1), grad_scale);
         st.step = (uint64_t)step + 1;
-        st.tokens_seen += K * BT;
+        st.tokens_seen += K * BT * dist->world;
         double dt = now_seconds() - t0;
-        tokens_since_print += (int64_t)(K * BT);
+        tokens_since_print += (int64_t)(K * BT * dist->world);
 
         // eval, log, progress
         bool last_step = (int64_t)st.step == o.steps;
         fprintf(log, "{\"step\":%" PRIu64 ",\"loss\":%.8g,\"lr\":%.8g,\"grad_norm\":%.8g,\"tokens_per_s\":%.0f", st.step,
-                loss, lr, norm, K * BT / dt);
+                loss, lr, norm, K * BT * dist->world / dt);
         if (have_val && ((o.eval_every && st.step % o.eval_every == 0) || last_step)) {
             double vl = eval_loss(&m, &val, o.eval_batches, inp, tgt, w);
             fprintf(log, ",\"val_loss\":%.8g", vl);
             fprintf(stderr, "train: step %" PRIu64 ": val loss %.4f\n", st.step, vl);
+        }
+        // the instruction score needs no other rank (same weights everywhere): rank 0 alone scores and logs
+        if (sft_set && dist->rank == 0 && ((o.sft_eval_every && st.step % o.sft_eval_every == 0) || last_step)) {
+            SftScore sc;
+            sft_score_model(&m, &tok, sft_set, o.sft_eval_tokens, &sc, NULL, false);
+            fprintf(log, ",\"sft_score\":%.6g,\"sft_parsed\":%.6g,\"sft_counts\":%.6g,\"sft_valid\":%.6g,\"sft_layers\":%d",
+                    sft_share(&sc, sc.ok), sft_share(&sc, sc.parsed), sft_share(&sc, sc.counts), sft_share(&sc, sc.valid), sc.n);
+            char line[512];
+            sft_score_line(&sc, line, sizeof line);
+            fprintf(stderr, "train: step %" PRIu64 ": instruction following %s\n", st.step, line);
         }
         fprintf(log, "}\n");
         if (fflush(log) || ferror(log)) fatal("cannot write %s: %s", rp.log, strerror(errno));
@@ -314,20 +407,26 @@ int cmd_train(int argc, char **argv) {
             tokens_since_print = 0;
         }
 
-        bool save = last_step || (int64_t)st.step == stop_at || stop_signal || (o.save_every && st.step % o.save_every == 0);
+        // read the flag once: a signal that lands after this read is seen at the next step, never lost
+        // or half-seen (saved without stopping); dist: a signal to any rank stops all at the same step
+        int stop_now = dist_max_int(dist, stop_signal);
+        bool save = last_step || (int64_t)st.step == stop_at || stop_now || (o.save_every && st.step % o.save_every == 0);
         if (save) {
             st.shard = train.shard; st.offset = train.offset; st.epoch = train.epoch;
             memcpy(st.rng, rng.s, sizeof st.rng);
             // optimizer first: a crash between the two renames leaves mismatched steps, which
             // --resume reports instead of silently mixing states
-            checkpoint_save_optim(rp.optim, &m, &st);
-            checkpoint_save_model(rp.model, &m, train.fingerprint, st.step);
+            // dist: each rank saves its ZeRO-1 slice (or rank 0 the whole optimizer), then rank 0 the model
+            if (dist->zero) dist_zero_save(dist, o.out, &m, &st);
+            else if (dist->rank == 0) checkpoint_save_optim(rp.optim, &m, &st);
+            dist_barrier(dist);
+            if (dist->rank == 0) checkpoint_save_model(rp.model, &m, train.fingerprint, st.step);
             last_saved = st.step;
         }
-        if (stop_signal) {
+        if (stop_now) {
             fprintf(stderr, "train: %s at step %" PRIu64 ": saved %s; continue with --resume\n",
-                    stop_signal == SIGINT ? "interrupted" : "terminated", st.step, rp.model);
-            rc = 128 + stop_signal;
+                    stop_now == SIGINT ? "interrupted" : "terminated", st.step, rp.model);
+            rc = 128 + stop_now;
             break;
         }
     }
@@ -336,8 +435,13 @@ int cmd_train(int argc, char **argv) {
                 (int64_t)st.step == o.steps ? "done" : "stopped", st.step, o.steps, rp.model);
     if (fclose(log)) fatal("cannot write %s: %s", rp.log, strerror(errno));
     free(inp); free(tgt); free(w);
+    if (sft_set) sft_evalset_free(sft_set);
+    free(o.data.v);
+    free(o.val_data.v);
+    if (o.tokenizer) bpe_free(&tok);
     loader_free(&train);
     if (have_val) loader_free(&val);
     gpt_free(&m);
+    dist_free(dist);
     return rc;
 }

@@ -57,6 +57,12 @@ static const void *as_bf16(int slot, const float *x, size_t n, const char *op) {
     return b;
 }
 
+// D (m,n) col-major += bias (m,) on every column: the bias when it cannot be the epilogue.
+__global__ void add_bias_kernel(float *D, const float *bias, int m, size_t total) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < total) D[i] += bias[i % m];
+}
+
 // D (m,n) col-major, ld m  =  alpha op(A) op(B) + beta D  [+ bias (m,) broadcast over columns]
 // A is (m,k) after op: stored (k,m) when transA (ld k), else (m,k) (ld m); likewise B (k,n).
 static void gemm(float *D, const float *A, const float *B, const float *bias, int m, int n, int k, bool transA,
@@ -79,7 +85,9 @@ static void gemm(float *D, const float *A, const float *B, const float *bias, in
     cublasOperation_t ta = transA ? CUBLAS_OP_T : CUBLAS_OP_N, tb = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
     LT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta), "%s", op);
     LT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), "%s", op);
-    if (bias) {
+    // cuBLASLt's bias epilogue wants an aligned vector; a 4-byte aligned slice gets its own pass
+    const float *late_bias = bias && (uintptr_t)bias % 16 ? bias : NULL;
+    if (bias && !late_bias) {
         cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
         cudaDataType_t bt = CUDA_R_32F;
         LT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi), "%s", op);
@@ -110,6 +118,11 @@ static void gemm(float *D, const float *A, const float *B, const float *bias, in
     cublasLtMatrixLayoutDestroy(ld);
     cublasLtMatmulDescDestroy(desc);
     LAUNCH_CHECK("%s N=%d C=%d OC=%d", op, N, C, OC);
+    if (late_bias) {
+        size_t total = (size_t)m * n;
+        add_bias_kernel<<<cdiv(total, 256), 256>>>(D, late_bias, m, total);
+        LAUNCH_CHECK("%s (bias) N=%d C=%d OC=%d", op, N, C, OC);
+    }
 }
 
 // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias

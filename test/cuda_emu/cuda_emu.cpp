@@ -1,5 +1,6 @@
 // The CPU emulation of CUDA / cuBLASLt declared in cuda_emu.h (scripts/cuda_emu_check.sh).
 #include "cuda_emu.h"
+#include <setjmp.h>
 #include <ucontext.h>
 #include <vector>
 
@@ -10,10 +11,13 @@ char *emu_dynamic_smem;
 // ---- fibers: the threads of one block ----
 namespace {
 enum { RUNNABLE, AT_BARRIER, DONE };
-struct Fiber { ucontext_t ctx; char *stack; int state; unsigned tid; };
+// first entry through makecontext/swapcontext, every later switch through _setjmp/_longjmp
+// (no signal-mask system call: the emulation spends its time in switches)
+struct Fiber { ucontext_t ctx; jmp_buf jb, start; char *stack; int state, fresh, made; unsigned tid; };
 const size_t STACK = 256 << 10;
 std::vector<Fiber> fibers;
 ucontext_t scheduler;
+jmp_buf scheduler_jb;
 int current;
 const std::function<void()> *body;
 cudaError_t last_error = cudaSuccess;
@@ -21,15 +25,17 @@ cudaError_t last_error = cudaSuccess;
 std::vector<float> xf;
 std::vector<double> xd;
 
+// A fiber lives across launches: it restarts here (longjmp to `start`) for each new block.
 void fiber_main() {
+    _setjmp(fibers[current].start);
     (*body)();
     fibers[current].state = DONE;
-    swapcontext(&fibers[current].ctx, &scheduler);
+    _longjmp(scheduler_jb, 1);
 }
 
 void barrier() {
     fibers[current].state = AT_BARRIER;
-    swapcontext(&fibers[current].ctx, &scheduler);
+    if (!_setjmp(fibers[current].jb)) _longjmp(scheduler_jb, 1);
     unsigned t = fibers[current].tid;
     threadIdx.x = t % blockDim.x; threadIdx.y = t / blockDim.x % blockDim.y; threadIdx.z = t / (blockDim.x * blockDim.y);
 }
@@ -71,7 +77,7 @@ void emu_run(const EmuCfg &cfg, const std::function<void()> &b) {
     if (fibers.size() < nt) {
         size_t old = fibers.size();
         fibers.resize(nt);
-        for (size_t i = old; i < nt; i++) fibers[i].stack = (char *)malloc(STACK);
+        for (size_t i = old; i < nt; i++) { fibers[i].stack = (char *)malloc(STACK); fibers[i].made = 0; }
     }
     xf.assign(nt, 0.0f);
     xd.assign(nt, 0.0);
@@ -82,12 +88,15 @@ void emu_run(const EmuCfg &cfg, const std::function<void()> &b) {
                 memset(smem.data(), 0xff, smem.size());  // dynamic shared memory starts as garbage (NaN)
                 for (unsigned t = 0; t < nt; t++) {
                     Fiber &f = fibers[t];
-                    getcontext(&f.ctx);
-                    f.ctx.uc_stack.ss_sp = f.stack;
-                    f.ctx.uc_stack.ss_size = STACK;
-                    f.ctx.uc_link = NULL;
-                    makecontext(&f.ctx, fiber_main, 0);
+                    if (!f.made) {
+                        getcontext(&f.ctx);
+                        f.ctx.uc_stack.ss_sp = f.stack;
+                        f.ctx.uc_stack.ss_size = STACK;
+                        f.ctx.uc_link = NULL;
+                        makecontext(&f.ctx, fiber_main, 0);
+                    }
                     f.state = RUNNABLE;
+                    f.fresh = 1;
                     f.tid = t;
                 }
                 for (;;) {
@@ -97,7 +106,14 @@ void emu_run(const EmuCfg &cfg, const std::function<void()> &b) {
                         current = (int)t;
                         threadIdx.x = t % blockDim.x; threadIdx.y = t / blockDim.x % blockDim.y;
                         threadIdx.z = t / (blockDim.x * blockDim.y);
-                        swapcontext(&scheduler, &fibers[t].ctx);
+                        if (!_setjmp(scheduler_jb)) {
+                            Fiber &f = fibers[t];
+                            if (!f.fresh) _longjmp(f.jb, 1);
+                            f.fresh = 0;
+                            if (f.made) _longjmp(f.start, 1);
+                            f.made = 1;
+                            swapcontext(&scheduler, &f.ctx);
+                        }
                     }
                     for (unsigned t = 0; t < nt; t++)
                         if (fibers[t].state == AT_BARRIER) { fibers[t].state = RUNNABLE; live++; }
