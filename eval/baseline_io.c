@@ -66,12 +66,7 @@ void base_save(const BaseModel *m, const char *path) {
             put_i64(&b, m->rt[d][t].n);
             if (m->rt[d][t].n) put(&b, m->rt[d][t].q, sizeof m->rt[d][t].q);
         }
-    uint32_t crc = (uint32_t)crc32(0, Z_NULL, 0);
-    for (size_t off = 0; off < b.n;) {  // zlib's crc32 takes a uInt length
-        size_t k = b.n - off > (1u << 30) ? (1u << 30) : b.n - off;
-        crc = (uint32_t)crc32(crc, b.p + off, (uInt)k);
-        off += k;
-    }
+    uint32_t crc = crc32_update(0, b.p, b.n);
     OutFile *o = out_open(path);
     uint32_t version = BASE_VERSION;
     uint64_t len = b.n;
@@ -167,12 +162,7 @@ bool base_load(BaseModel *m, const char *path, char *err, size_t errlen) {
         snprintf(err, errlen, "%s: payload is %zu bytes, header says %llu (truncated?)", path, len - 24, (unsigned long long)plen);
         goto done;
     }
-    uint32_t got = (uint32_t)crc32(0, Z_NULL, 0);
-    for (size_t off = 0; off < plen;) {
-        size_t k = plen - off > (1u << 30) ? (1u << 30) : plen - off;
-        got = (uint32_t)crc32(got, data + 24 + off, (uInt)k);
-        off += k;
-    }
+    uint32_t got = crc32_update(0, data + 24, plen);
     if (got != crc) {
         snprintf(err, errlen, "%s: CRC32 mismatch (file %08x, computed %08x): the model file is corrupt", path, crc, got);
         goto done;

@@ -11,16 +11,6 @@ _Static_assert(sizeof(CkptHeader) == 128, "model checkpoint header is 128 bytes 
 _Static_assert(sizeof(TrainState) == 72, "train state is 72 bytes on disk");
 _Static_assert(sizeof(OptimHeader) == 128, "optimizer checkpoint header is 128 bytes on disk");
 
-static uint32_t crc_update(uint32_t crc, const void *p, size_t n) {
-    const unsigned char *b = p;
-    while (n) {  // zlib's crc32 takes a uInt length
-        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        crc = (uint32_t)crc32(crc, b, k);
-        b += k; n -= k;
-    }
-    return crc;
-}
-
 static bool fail(char *err, size_t errlen, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -31,9 +21,9 @@ static bool fail(char *err, size_t errlen, const char *fmt, ...) {
 
 // header (crc field zeroed) then payload arrays
 static uint32_t file_crc(const void *hdr, size_t hsize, const float *const *arrays, int n_arrays, size_t n) {
-    uint32_t crc = (uint32_t)crc32(0, Z_NULL, 0);
-    crc = crc_update(crc, hdr, hsize);
-    for (int i = 0; i < n_arrays; i++) crc = crc_update(crc, arrays[i], n * sizeof(float));
+    uint32_t crc = 0;
+    crc = crc32_update(crc, hdr, hsize);
+    for (int i = 0; i < n_arrays; i++) crc = crc32_update(crc, arrays[i], n * sizeof(float));
     return crc;
 }
 
@@ -81,7 +71,7 @@ static bool check_crc(const char *path, char *buf, size_t hsize, size_t crc_off,
     uint32_t stored;
     memcpy(&stored, buf + crc_off, 4);
     memset(buf + crc_off, 0, 4);
-    uint32_t crc = crc_update(crc_update((uint32_t)crc32(0, Z_NULL, 0), buf, hsize), buf + hsize, len - hsize);
+    uint32_t crc = crc32_update(crc32_update(0, buf, hsize), buf + hsize, len - hsize);
     memcpy(buf + crc_off, &stored, 4);
     if (crc != stored) return fail(err, errlen, "%s: CRC32 mismatch (corrupt checkpoint)", path);
     return true;

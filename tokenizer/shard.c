@@ -8,16 +8,6 @@
 
 _Static_assert(sizeof(ShardHeader) == 64, "shard header is 64 bytes on disk");
 
-static uint32_t crc_update(uint32_t crc, const void *p, uint64_t n) {
-    const unsigned char *b = p;
-    while (n) {  // zlib's crc32 takes a uInt length
-        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        crc = (uint32_t)crc32(crc, b, k);
-        b += k; n -= k;
-    }
-    return crc;
-}
-
 void shard_write(const char *path, uint32_t vocab_size, uint64_t tokenizer_fingerprint, const uint16_t *tokens,
                  const uint8_t *mask, uint64_t n_tokens, const uint64_t *doc_start, uint64_t n_docs) {
     ShardHeader h;
@@ -29,10 +19,10 @@ void shard_write(const char *path, uint32_t vocab_size, uint64_t tokenizer_finge
     h.n_docs = n_docs;
     h.flags = mask ? SHARD_HAS_MASK : 0;
     h.tokenizer_fingerprint = tokenizer_fingerprint;
-    uint32_t crc = (uint32_t)crc32(0, Z_NULL, 0);
-    crc = crc_update(crc, tokens, n_tokens * sizeof *tokens);
-    if (mask) crc = crc_update(crc, mask, n_tokens);
-    crc = crc_update(crc, doc_start, n_docs * sizeof *doc_start);
+    uint32_t crc = 0;
+    crc = crc32_update(crc, tokens, n_tokens * sizeof *tokens);
+    if (mask) crc = crc32_update(crc, mask, n_tokens);
+    crc = crc32_update(crc, doc_start, n_docs * sizeof *doc_start);
     h.crc32 = crc;
     OutFile *o = out_open(path);
     xfwrite(&h, sizeof h, 1, o->f, path);
@@ -61,10 +51,10 @@ void shard_load(const char *path, Shard *s) {
         fread(s->doc_start, 8, s->h.n_docs, f) != s->h.n_docs)
         fatal("%s: read failed: %s", path, strerror(errno));
     fclose(f);
-    uint32_t crc = (uint32_t)crc32(0, Z_NULL, 0);
-    crc = crc_update(crc, s->tokens, s->h.n_tokens * 2);
-    if (s->mask) crc = crc_update(crc, s->mask, s->h.n_tokens);
-    crc = crc_update(crc, s->doc_start, s->h.n_docs * 8);
+    uint32_t crc = 0;
+    crc = crc32_update(crc, s->tokens, s->h.n_tokens * 2);
+    if (s->mask) crc = crc32_update(crc, s->mask, s->h.n_tokens);
+    crc = crc32_update(crc, s->doc_start, s->h.n_docs * 8);
     if (crc != s->h.crc32) fatal("%s: CRC32 mismatch (corrupt shard)", path);
     for (uint64_t i = 0; i < s->h.n_tokens; i++)
         if (s->tokens[i] >= s->h.vocab_size) fatal("%s: token %llu has id %u >= vocab size %u", path, (unsigned long long)i, s->tokens[i], s->h.vocab_size);

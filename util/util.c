@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define MAX_TMP 64
 static char tmp_table[MAX_TMP][4096];
@@ -183,4 +184,14 @@ char *read_file(const char *path, size_t *len) {
     buf[n] = 0;
     if (len) *len = n;
     return buf;
+}
+
+uint32_t crc32_update(uint32_t crc, const void *p, size_t n) {
+    const unsigned char *b = p;
+    do {  // zlib's crc32 takes a uInt length; crc32(x, NULL, 0) would reset, so n == 0 returns crc
+        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        if (k) crc = (uint32_t)crc32(crc, b, k);
+        b += k; n -= k;
+    } while (n);
+    return crc;
 }

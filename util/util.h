@@ -47,5 +47,8 @@ void tmp_commit(const char *tmp, const char *path);  // fsync file, rename, unre
 void install_cleanup_signals(void);    // SIGINT/SIGTERM remove temporaries, then exit 130/143
 // Writes n bytes or dies naming the file (ENOSPC and friends).
 void xfwrite(const void *p, size_t size, size_t n, FILE *f, const char *name);
+// CRC32 (zlib's) continued over n bytes of any size: crc32_update(0, ...) starts a checksum.
+// Every file format with a checksum (shards, checkpoints, tokenizer, baseline model) uses it.
+uint32_t crc32_update(uint32_t crc, const void *p, size_t n);
 // Whole file into memory (NUL-terminated); *len gets the size. Dies naming the file on error.
 char *read_file(const char *path, size_t *len);
