@@ -81,7 +81,15 @@ else
   row bench skipped 0 "build failed"
 fi
 
-# 6. compute-sanitizer over the op tests, with whatever time is left
+# 6. data parallelism on one GPU: NCCL with a 1-rank world (tcp, ZeRO-1, mpirun) against the plain run
+if [ $BUILD_RC -eq 0 ]; then
+  run_stage dist 120 bash scripts/dist_gpu_check.sh "$BIN"
+  row dist "$(status $RC)" "$DUR" "1-rank NCCL: tcp, ZeRO-1, mpirun vs plain"
+else
+  row dist skipped 0 "build failed"
+fi
+
+# 7. compute-sanitizer over the op tests, with whatever time is left
 if [ $BUILD_RC -eq 0 ] && command -v compute-sanitizer >/dev/null; then
   for tool in memcheck racecheck; do
     run_stage "$tool" 120 env TRACELLM_TEST_SEED=1 compute-sanitizer --tool "$tool" --error-exitcode 3 "$BUILD/test/cuda_test_ops"
