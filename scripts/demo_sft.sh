@@ -17,7 +17,7 @@ sft_stage() {
     return 0
   fi
   local frac=${DEMO_SFT_FRACTION:-0.05} steps=${DEMO_SFT_STEPS:-150} batch=${DEMO_SFT_BATCH:-4}
-  local lr=${DEMO_SFT_LR:-1e-3} n_eval=${DEMO_SFT_EVAL:-40} threads=${DEMO_SFT_THREADS:-0}
+  local lr=${DEMO_SFT_LR:-1e-3} n_eval=${DEMO_SFT_EVAL:-40} threads=${DEMO_SFT_THREADS:-${DEMO_THREADS:-0}}
   stage "sft: instruction tuning $pre -> $out ($steps steps on the answers of $frac of the training graphs)"
   local stats_opt=()
   [ -f "$stats" ] && stats_opt=(--stats "$stats")

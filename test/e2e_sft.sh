@@ -140,6 +140,13 @@ a = [json.loads(l) for l in open('answers.jsonl')]
 assert s['layers'] == 3 == len(a) and s['distinct_asked'] >= 1, s
 assert s['score'] == sum(x['parsed'] and x['counts'] and x['valid'] for x in a) / 3, (s, a)
 "
+check sft_score_constrained $TRACELLM sft score --model rs --graphs prep/val.jsonl --tokenizer tok.bin -n 2 --max-tokens 48 --threads 1 \
+  --distinct --constrained --json cscore.json
+check sft_score_constrained_json "$PY" -c "
+import json
+s = json.load(open('cscore.json'))
+assert s['layers'] == 2 and 0 <= s['score'] <= 1 and s['distinct_asked'] >= 1, s
+"
 expect_fail sft_score_tokenizer_mismatch "tokenizer mismatch" $TRACELLM sft score --model pre --graphs prep/val.jsonl --tokenizer tok.bin -n 2
 expect_fail sft_score_bad_graphs "bad.jsonl:1" bash -c "echo '{\"trace_id\":' > bad.jsonl; $TRACELLM sft score --model rs --graphs bad.jsonl --tokenizer tok.bin -n 2"
 expect_fail sft_unknown_subcommand "unknown subcommand" $TRACELLM sft frobnicate

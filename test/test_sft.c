@@ -96,11 +96,13 @@ static void test_true_answers_score_one(void) {
             sft_judge(&req, it.distinct_max, t.p, engine_cut(&t), &scratch, &v);
             CHECKF(v.parsed && v.counts && v.valid && v.distinct_ok, "graph %d layer %d: parsed %d counts %d valid %d (code %d) distinct %d\n%.*s",
                    gi, li, v.parsed, v.counts, v.valid, v.code, v.distinct_ok, (int)t.n, t.p);
+            CHECKF(v.edge_lines == content.n_edges && v.edge_lines_ok == v.edge_lines, "edge lines %d ok %d of %d edges",
+                   v.edge_lines, v.edge_lines_ok, content.n_edges);
             sft_score_add(&sc, &it, &v);
             checked++;
         }
     }
-    CHECKF(sc.n == checked && sc.ok == checked && sc.parsed == checked && sc.distinct_ok == checked,
+    CHECKF(sc.n == checked && sc.ok == checked && sc.parsed == checked && sc.distinct_ok == checked && sc.distinct_exact == checked,
            "score %d/%d ok, %d parsed, %d distinct", sc.ok, sc.n, sc.parsed, sc.distinct_ok);
     CHECK(sft_share(&sc, sc.ok) == 1.0);
     tb_free(&t);
@@ -171,6 +173,15 @@ static void test_broken_answers_score_zero(void) {
     sft_judge(&req, 0, t.p, cut, &scratch, &v);
     CHECK(!v.parsed && !v.valid);
 
+    // an edge line with an attribute twice and one missing: not well-formed
+    {
+        const char *bad = "<layer>\n<edges>\n(edge_id is 1,type is rpc,destination is MS_00002,communication starts at 5 milliseconds,"
+                          "communication finishes at 55 milliseconds)\n(edge_id is 2,edge_id is 2,type is mc,communication starts at 10 "
+                          "milliseconds,communication finishes at 20 milliseconds)\n";
+        sft_judge(&req, 0, bad, strlen(bad), &scratch, &v);
+        CHECKF(!v.parsed && v.edge_lines == 2 && v.edge_lines_ok == 1, "edge lines %d ok %d", v.edge_lines, v.edge_lines_ok);
+    }
+
     // an edge dropped: counts and validity fail
     drop_line(&t, "(", 1);
     sft_judge(&req, 0, t.p, t.n, &scratch, &v);
@@ -222,6 +233,7 @@ static void test_broken_answers_score_zero(void) {
     sft_score_add(&sc, &tight, &v);
     sft_judge(&req, 3, t.p, t.n, &scratch, &v);
     sft_score_add(&sc, &loose, &v);
+    CHECK(sc.distinct_exact == 0);   // the answer has 2 distinct destinations, neither bound is 2
     CHECKF(sc.distinct_asked == 2 && sc.distinct_ok == 1 && sc.distinct_tight == 1 && sc.distinct_tight_ok == 0,
            "asked %d kept %d tight %d tight kept %d", sc.distinct_asked, sc.distinct_ok, sc.distinct_tight, sc.distinct_tight_ok);
 

@@ -1,6 +1,7 @@
 // The instruction-following score (train/sft_score.h) and `tracellm sft-score`.
 #include "train/sft_score.h"
 #include "data/layers.h"
+#include "infer/constrain.h"
 #include "infer/engine.h"
 #include "infer/sampler.h"
 #include "model/checkpoint.h"
@@ -104,6 +105,18 @@ void sft_evalset_free(SftEvalSet *s) {
 
 void sft_judge(const Condition *req, int distinct_max, const char *text, size_t n, LayerAnswer *a, SftVerdict *v) {
     memset(v, 0, sizeof *v);
+    // partial credit that moves before whole layers do: how many edge lines are well-formed
+    for (size_t i = 0; i < n;) {
+        const char *nl = memchr(text + i, '\n', n - i);
+        size_t len = nl ? (size_t)(nl - text - i) : n - i;
+        if (len && text[i] == '(') {
+            FEdge e;
+            char err[200];
+            v->edge_lines++;
+            v->edge_lines_ok += edge_parse(text + i, len, &e, EF_LAYER, err, sizeof err) == 1 && e.present == EF_LAYER;
+        }
+        i += len + 1;
+    }
     answer_clear(a);
     // an answer cut off by the token limit is not a layer, however well it started: it must end
     // with a terminator (the stop strings are kept in the text)
@@ -138,23 +151,29 @@ void sft_score_add(SftScore *s, const SftItem *it, const SftVerdict *v) {
     if (it->distinct_max > 0) {
         s->distinct_asked++;
         s->distinct_ok += v->parsed && v->distinct_ok;
+        s->distinct_exact += v->parsed && v->distinct == it->distinct_max;
         if (cond_has(&it->req, CF_NUM_CURRENT_EDGES) && it->distinct_max < it->req.v[CF_NUM_CURRENT_EDGES]) {
             s->distinct_tight++;
             s->distinct_tight_ok += v->parsed && v->distinct_ok;
         }
     }
     s->first_code[v->code & 31]++;
+    s->edge_lines += v->edge_lines;
+    s->edge_lines_ok += v->edge_lines_ok;
 }
 
 void sft_score_line(const SftScore *s, char *out, size_t n) {
     int k = snprintf(out, n, "score %.3f (%d/%d) | parsed %.3f | counts %.3f | valid %.3f", sft_share(s, s->ok), s->ok, s->n,
                      sft_share(s, s->parsed), sft_share(s, s->counts), sft_share(s, s->valid));
     if (s->distinct_asked && k > 0 && (size_t)k < n)
-        k += snprintf(out + k, n - (size_t)k, " | distinct-bound kept %.3f (%d/%d)", (double)s->distinct_ok / s->distinct_asked,
-                      s->distinct_ok, s->distinct_asked);
+        k += snprintf(out + k, n - (size_t)k, " | distinct-bound kept %.3f (%d/%d), exactly K %.3f", (double)s->distinct_ok / s->distinct_asked,
+                      s->distinct_ok, s->distinct_asked, (double)s->distinct_exact / s->distinct_asked);
     if (s->distinct_tight && k > 0 && (size_t)k < n)
         k += snprintf(out + k, n - (size_t)k, ", tight bounds %.3f (%d/%d)", (double)s->distinct_tight_ok / s->distinct_tight,
                       s->distinct_tight_ok, s->distinct_tight);
+    if (s->edge_lines && k > 0 && (size_t)k < n)
+        k += snprintf(out + k, n - (size_t)k, " | edge lines well-formed %.3f (%" PRId64 "/%" PRId64 ")",
+                      (double)s->edge_lines_ok / (double)s->edge_lines, s->edge_lines_ok, s->edge_lines);
     if (s->too_long && k > 0 && (size_t)k < n) snprintf(out + k, n - (size_t)k, " | %d prompts longer than the context", s->too_long);
 }
 
@@ -164,15 +183,31 @@ typedef struct {
     const Bpe *tok;
     StopSet stops;
     TextBuf *text;   // [n items]
+    Constraint *con; // [n items] with --constrained, else NULL
+    uint8_t *mask;   // (V,)
 } Run;
 
 static const char *STOPS[] = {"</layer>", "</split>", "finish generation", "##"};
+
+static const uint8_t *on_mask(void *ctx, EngineSeq *s) {
+    Run *r = ctx;
+    Constraint *k = r->con ? &r->con[(intptr_t)s->req.user] : NULL;
+    if (!k || !k->active) return NULL;
+    constrain_mask(k, r->tok, r->mask);
+    return r->mask;
+}
 
 static bool on_token(void *ctx, EngineSeq *s, int t) {
     Run *r = ctx;
     TextBuf *b = &r->text[(intptr_t)s->req.user];
     size_t n = r->tok->tok_len[t];
     tb_put(b, (const char *)r->tok->tok[t], n);
+    Constraint *k = r->con ? &r->con[(intptr_t)s->req.user] : NULL;
+    if (k && k->active) {
+        // the mask let only what the automaton accepts through: the answer ends when it is complete
+        if (!constrain_feed(k, r->tok->tok[t], n)) fatal("internal: constrained decoding accepted a token its automaton rejects");
+        return k->complete;
+    }
     int which;
     long at = stop_find(&r->stops, b->p, (long)b->n, (long)n, &which);
     if (at < 0) return false;
@@ -182,8 +217,18 @@ static bool on_token(void *ctx, EngineSeq *s, int t) {
 static void on_finish(void *ctx, EngineSeq *s, FinishReason why) {}
 
 void sft_score_model(GPT *m, const Bpe *tok, const SftEvalSet *set, int max_tokens, SftScore *out, FILE *answers, bool progress) {
+    sft_score_model_ex(m, tok, set, max_tokens, false, out, answers, progress);
+}
+
+void sft_score_model_ex(GPT *m, const Bpe *tok, const SftEvalSet *set, int max_tokens, bool constrained, SftScore *out,
+                        FILE *answers, bool progress) {
     memset(out, 0, sizeof *out);
     Run r = {.tok = tok, .text = xcalloc((size_t)set->n, sizeof(TextBuf))};
+    if (constrained) {
+        r.con = xcalloc((size_t)set->n, sizeof *r.con);
+        r.mask = xmalloc((size_t)tok->vocab_size);
+        for (int i = 0; i < set->n; i++) constrain_init(&r.con[i], &set->v[i].req, set->v[i].layer == 0, true);
+    }
     stopset_init(&r.stops, STOPS, 4);
     EngineConfig ec;
     engine_config_default(&ec);
@@ -191,7 +236,7 @@ void sft_score_model(GPT *m, const Bpe *tok, const SftEvalSet *set, int max_toke
     ec.prefix_slots = 0;
     ec.eot = bpe_special_id(tok, BPE_EOT);
     ec.sampling = (SamplerConfig){.temperature = 0.0f, .top_k = 0, .top_p = 1.0f};   // greedy: one answer per model
-    EngineHooks hooks = {.token = on_token, .finish = on_finish, .ctx = &r};
+    EngineHooks hooks = {.mask = constrained ? on_mask : NULL, .token = on_token, .finish = on_finish, .ctx = &r};
     Engine e;
     engine_init(&e, m, &ec, &hooks);
     int ctx = m->cfg.max_seq_len;
@@ -239,6 +284,8 @@ void sft_score_model(GPT *m, const Bpe *tok, const SftEvalSet *set, int max_toke
     answer_free(&a);
     free(skipped);
     free(r.text);
+    free(r.con);
+    free(r.mask);
 }
 
 // ---- tracellm sft-score ----
@@ -247,7 +294,7 @@ static int sft_score_main(int argc, char **argv) {
     const char *model = NULL, *graphs = NULL, *tok_path = NULL, *json = NULL, *device = "cpu", *answers = NULL;
     int n = 200, max_tokens = 512, threads = 0;
     int64_t seed = 1;
-    bool distinct = false;
+    bool distinct = false, constrained = false;
     Opt opts[] = {
         {"--model", OPT_STR, &model, "RUN", "run directory (RUN/model.bin) or a model.bin file: pretrained or SFT", true},
         {"--graphs", OPT_STR, &graphs, "FILE", "held-out graphs JSONL (e.g. prepared/val.jsonl): one layer is drawn per graph", true},
@@ -256,6 +303,8 @@ static int sft_score_main(int argc, char **argv) {
         {"--max-tokens", OPT_INT, &max_tokens, "N", "generated tokens per answer at most", false},
         {"--distinct", OPT_FLAG, &distinct, NULL, "add the docs/SFT.md worked example 'Call at most K distinct microservices "
                                                    "in this layer' to every prompt and score it", false},
+        {"--constrained", OPT_FLAG, &constrained, NULL, "decode through infer/constrain.h: grammar and counts are enforced, so "
+                                                         "the score shows what the constraint leaves to the model (e.g. --distinct)", false},
         {"--seed", OPT_I64, &seed, "S", "which layer of each graph is drawn", false},
         {"--json", OPT_STR, &json, "FILE", "also write the score as JSON", false},
         {"--answers", OPT_STR, &answers, "FILE", "write every generated answer with its verdict (JSONL)", false},
@@ -286,7 +335,7 @@ static int sft_score_main(int argc, char **argv) {
     double t0 = now_seconds();
     SftScore sc;
     OutFile *ao = answers ? out_open(answers) : NULL;
-    sft_score_model(&m, &tok, set, max_tokens, &sc, ao ? ao->f : NULL, true);
+    sft_score_model_ex(&m, &tok, set, max_tokens, constrained, &sc, ao ? ao->f : NULL, true);
     if (ao) out_close(ao);
     double dt = now_seconds() - t0;
     char line[512];
@@ -306,9 +355,10 @@ static int sft_score_main(int argc, char **argv) {
         fprintf(o->f, ",\"layers\":%d,\"score\":%.6g,\"parsed\":%.6g,\"counts\":%.6g,\"valid\":%.6g", sc.n,
                 sft_share(&sc, sc.ok), sft_share(&sc, sc.parsed), sft_share(&sc, sc.counts), sft_share(&sc, sc.valid));
         if (sc.distinct_asked)
-            fprintf(o->f, ",\"distinct_asked\":%d,\"distinct_kept\":%d,\"distinct_tight\":%d,\"distinct_tight_kept\":%d",
-                    sc.distinct_asked, sc.distinct_ok, sc.distinct_tight, sc.distinct_tight_ok);
-        fprintf(o->f, ",\"too_long\":%d}\n", sc.too_long);
+            fprintf(o->f, ",\"distinct_asked\":%d,\"distinct_kept\":%d,\"distinct_exact\":%d,\"distinct_tight\":%d,\"distinct_tight_kept\":%d",
+                    sc.distinct_asked, sc.distinct_ok, sc.distinct_exact, sc.distinct_tight, sc.distinct_tight_ok);
+        fprintf(o->f, ",\"edge_lines\":%" PRId64 ",\"edge_lines_ok\":%" PRId64 ",\"too_long\":%d}\n", sc.edge_lines,
+                sc.edge_lines_ok, sc.too_long);
         out_close(o);
     }
     sft_evalset_free(set);

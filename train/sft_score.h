@@ -33,13 +33,17 @@ typedef struct SftEvalSet { SftItem *v; int n; } SftEvalSet;
 typedef struct {
     int n, parsed, counts, valid, ok;      // ok = parsed && counts && valid
     int distinct_asked, distinct_ok;       // worked example: prompts with the bound, answers within it
+    int distinct_exact;                    // ... answers with exactly K distinct destinations (a model that
+                                           // keeps the bound by calling one microservice over and over is not following)
     int distinct_tight, distinct_tight_ok; // ... of those, the ones whose bound is below num_current_edges
                                            // (a layer with all-different destinations would break it)
     int too_long;                          // prompts that did not fit the model's context (count as failures)
+    int64_t edge_lines, edge_lines_ok;     // partial credit: lines of the answers that open an edge "(",
+                                           // and those that are a complete, well-formed edge
     int first_code[32];                    // layers by their first layer_check code
 } SftScore;
 
-typedef struct { bool parsed, counts, valid, distinct_ok; int code, distinct; } SftVerdict;
+typedef struct { bool parsed, counts, valid, distinct_ok; int code, distinct, edge_lines, edge_lines_ok; } SftVerdict;
 
 // Reads graphs JSONL (each sorted and validated; an invalid one is an error naming the line) and
 // builds up to n items. distinct: add the worked-example instruction to every layer with edges.
@@ -57,6 +61,10 @@ void sft_score_add(SftScore *s, const SftItem *it, const SftVerdict *v);
 // (may be NULL) gets one JSON line per item: its graph line, layer, verdict and answer text;
 // progress: a progress line on stderr.
 void sft_score_model(GPT *m, const Bpe *tok, const SftEvalSet *set, int max_tokens, SftScore *out, FILE *answers, bool progress);
+// The same with constrained decoding (infer/constrain.h) when `constrained`: structure and counts
+// are then enforced, and what remains is the model's (destinations, which edges get subgraphs).
+void sft_score_model_ex(GPT *m, const Bpe *tok, const SftEvalSet *set, int max_tokens, bool constrained, SftScore *out,
+                        FILE *answers, bool progress);
 
 static inline double sft_share(const SftScore *s, int k) { return s->n ? (double)k / s->n : 0.0; }
 // "score 0.640 (32/50) | parsed 0.900 | counts 0.700 | valid 0.660 [| distinct 0.5 (..)]"
