@@ -126,7 +126,7 @@ fuzz:
 	  tail -1 build-fuzz/$$n.log; done
 
 demo: $(BIN)
-	TRACELLM=$(BIN) bash scripts/demo.sh
+	TRACELLM=$(abspath $(BIN)) bash scripts/demo.sh
 
 clean:
 	rm -rf build build-asan build-fuzz tracellm
