@@ -109,6 +109,11 @@ int graph_find(const CallGraph *g, const char *rpc_id) {
 static const char *CHECK_NAMES[GRAPH_NCHECKS] = {
     "ok", "empty", "no_root", "duplicate_rpc_id", "missing_parent", "src_dst_mismatch", "child_outlives_parent", "too_deep"};
 const char *graph_check_name(GraphCheck c) { return c < GRAPH_NCHECKS ? CHECK_NAMES[c] : "?"; }
+const char *graph_check_describe(const CallGraph *g, GraphCheck c, int bad_edge, char *buf, size_t len) {
+    if (bad_edge >= 0 && bad_edge < g->n) snprintf(buf, len, "%s at edge %s", graph_check_name(c), g->edges[bad_edge].rpc_id);
+    else snprintf(buf, len, "%s", graph_check_name(c));
+    return buf;
+}
 
 GraphCheck graph_validate(const CallGraph *g, int max_depth, int *bad_edge) {
     int dummy;
@@ -236,6 +241,16 @@ bool graph_reader_next(GraphReader *r, CallGraph *g) {
             fatal("%s:%lld: not a call graph: %s", r->path, (long long)r->lineno, err);
         return true;
     }
+}
+bool graph_reader_next_valid(GraphReader *r, CallGraph *g) {
+    if (!graph_reader_next(r, g)) return false;
+    graph_sort(g);
+    int bad;
+    GraphCheck c = graph_validate(g, 0, &bad);
+    char why[300];
+    if (c != GRAPH_OK)
+        fatal("%s:%lld: invalid call graph (%s)", r->path, (long long)r->lineno, graph_check_describe(g, c, bad, why, sizeof why));
+    return true;
 }
 void graph_reader_close(GraphReader *r) {
     if (r->f && r->f != stdin) fclose(r->f);

@@ -58,6 +58,8 @@ typedef enum {
     GRAPH_NCHECKS
 } GraphCheck;
 const char *graph_check_name(GraphCheck c);   // "no_root", ... (the keys of prepare_report.json)
+// "missing_parent at edge 0.1.1" (just the rule's name when no single edge is at fault); returns buf.
+const char *graph_check_describe(const CallGraph *g, GraphCheck c, int bad_edge, char *buf, size_t len);
 // Returns the first rule broken; *bad_edge (may be NULL) gets the offending edge index.
 GraphCheck graph_validate(const CallGraph *g, int max_depth, int *bad_edge);
 
@@ -79,6 +81,9 @@ typedef struct {
 } GraphReader;
 void graph_reader_open(GraphReader *r, const char *path);
 bool graph_reader_next(GraphReader *r, CallGraph *g);  // false at end of file
+// graph_reader_next, then sort and validate (no depth limit): consumers that need a valid tree
+// (layers, text formats) stop on an invalid graph with an error naming the file, line and rule.
+bool graph_reader_next_valid(GraphReader *r, CallGraph *g);
 void graph_reader_close(GraphReader *r);
 // Reads a whole JSONL file; returns the count, *out an array the caller frees with graphs_free.
 int graphs_load(const char *path, CallGraph **out);

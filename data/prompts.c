@@ -24,28 +24,33 @@ int cmd_prompts(int argc, char **argv) {
                "Writes the root condition (service, num_edges, depth, latency) of real graphs as a prompts file.", opts,
                (int)(sizeof opts / sizeof opts[0]), NULL);
     if (n < 0) fatal("-n must be >= 0 (got %d)", n);
-    CallGraph *gs;
-    int ng = graphs_load(in, &gs);
+    // one pass to count (a draw with replacement needs the population size), one to write
+    CallGraph g;
+    graph_init(&g);
+    GraphReader r;
+    int64_t ng = 0;
+    graph_reader_open(&r, in);
+    while (graph_reader_next_valid(&r, &g)) ng++;
+    graph_reader_close(&r);
     if (ng == 0) fatal("%s: no graphs", in);
-    int *pick = xmalloc(sizeof(int) * (size_t)(n ? n : ng));
+    int64_t total = n ? n : ng;
+    int64_t *want = xcalloc((size_t)ng, sizeof *want);  // how many prompts each graph gives
     Rng rng;
     rng_seed(&rng, (uint64_t)seed);
-    for (int i = 0; i < (n ? n : ng); i++) pick[i] = n ? (int)rng_below(&rng, (uint64_t)ng) : i;
+    for (int64_t i = 0; i < total; i++) want[n ? (int64_t)rng_below(&rng, (uint64_t)ng) : i]++;
     OutFile *o = out_open(out);
-    for (int i = 0; i < (n ? n : ng); i++) {
-        CallGraph *g = &gs[pick[i]];
-        graph_sort(g);
-        int bad;
-        GraphCheck c = graph_validate(g, 0, &bad);
-        if (c != GRAPH_OK) fatal("%s: graph %d (trace %s) is not a valid call graph: %s", in, pick[i] + 1, g->trace_id, graph_check_name(c));
-        fputs("{\"service\":", o->f);
-        json_write_string(o->f, g->service);
-        // the root edge "0" sorts first in a valid graph; its response time bounds every finish
-        fprintf(o->f, ",\"num_edges\":%d,\"depth\":%d,\"latency\":%lld}\n", g->n, graph_depth(g), (long long)g->edges[0].rt_ms);
-    }
+    graph_reader_open(&r, in);
+    for (int64_t k = 0; graph_reader_next_valid(&r, &g); k++)
+        for (int64_t c = 0; c < want[k]; c++) {
+            fputs("{\"service\":", o->f);
+            json_write_string(o->f, g.service);
+            // the root edge "0" sorts first in a valid graph; its response time bounds every finish
+            fprintf(o->f, ",\"num_edges\":%d,\"depth\":%d,\"latency\":%lld}\n", g.n, graph_depth(&g), (long long)g.edges[0].rt_ms);
+        }
+    graph_reader_close(&r);
     out_close(o);
-    printf("prompts: %d root conditions from %s -> %s\n", n ? n : ng, in, out);
-    free(pick);
-    graphs_free(gs, ng);
+    printf("prompts: %lld root conditions from %s -> %s\n", (long long)total, in, out);
+    free(want);
+    graph_free(&g);
     return 0;
 }

@@ -85,9 +85,10 @@ static int parse_text(const char *in, const char *out_path, bool check) {
         if (check) {
             int bad;
             GraphCheck gc = graph_validate(&g, 0, &bad);
+            char why[300];
             if (gc != GRAPH_OK)
-                fatal("%s: graph starting at line %d is invalid: %s%s%s (use --no-check to keep it)", in, line0, graph_check_name(gc),
-                      bad >= 0 ? " at rpc_id " : "", bad >= 0 ? g.edges[bad].rpc_id : "");
+                fatal("%s: graph starting at line %d is invalid: %s (use --no-check to keep it)", in, line0,
+                      graph_check_describe(&g, gc, bad, why, sizeof why));
         }
         graph_write_json(out->f, &g);
         graphs++;

@@ -19,7 +19,7 @@ check prompts_deterministic cmp -s "$TMP/a.jsonl" "$TMP/b.jsonl"
 check prompts_both_drawn test "$(sort -u "$TMP/a.jsonl" | wc -l)" -eq 2
 # a graph with a missing parent is not a valid source of conditions: named, nothing written
 echo '{"trace_id":"T_3","service":"S_3","edges":[["0","http","USER","MS_1",0,5],["0.1.1","mc","MS_1","MS_2",1,1]]}' > "$TMP/bad.jsonl"
-expect_fail prompts_invalid_graph "bad.jsonl: graph 1 .*missing_parent" "$TRACELLM" prompts --graphs "$TMP/bad.jsonl" --out "$TMP/x.jsonl"
+expect_fail prompts_invalid_graph "bad.jsonl:1: invalid call graph \(missing_parent at edge 0.1.1\)" "$TRACELLM" prompts --graphs "$TMP/bad.jsonl" --out "$TMP/x.jsonl"
 check prompts_no_output test ! -e "$TMP/x.jsonl"
 echo 'not json' > "$TMP/junk.jsonl"
 expect_fail prompts_junk "junk.jsonl:1" "$TRACELLM" prompts --graphs "$TMP/junk.jsonl" --out "$TMP/y.jsonl"

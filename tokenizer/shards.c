@@ -183,8 +183,9 @@ static bool check_graph(const Source *src, size_t i, Unit *u) {
     int bad = -1;
     GraphCheck c = graph_validate(g, 0, &bad);
     if (c == GRAPH_OK) return true;
-    snprintf(u->err, sizeof u->err, "%s:%lld: invalid graph (%s%s%s)", src->path, (long long)src->lines[i],
-             graph_check_name(c), bad >= 0 ? " at edge " : "", bad >= 0 ? g->edges[bad].rpc_id : "");
+    char why[300];
+    snprintf(u->err, sizeof u->err, "%s:%lld: invalid call graph (%s)", src->path, (long long)src->lines[i],
+             graph_check_describe(g, c, bad, why, sizeof why));
     return false;
 }
 

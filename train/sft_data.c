@@ -61,14 +61,8 @@ int sft_data_main(int argc, char **argv) {
     int64_t n_graphs = 0, n_used = 0, n_samples = 0, n_distinct = 0;
     Progress pg;
     progress_start(&pg, "sft data", "graphs", 0);
-    while (graph_reader_next(&r, &g)) {
+    while (graph_reader_next_valid(&r, &g)) {
         int64_t index = n_graphs++;
-        graph_sort(&g);
-        int bad = -1;
-        GraphCheck c = graph_validate(&g, 0, &bad);
-        if (c != GRAPH_OK)
-            fatal("%s:%" PRId64 ": invalid graph (%s%s%s)", graphs, r.lineno, graph_check_name(c), bad >= 0 ? " at edge " : "",
-                  bad >= 0 ? g.edges[bad].rpc_id : "");
         uint64_t h = graph_hash(&g);
         h = hash_bytes(&h, sizeof h, (uint64_t)seed);
         if ((double)(h >> 11) * 0x1.0p-53 >= fraction) continue;

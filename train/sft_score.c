@@ -40,13 +40,7 @@ SftEvalSet *sft_evalset_load_opts(const char *path, int n, const Bpe *tok, bool 
     rng_seed(&rng, seed);
     char err[300];
     int *cand = NULL, cap = 0;
-    while (s->n < n && graph_reader_next(&r, &g)) {
-        graph_sort(&g);
-        int bad = -1;
-        GraphCheck c = graph_validate(&g, 0, &bad);
-        if (c != GRAPH_OK)
-            fatal("%s:%" PRId64 ": invalid graph (%s%s%s)", path, r.lineno, graph_check_name(c), bad >= 0 ? " at edge " : "",
-                  bad >= 0 ? g.edges[bad].rpc_id : "");
+    while (s->n < n && graph_reader_next_valid(&r, &g)) {
         Rng lr;
         rng_seed(&lr, rng_u64(&rng));
         LayerOpts lo = {.split_threshold = SPLIT_THRESHOLD, .group_max = 5, .rng = &lr};
