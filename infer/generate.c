@@ -137,6 +137,45 @@ static int load_prompts(const char *path, GraphSpec **out) {
     return n;
 }
 
+// ---- the training corpus as root conditions (RUN/conditions.jsonl, `train --corpus`) ----
+
+typedef struct { char service[FMT_NAME_MAX]; int64_t v[3]; } CondRecord;  // num_edges, depth, latency
+
+static int load_conditions(const char *path, const char *only_service, CondRecord **out) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    fclose(f);
+    size_t len;
+    char *buf = read_file(path, &len);
+    int n = 0, cap = 0, lineno = 0;
+    CondRecord *v = NULL;
+    const char *keys[3] = {"num_edges", "depth", "latency"};
+    for (size_t pos = 0; pos < len;) {
+        char *nl = memchr(buf + pos, '\n', len - pos);
+        size_t n_line = nl ? (size_t)(nl - (buf + pos)) : len - pos;
+        const char *line = buf + pos;
+        pos += n_line + 1;
+        lineno++;
+        if (n_line == 0) continue;
+        char err[300];
+        Json *j = json_parse(line, n_line, err, sizeof err);
+        if (!j) fatal("%s:%d: %s", path, lineno, err);
+        Json *svc = json_get(j, "service");
+        if (!svc || svc->type != JSON_STRING || strlen(svc->str) >= FMT_NAME_MAX) fatal("%s:%d: missing string \"service\"", path, lineno);
+        if (!only_service || !strcmp(only_service, svc->str)) {
+            if (n == cap) { cap = cap ? 2 * cap : 256; v = xrealloc(v, cap * sizeof *v); }
+            snprintf(v[n].service, sizeof v[n].service, "%s", svc->str);
+            for (int k = 0; k < 3; k++)
+                if (!json_int(json_get(j, keys[k]), &v[n].v[k])) fatal("%s:%d: missing integer \"%s\"", path, lineno, keys[k]);
+            n++;
+        }
+        json_free(j);
+    }
+    free(buf);
+    *out = v;
+    return n;
+}
+
 // ---- the microservice names destinations may take (--names) ----
 
 // From a graphs JSONL (every src and dst but USER) or a stats.json with a "microservices" list.
@@ -332,15 +371,39 @@ int cmd_generate(int argc, char **argv) {
         specs = xcalloc(n_specs, sizeof *specs);
         CallGraph *pool = NULL;
         int n_pool = 0;
+        CondRecord *rec = NULL;
+        int n_rec = 0;
         if (o.from_graphs) {
             n_pool = graphs_load(o.from_graphs, &pool);
             if (n_pool == 0) fatal("%s: no graphs to draw conditions from", o.from_graphs);
-        } else if (!o.service) fatal("give --service S (with --num-edges/--depth/--latency), --prompts FILE or --from-graphs JSONL");
+        } else if (!o.service || o.num_edges < 0 || o.depth < 0 || o.latency < 0) {
+            // what the request leaves out comes from the training corpus the run recorded
+            char cpath[4200];
+            if (path_is_dir(o.model)) snprintf(cpath, sizeof cpath, "%s/conditions.jsonl", o.model);
+            else {
+                const char *slash = strrchr(o.model, '/');
+                snprintf(cpath, sizeof cpath, "%.*s/conditions.jsonl", slash ? (int)(slash - o.model) : 1, slash ? o.model : ".");
+            }
+            n_rec = load_conditions(cpath, o.service, &rec);
+            if (n_rec < 0 && !o.service)
+                fatal("give --service S (with --num-edges/--depth/--latency), --prompts FILE or --from-graphs JSONL; or train "
+                      "with --corpus train.jsonl so that the run records its corpus (%s is missing)", cpath);
+            if (n_rec == 0) fatal("%s: no training graph of service %s to draw the missing conditions from", cpath, o.service);
+            if (n_rec > 0)
+                fprintf(stderr, "generate: conditions left out are drawn from %d training graphs (%s)\n", n_rec, cpath);
+        }
         Layers L;
         layers_init(&L);
         for (int i = 0; i < n_specs; i++) {
             int64_t ne = o.num_edges, d = o.depth, lat = o.latency;
             const char *svc = o.service;
+            if (n_rec > 0) {
+                const CondRecord *c = &rec[rng_below(&rng, (uint64_t)n_rec)];
+                if (!svc) svc = c->service;
+                if (ne < 0) ne = c->v[0];
+                if (d < 0) d = c->v[1];
+                if (lat < 0) lat = c->v[2];
+            }
             if (pool) {
                 int k = (int)rng_below(&rng, (uint64_t)n_pool);
                 CallGraph *g = &pool[k];
@@ -362,6 +425,7 @@ int cmd_generate(int argc, char **argv) {
         }
         layers_free(&L);
         if (pool) graphs_free(pool, n_pool);
+        free(rec);
     }
 
     // ---- model and tokenizer ----

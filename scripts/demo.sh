@@ -69,7 +69,8 @@ stage "pretrain: $DEMO_MODEL, $DEMO_STEPS steps on the recursive format -> $DEMO
 rm -rf "$DEMO_DIR/pretrain"
 "$TRACELLM" train --data "$DEMO_DIR"/shards/train_*.bin --val-data "$DEMO_DIR"/shards/val_*.bin \
   --tokenizer "$DEMO_DIR/tok.bin" --model "$DEMO_MODEL" --seq-len "$DEMO_CTX" --batch 8 --steps "$DEMO_STEPS" \
-  --lr 1e-3 --warmup 40 --eval-every 100 --print-every 50 --threads "$DEMO_THREADS" --out "$DEMO_DIR/pretrain"
+  --lr 1e-3 --warmup 40 --eval-every 100 --print-every 50 --threads "$DEMO_THREADS" --corpus "$P/train.jsonl" \
+  --out "$DEMO_DIR/pretrain"
 # the loss curve in a line: first, every quarter, last (log.jsonl has one object per step)
 awk -F'"loss":' '/"loss":/ { split($2, a, ","); l[++n] = a[1] } END {
   printf "loss curve:"; for (q = 0; q <= 4; q++) { i = (q == 0) ? 1 : int(n * q / 4); printf " %s", l[i] } print "" }' \

@@ -8,6 +8,7 @@
 // SIGINT/SIGTERM finish the current step, save, and exit.
 #include "kernels/ops.h"
 #include "model/checkpoint.h"
+#include "data/prompts.h"
 #include "model/gpt.h"
 #include "tokenizer/bpe.h"
 #include "train/loader.h"
@@ -16,6 +17,7 @@
 #include "train/schedule.h"
 #include "util/args.h"
 #include "util/rng.h"
+#include "util/progress.h"
 #include "util/util.h"
 #include <errno.h>
 #include <inttypes.h>
@@ -30,6 +32,7 @@ typedef struct {
     StrList data, val_data;
     const char *tokenizer, *model, *out, *schedule, *device;
     const char *init, *sft_eval;          // SFT: pretrained run to start from; val graphs to score
+    const char *corpus;                   // training graphs whose root conditions the run records
     bool sft, loss_on_all;
     int sft_eval_every, sft_eval_n, sft_eval_tokens;
     int layers, heads, embd;
@@ -106,14 +109,6 @@ static bool peek_header(const char *path, CkptHeader *h, char *err, size_t errle
     return ok;
 }
 
-static void fmt_eta(char *buf, size_t n, double s) {
-    int t = (int)(s + 0.5);
-    if (!(s >= 0 && s < 1e8)) snprintf(buf, n, "?");
-    else if (t >= 3600) snprintf(buf, n, "%dh%02dm", t / 3600, t / 60 % 60);
-    else if (t >= 60) snprintf(buf, n, "%dm%02ds", t / 60, t % 60);
-    else snprintf(buf, n, "%ds", t);
-}
-
 int cmd_train(int argc, char **argv) {
     TrainOpts o = {.schedule = "cosine", .device = "cpu", .batch = 8, .grad_accum = 1, .sft_eval_n = 50, .sft_eval_tokens = 512,
                    .warmup = 400, .eval_every = 250, .eval_batches = 20, .save_every = 1000, .print_every = 10,
@@ -123,6 +118,7 @@ int cmd_train(int argc, char **argv) {
     Opt opts[] = {
         {"--data", OPT_STRS, &o.data, "SHARD...", "training shards (tracellm shards)", true},
         {"--val-data", OPT_STRS, &o.val_data, "SHARD...", "validation shards for the eval loss", false},
+        {"--corpus", OPT_STR, &o.corpus, "JSONL", "training graphs: their root conditions go to RUN/conditions.jsonl, where generate draws the conditions a user leaves out", false},
         {"--tokenizer", OPT_STR, &o.tokenizer, "PATH", "tokenizer file: checked against the shards' fingerprint", false},
         {"--out", OPT_STR, &o.out, "RUN", "run directory: model.bin, optim.bin, log.jsonl", true},
         {"--model", OPT_STR, &o.model, "dN", "preset d2|d4|d6|d8|d12: N layers, N heads, 64*N channels", false},
@@ -255,6 +251,23 @@ int cmd_train(int argc, char **argv) {
     }
     if (mkdir(o.out, 0777) && errno != EEXIST) fatal("cannot create run directory %s: %s", o.out, strerror(errno));
     if (!path_is_dir(o.out)) fatal("%s exists and is not a directory", o.out);
+    // The corpus the model learned from, as root conditions (service, size, depth, latency):
+    // `tracellm generate` draws what a request leaves out from here. An SFT run inherits its
+    // pretraining run's file unless --corpus names another.
+    if (dist->rank == 0 && !o.resume) {
+        char cpath[4200], ipath[4200];
+        snprintf(cpath, sizeof cpath, "%s/conditions.jsonl", o.out);
+        if (o.init) snprintf(ipath, sizeof ipath, "%s/conditions.jsonl", o.init);
+        if (o.corpus) prompts_write(o.corpus, cpath, 0, 0, false);
+        else if (o.init && file_size(ipath) >= 0) {
+            size_t len;
+            char *text = read_file(ipath, &len);
+            OutFile *cf = out_open(cpath);
+            xfwrite(text, 1, len, cf->f, cpath);
+            out_close(cf);
+            free(text);
+        }
+    }
     TrainState st = {0};
     Rng rng;
     if (o.resume) {
@@ -400,7 +413,7 @@ int cmd_train(int argc, char **argv) {
         if (o.print_every && (st.step % o.print_every == 0 || step == start || (int64_t)st.step == stop_at)) {
             double t = now_seconds(), el = t - t_start;
             char eta[32];
-            fmt_eta(eta, sizeof eta, el / (double)(st.step - start) * (double)(o.steps - (int64_t)st.step));
+            fmt_duration(eta, sizeof eta, el / (double)(st.step - start) * (double)(o.steps - (int64_t)st.step));
             fprintf(stderr, "train: step %" PRIu64 "/%" PRId64 " | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | ETA %s\n",
                     st.step, o.steps, loss, lr, norm, tokens_since_print / (t - t_print), eta);
             t_print = t;

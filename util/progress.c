@@ -10,7 +10,7 @@ void progress_start(Progress *p, const char *label, const char *unit, double tot
     p->printed = 0;
 }
 
-static void fmt_time(char *buf, size_t n, double s) {
+void fmt_duration(char *buf, size_t n, double s) {
     if (s < 0 || s > 1e7) { snprintf(buf, n, "?"); return; }
     int t = (int)(s + 0.5);
     if (t >= 3600) snprintf(buf, n, "%dh%02dm", t / 3600, t / 60 % 60);
@@ -23,10 +23,10 @@ static void draw(Progress *p, double done, double bytes, double frac, int final)
     if (el <= 0) el = 1e-9;
     if (frac < 0 && p->total > 0) frac = done / p->total;
     char eta[32] = "", ela[32];
-    fmt_time(ela, sizeof ela, el);
+    fmt_duration(ela, sizeof ela, el);
     if (!final && frac > 0 && frac <= 1) {
         char t[24];
-        fmt_time(t, sizeof t, el / frac - el);
+        fmt_duration(t, sizeof t, el / frac - el);
         snprintf(eta, sizeof eta, " ETA %s", t);
     }
     char pct[16] = "";

@@ -1,6 +1,7 @@
 // A progress line for long work: done/total, rate and ETA, redrawn at most twice a second on a
 // terminal and every 10 s otherwise (so logs stay short).
 #pragma once
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
@@ -10,6 +11,9 @@ typedef struct {
     double t0, last;
     int tty, printed;
 } Progress;
+
+// "42s", "3m07s", "2h05m"; "?" for negative or absurd values. For ETAs printed by other loops.
+void fmt_duration(char *buf, size_t n, double seconds);
 
 void progress_start(Progress *p, const char *label, const char *unit, double total);
 // `done` units so far; `bytes` processed so far (0 to omit MB/s); `frac` of total work done
