@@ -426,6 +426,9 @@ static void gather(const GraphSet *s, Vec v[S_N], int64_t checks[GRAPH_NCHECKS],
     for (int i = 0; i < s->n; i++) {
         const CallGraph *g = &s->g[i];
         checks[graph_validate(g, 15, NULL)]++;
+        // a request the generator could not answer is a line without edges: it counts against
+        // validity and the request match rates, but has no shape to compare
+        if (g->n == 0) continue;
         int depth = graph_depth(g);
         int dcap = depth < EVAL_MAX_DEPTH ? depth : EVAL_MAX_DEPTH;
         if (depth > 0) depth_hist[dcap - 1]++;

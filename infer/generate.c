@@ -253,40 +253,57 @@ static void num_or_null(FILE *f, const char *key, int64_t v) {
     else fprintf(f, "\"%s\":null", key);
 }
 
+// The request and the checks, appended inside a graph's JSON object: eval scores them.
+static void write_request_and_check(FILE *f, const GraphResult *r) {
+    const GraphSpec *sp = r->spec;
+    fputs(",\"request\":{\"service\":", f);
+    json_write_string(f, sp->cond.id);
+    fputc(',', f); num_or_null(f, "num_edges", sp->want_edges);
+    fputc(',', f); num_or_null(f, "depth", sp->want_depth);
+    fputc(',', f); num_or_null(f, "latency", sp->want_latency);
+    fprintf(f, ",\"high_latency\":%s", sp->special.high_latency ? "true" : "false");
+    if (sp->special.include) {
+        fputs(",\"include_edge\":[", f);
+        json_write_string(f, sp->special.inc_src); fputc(',', f);
+        json_write_string(f, sp->special.inc_dst);
+        fprintf(f, ",\"%s\"]", rpc_type_name(sp->special.inc_type));
+    }
+    fprintf(f, "},\"check\":{\"assembled\":%s,\"valid\":%s,\"match\":%s,\"graph\":\"%s\",\"layer_error\":%d,\"layer_error_name\":\"%s\",\"layers\":%d,\"requests\":%d}}\n",
+            r->assembled ? "true" : "false", r->valid ? "true" : "false", r->match ? "true" : "false",
+            r->assembled ? graph_check_name(r->graph_check) : "not_assembled", r->first_error, layer_check_name(r->first_error),
+            r->layers, r->requests);
+}
+
+// Every request gets a line, in request order: an assembled graph, or (unless --valid-only) a line
+// with no edges for a request that could not be answered, so that validity and match rates
+// computed from the file count the failures too.
 static void sink_graph(void *ctx, const GraphResult *r) {
     Sink *s = ctx;
+    FILE *f = s->out->f;
+    char tid[32];
+    snprintf(tid, sizeof tid, "T_%" PRId64, r->index);
     if (r->assembled && (r->valid || !s->valid_only)) {
-        FILE *f = s->out->f;
         char *buf = NULL;
         size_t blen = 0;
         FILE *m = open_memstream(&buf, &blen);
         CallGraph g = *r->g;
-        char tid[32];
-        snprintf(tid, sizeof tid, "T_%" PRId64, r->index);
         g.trace_id = tid;
         graph_write_json(m, &g);
         fclose(m);
-        // graph_write_json ends with "}\n": add the request and the checks inside the object
+        // graph_write_json ends with "]}\n": add the request and the checks inside the object
         if (blen < 2) fatal("internal: empty graph line");
         fwrite(buf, 1, blen - 2, f);
         free(buf);
-        const GraphSpec *sp = r->spec;
-        fputs(",\"request\":{\"service\":", f);
-        json_write_string(f, sp->cond.id);
-        fputc(',', f); num_or_null(f, "num_edges", sp->want_edges);
-        fputc(',', f); num_or_null(f, "depth", sp->want_depth);
-        fputc(',', f); num_or_null(f, "latency", sp->want_latency);
-        fprintf(f, ",\"high_latency\":%s", sp->special.high_latency ? "true" : "false");
-        if (sp->special.include) {
-            fputs(",\"include_edge\":[", f);
-            json_write_string(f, sp->special.inc_src); fputc(',', f);
-            json_write_string(f, sp->special.inc_dst);
-            fprintf(f, ",\"%s\"]", rpc_type_name(sp->special.inc_type));
-        }
-        fprintf(f, "},\"check\":{\"valid\":%s,\"match\":%s,\"graph\":\"%s\",\"layer_error\":%d,\"layer_error_name\":\"%s\",\"layers\":%d,\"requests\":%d}}\n",
-                r->valid ? "true" : "false", r->match ? "true" : "false", graph_check_name(r->graph_check), r->first_error,
-                layer_check_name(r->first_error), r->layers, r->requests);
+        write_request_and_check(f, r);
         if (s->csv) write_csv_rows(s->csv->f, r);
+        s->written++;
+    } else if (!r->assembled && !s->valid_only) {
+        fputs("{\"trace_id\":", f);
+        json_write_string(f, tid);
+        fputs(",\"service\":", f);
+        json_write_string(f, r->spec->cond.id);
+        fputs(",\"edges\":[]", f);
+        write_request_and_check(f, r);
         s->written++;
     }
     if ((!r->assembled || !r->valid) && s->examples < 3) {
@@ -331,7 +348,7 @@ int cmd_generate(int argc, char **argv) {
         {"--naive", OPT_FLAG, &o.naive, NULL, "reference loop: one request at a time, no KV cache, full forward per token", false},
         {"--threads", OPT_INT, &o.threads, "N", "CPU threads (0 = all)", false},
         {"--device", OPT_STR, &o.device, "NAME", "backend: cpu (cuda when built with nvcc)", false},
-        {"--out", OPT_STR, &o.out, "JSONL", "generated graphs, one a line, with \"request\" and \"check\" objects", true},
+        {"--out", OPT_STR, &o.out, "JSONL", "one line per request: the graph with \"request\" and \"check\" objects (no edges when it could not be assembled)", true},
         {"--csv", OPT_STR, &o.csv, "CSV", "also write the graphs as Alibaba v2022 CallGraph rows", false},
         {"--valid-only", OPT_FLAG, &o.valid_only, NULL, "write only graphs that pass every check", false},
         {"--summary", OPT_STR, &o.summary, "JSON", "write the summary (counts, failures by code, speed) here too", false},

@@ -266,6 +266,32 @@ static void test_requests(void) {
     graphset_free(&S);
 }
 
+// A request the generator could not answer is a line with no edges (tracellm generate writes one):
+// it must count against validity and accuracy, and stay out of the distributions.
+static void test_unanswered_requests(void) {
+    CallGraph *real = make_corpus(10, 3);
+    CallGraph *syn = make_corpus(10, 3);
+    GraphRequest *req = xcalloc(10, sizeof *req);
+    for (int i = 0; i < 10; i++)
+        req[i] = (GraphRequest){.has_edges = true, .has_depth = true, .num_edges = syn[i].n, .depth = graph_depth(&syn[i])};
+    graph_clear(&syn[9]);  // the last request was not answered
+    graph_set_ids(&syn[9], "T_9", real[9].service);
+    GraphSet R, S;
+    graphset_wrap(&R, real, 10, NULL);
+    graphset_wrap(&S, syn, 10, req);
+    EvalResult res;
+    eval_compute(&R, &S, NULL, NULL, &res);
+    CHECKF(fabs(res.validity - 0.9) < 1e-12, "validity %g", res.validity);
+    CHECK(res.req_both_n == 10 && res.req_both_ok == 9);
+    int64_t edges = 0;
+    for (int i = 0; i < 9; i++) edges += syn[i].n;
+    CHECKF(res.s[S_SIZE].n_syn == 9 && res.s[S_RT].n_syn == edges, "size samples %d, rt samples %d", res.s[S_SIZE].n_syn,
+           res.s[S_RT].n_syn);
+    eval_result_free(&res);
+    graphset_free(&R);
+    graphset_free(&S);
+}
+
 // Special instructions. Real: service S_hl has 10 graphs with root finish 1..10 ms, so its p90
 // is sorted[floor(0.9 * 10)] = 10 (data/stats.h); S_few has 5 graphs (< 10: unscored).
 static void test_special_instructions(void) {
@@ -333,7 +359,8 @@ static void test_degenerate_inputs(void) {
     CHECK(res.syn_checks[GRAPH_EMPTY] == 1 && res.validity == 0.5);
     CHECK(res.memo_exact == 0 && res.have_train && res.n_train == 0);
     CHECK(res.s[S_INDEG].n_syn == 0 && res.s[S_INDEG].emd == 0);
-    CHECK(res.s[S_SIZE].n_syn == 2 && res.s[S_SIZE].syn[0] == 0);
+    // a graph without edges (an unanswered request) counts as invalid but has no shape to compare
+    CHECK(res.s[S_SIZE].n_syn == 1 && res.s[S_SIZE].syn[0] == 1);
     CHECK(res.hh_keff[0] == 1);
     eval_result_free(&res);
     memo_index_free(&m);
@@ -551,6 +578,7 @@ int main(void) {
     RUN(test_degrees_and_validity_counts);
     RUN(test_memorization);
     RUN(test_requests);
+    RUN(test_unanswered_requests);
     RUN(test_special_instructions);
     RUN(test_degenerate_inputs);
     RUN(test_baseline_fit_sample);
