@@ -239,6 +239,10 @@ bool graph_reader_next(GraphReader *r, CallGraph *g) {
         char err[256];
         if (!graph_parse_json(r->line, (size_t)n, g, err, sizeof err))
             fatal("%s:%lld: not a call graph: %s", r->path, (long long)r->lineno, err);
+        if ((++r->graphs & 4095) == 0 && r->progress) {
+            double pos = (double)ftell(r->f);
+            progress_update(r->progress, (double)r->graphs, pos, r->size > 0 ? pos / r->size : -1);
+        }
         return true;
     }
 }
@@ -252,7 +256,17 @@ bool graph_reader_next_valid(GraphReader *r, CallGraph *g) {
         fatal("%s:%lld: invalid call graph (%s)", r->path, (long long)r->lineno, graph_check_describe(g, c, bad, why, sizeof why));
     return true;
 }
+void graph_reader_progress(GraphReader *r, const char *label) {
+    r->progress = xmalloc(sizeof *r->progress);
+    int64_t size = strcmp(r->path, "-") ? file_size(r->path) : -1;
+    r->size = size > 0 ? (double)size : 0;
+    progress_start(r->progress, label, "graphs", 0);
+}
 void graph_reader_close(GraphReader *r) {
+    if (r->progress) {
+        progress_end(r->progress, (double)r->graphs, r->size);
+        free(r->progress);
+    }
     if (r->f && r->f != stdin) fclose(r->f);
     free(r->line);
     memset(r, 0, sizeof *r);

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include "util/progress.h"
 
 // Communication types kept by the paper's cleaning (PAPER.md §1, rule 1).
 typedef enum { RPC_HTTP, RPC_RPC, RPC_MC, RPC_DB, RPC_MQ, RPC_NTYPES } RpcType;
@@ -78,8 +79,14 @@ typedef struct {
     const char *path;
     char *line; size_t cap;
     int64_t lineno;
+    int64_t graphs;           // graphs returned so far
+    Progress *progress;       // set by graph_reader_progress, ended by graph_reader_close
+    double size;              // file size in bytes (the progress line's fraction), 0 when unknown
 } GraphReader;
 void graph_reader_open(GraphReader *r, const char *path);
+// Turns on a progress line ("LABEL: N graphs, rate, MB/s, ETA") that graph_reader_next keeps up to
+// date from the file position; graph_reader_close prints its last state.
+void graph_reader_progress(GraphReader *r, const char *label);
 bool graph_reader_next(GraphReader *r, CallGraph *g);  // false at end of file
 // graph_reader_next, then sort and validate (no depth limit): consumers that need a valid tree
 // (layers, text formats) stop on an invalid graph with an error naming the file, line and rule.

@@ -2,7 +2,6 @@
 // graph contributes each distinct (src, type, dst) once to its service's counts.
 #include "data/stats.h"
 #include "util/json.h"
-#include "util/progress.h"
 #include "util/rng.h"
 #include "util/util.h"
 #include <math.h>
@@ -257,20 +256,15 @@ void stats_write_json(FILE *f, const Stats *s) {
 void stats_build_file(const char *graphs_jsonl, const char *out_json, const StatsOpts *o) {
     GraphReader r;
     graph_reader_open(&r, graphs_jsonl);
+    graph_reader_progress(&r, "stats");
     StatsBuilder *b = stats_builder_new(o);
     CallGraph g;
     graph_init(&g);
-    Progress p;
-    progress_start(&p, "stats", "graphs", 0);
-    while (graph_reader_next(&r, &g)) {
-        stats_builder_add(b, &g);
-        if ((b->graphs & 4095) == 0) progress_update(&p, (double)b->graphs, 0, -1);
-    }
+    while (graph_reader_next(&r, &g)) stats_builder_add(b, &g);
     graph_free(&g);
     graph_reader_close(&r);
     Stats s;
     stats_builder_finish(b, &s);
-    progress_end(&p, (double)s.graphs, 0);
     if (s.skipped) warnf("%s: %lld graphs without a root edge \"0\" were left out of the statistics", graphs_jsonl, (long long)s.skipped);
     OutFile *out = out_open(out_json);
     stats_write_json(out->f, &s);

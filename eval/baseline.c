@@ -2,7 +2,6 @@
 // The model file and the Erms loader are in baseline_io.c, the command in cmd_baseline.c.
 #include "eval/baseline.h"
 #include "eval/metrics.h"
-#include "util/progress.h"
 #include "util/util.h"
 #include <math.h>
 #include <stdlib.h>
@@ -311,21 +310,13 @@ void base_fit_file(BaseModel *m, const char *path, int64_t *skipped) {
     fitter_init(&f, m);
     GraphReader r;
     graph_reader_open(&r, path);
+    graph_reader_progress(&r, "baseline fit");
     CallGraph g;
     graph_init(&g);
-    Progress pr;
-    double size = (double)file_size(path);
-    progress_start(&pr, "baseline fit", "graphs", 0);
-    int64_t n = 0;
     while (graph_reader_next(&r, &g)) {
         graph_sort(&g);
         fit_one(&f, &g);
-        if ((++n & 4095) == 0) {
-            double pos = (double)ftell(r.f);
-            progress_update(&pr, (double)n, pos, size > 0 ? pos / size : -1);
-        }
     }
-    progress_end(&pr, (double)n, size > 0 ? size : 0);
     graph_free(&g);
     graph_reader_close(&r);
     fit_finish(&f);

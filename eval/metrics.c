@@ -335,20 +335,13 @@ void memo_index_build(MemoIndex *m, const char *train_path) {
     size_t cap = 0;
     GraphReader r;
     graph_reader_open(&r, train_path);
+    graph_reader_progress(&r, "eval: indexing training graphs");
     CallGraph g;
     graph_init(&g);
-    Progress pr;
-    double size = (double)file_size(train_path);
-    progress_start(&pr, "eval: indexing training graphs", "graphs", 0);
     while (graph_reader_next(&r, &g)) {
         graph_sort(&g);
         memo_push(m, &cap, &g);
-        if ((m->n & 4095) == 0) {
-            double pos = (double)ftell(r.f);
-            progress_update(&pr, (double)m->n, pos, size > 0 ? pos / size : -1);
-        }
     }
-    progress_end(&pr, (double)m->n, size > 0 ? size : 0);
     graph_free(&g);
     graph_reader_close(&r);
     memo_finish(m);

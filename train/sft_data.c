@@ -8,7 +8,6 @@
 #include "data/layers.h"
 #include "data/stats.h"
 #include "util/args.h"
-#include "util/progress.h"
 #include "util/rng.h"
 #include "util/util.h"
 #include <inttypes.h>
@@ -50,6 +49,7 @@ int sft_data_main(int argc, char **argv) {
 
     GraphReader r;
     graph_reader_open(&r, graphs);
+    graph_reader_progress(&r, "sft data");
     OutFile *of = out_open(out);
     CallGraph g;
     graph_init(&g);
@@ -59,8 +59,6 @@ int sft_data_main(int argc, char **argv) {
     answer_init(&scratch);
     TextBuf prompt = {0}, answer = {0};
     int64_t n_graphs = 0, n_used = 0, n_samples = 0, n_distinct = 0;
-    Progress pg;
-    progress_start(&pg, "sft data", "graphs", 0);
     while (graph_reader_next_valid(&r, &g)) {
         int64_t index = n_graphs++;
         uint64_t h = graph_hash(&g);
@@ -81,9 +79,7 @@ int sft_data_main(int argc, char **argv) {
             xfwrite(answer.p, 1, answer.n, of->f, out);
             n_samples++;
         }
-        progress_update(&pg, (double)n_graphs, 0, -1);
     }
-    progress_end(&pg, (double)n_graphs, 0);
     graph_reader_close(&r);
     if (n_samples == 0) fatal("%s: no samples (--fraction %g selected none of its %" PRId64 " graphs)", graphs, fraction, n_graphs);
     out_close(of);
