@@ -61,11 +61,13 @@ endif
 endif
 # NCCL: with the CUDA backend, when nccl.h and libnccl.so are in the CUDA toolkit or the system
 ifneq ($(strip $(CU_OBJ)),)
-NCCL_H   := $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h)
-NCCL_LIB := $(wildcard $(CUDA_HOME)/lib64/libnccl.so /usr/lib/x86_64-linux-gnu/libnccl.so /usr/lib64/libnccl.so)
+# (NCCL_HOME=DIR names another install with include/ and lib/, e.g. the nvidia-nccl pip wheel,
+# whose library is only libnccl.so.2: it is linked by its path)
+NCCL_H   := $(firstword $(wildcard $(if $(NCCL_HOME),$(NCCL_HOME)/include/nccl.h) $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h))
+NCCL_LIB := $(firstword $(wildcard $(if $(NCCL_HOME),$(NCCL_HOME)/lib/libnccl.so $(NCCL_HOME)/lib/libnccl.so.2) $(CUDA_HOME)/lib64/libnccl.so /usr/lib/x86_64-linux-gnu/libnccl.so /usr/lib64/libnccl.so))
 ifneq ($(and $(NCCL_H),$(NCCL_LIB)),)
-CPPFLAGS += -DTRACELLM_NCCL
-override LDLIBS += -L$(dir $(firstword $(NCCL_LIB))) -lnccl
+CPPFLAGS += -DTRACELLM_NCCL -I$(dir $(NCCL_H))
+override LDLIBS += $(NCCL_LIB) -Wl,-rpath,$(dir $(NCCL_LIB))
 endif
 endif
 # ---- end of data parallelism ----

@@ -22,6 +22,11 @@ BIN=$BUILD/tracellm
 if [ -d /usr/local/cuda/bin ]; then export PATH=/usr/local/cuda/bin:$PATH; fi
 if [ -d /usr/local/cuda/lib64 ]; then export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}; fi
 
+# NCCL: the toolkit's, else the one PyTorch's nvidia-nccl wheel carries (for the dist stage)
+if [ -z "${NCCL_HOME:-}" ] && [ ! -f /usr/local/cuda/include/nccl.h ] && [ ! -f /usr/include/nccl.h ]; then
+  NCCL_HOME=$(python3 -c 'import nvidia.nccl as m; print(list(m.__path__)[0])' 2>/dev/null) && export NCCL_HOME
+fi
+
 ROWS=()
 # run_stage NAME CAP_SECONDS COMMAND...: runs it with its output in $LOGDIR/NAME.log, under
 # min(CAP, time left before the deadline); sets RC and DUR.
