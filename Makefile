@@ -95,6 +95,10 @@ $(BUILD)/test/%: test/%.c $(BUILD)/libtracellm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALLCFLAGS) $< $(BUILD)/libtracellm.a -o $@ $(LDLIBS)
 
+# Per-op timing at the shapes of a d12 step (scripts/bench_ops_gpu.c; scripts/gpu_check.sh runs it)
+$(BUILD)/bench_ops_gpu: scripts/bench_ops_gpu.c $(BUILD)/libtracellm.a
+	$(CC) $(CPPFLAGS) $(ALLCFLAGS) $< $(BUILD)/libtracellm.a -o $@ $(LDLIBS)
+
 test: $(BIN) $(TEST_BIN)
 	@TRACELLM=$(BIN) BUILD=$(BUILD) bash test/run.sh
 

@@ -37,7 +37,8 @@ PYEOF
   then echo "PASS $1"; else echo "FAIL $1"; fail=1; fi
 }
 run() {  # run NAME COMMAND...
-  if "$@" >"$TMP/$1.log" 2>&1; then echo "PASS $1 run"; grep -h "NCCL\|data parallel" "$TMP/$1.log"; else echo "FAIL $1 run"; tail -5 "$TMP/$1.log"; fail=1; fi
+  local name=$1; shift
+  if "$@" >"$TMP/$name.log" 2>&1; then echo "PASS $name run"; grep -h "NCCL\|data parallel" "$TMP/$name.log"; else echo "FAIL $name run"; tail -5 "$TMP/$name.log"; fail=1; fi
 }
 run plain "$BIN" train "${ARGS[@]}" --out "$TMP/plain"
 P=$((20000 + RANDOM % 20000))

@@ -77,6 +77,13 @@ fi
 run_stage ceiling 90 bash -c "nvcc -O3 -std=c++17 ${ARCH:--arch=native} scripts/gpu_ceiling.cu -lcublasLt -o '$LOGDIR/gpu_ceiling' && '$LOGDIR/gpu_ceiling'"
 row ceiling "$(status $RC)" "$DUR" "$(grep -oE 'gemm bf16 [^:]*: [0-9.]+ ms, [0-9.]+ TFLOP/s' "$LOGDIR/ceiling.log" | sed 's/.*, //') bf16, $(grep -oE 'gemm tf32 .*TFLOP/s' "$LOGDIR/ceiling.log" | sed 's/.*, //') tf32, $(grep -oE '[0-9]+ GB/s' "$LOGDIR/ceiling.log") copy"
 
+# 4b. where a d12 step's time goes, op by op, against the floors of the ceilings just measured
+if [ $BUILD_RC -eq 0 ]; then
+  TF=$(grep -oE 'gemm bf16 [^:]*: [0-9.]+ ms, [0-9.]+' "$LOGDIR/ceiling.log" | sed 's/.*, //'); GBS=$(grep -oE '[0-9]+ GB/s' "$LOGDIR/ceiling.log" | grep -oE '[0-9]+')
+  run_stage ops 90 bash -c "make -s BUILD='$BUILD' BIN='$BIN' ${ARCH:+GPU_ARCH='$ARCH'} '$BUILD/bench_ops_gpu' && '$BUILD/bench_ops_gpu' cuda ${TF:-400} ${GBS:-3000} && TRACELLM_CUDA_MATMUL=bf16 '$BUILD/bench_ops_gpu' cuda ${TF:-400} ${GBS:-3000} | grep -E 'matmul|RESULT' | sed 's/^/bf16 /'"
+  row ops "$(status $RC)" "$DUR" "sum of ops $(sed -n 's/^RESULT ops_step_ms=//p' "$LOGDIR/ops.log" | head -1) ms/step (tf32), $(sed -n 's/^bf16 RESULT ops_step_ms=//p' "$LOGDIR/ops.log") (bf16); top: $(awk '$NF ~ /%$/ && $1 !~ /^bf16/ {print $(NF), $0}' "$LOGDIR/ops.log" | sort -rn | head -3 | awk '{print $2, $3, $4, $NF}' | paste -sd, -)"
+fi
+
 # 5. training throughput
 if [ $BUILD_RC -eq 0 ]; then
   run_stage bench 300 env TRACELLM="$BIN" bash scripts/bench_train_gpu.sh
