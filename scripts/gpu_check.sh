@@ -84,8 +84,10 @@ if [ $BUILD_RC -eq 0 ]; then
   row ops "$(status $RC)" "$DUR" "sum of ops $(sed -n 's/^RESULT ops_step_ms=//p' "$LOGDIR/ops.log" | head -1) ms/step (tf32), $(sed -n 's/^bf16 RESULT ops_step_ms=//p' "$LOGDIR/ops.log") (bf16); top: $(awk '$NF ~ /%$/ && $1 !~ /^bf16/ {print $(NF), $0}' "$LOGDIR/ops.log" | sort -rn | head -3 | awk '{print $2, $3, $4, $NF}' | paste -sd, -)"
 fi
 
-# 5. training throughput
-if [ $BUILD_RC -eq 0 ]; then
+# 5. training throughput (GPU_CHECK_SKIP_BENCH=1 leaves it out when only the checks are wanted)
+if [ -n "${GPU_CHECK_SKIP_BENCH:-}" ]; then
+  row bench skipped 0 "GPU_CHECK_SKIP_BENCH set"
+elif [ $BUILD_RC -eq 0 ]; then
   run_stage bench 300 env TRACELLM="$BIN" bash scripts/bench_train_gpu.sh
   row bench "$(status $RC)" "$DUR" "d12 T=1024 B=16: tracellm $(result tracellm_tf32_tokens_per_s) tok/s (MFU $(result tracellm_tf32_mfu)) vs torch $(result torch_kind) $(result torch_tokens_per_s) tok/s (MFU $(result torch_mfu)): $(result ratio)"
   row bench+ info - "tracellm bf16 GEMMs $(result tracellm_bf16_tokens_per_s) tok/s (MFU $(result tracellm_bf16_mfu)); torch tf32 eager $(result torch_tf32_eager_tokens_per_s) tok/s"
