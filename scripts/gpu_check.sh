@@ -6,6 +6,7 @@
 #   3. tests    make test-cuda: every op vs the CPU backend, the whole model vs the PyTorch fixture
 #               and the CPU, 20 training steps, determinism, `train --device cuda` resume
 #   4. ceiling  scripts/gpu_ceiling.cu: measured bf16 / TF32 GEMM TFLOP/s and copy bandwidth
+#   4b. ops     scripts/bench_ops_gpu.c: every op at the shapes of a d12 step vs its floor
 #   5. bench    scripts/bench_train_gpu.sh: tokens/s and MFU of d12, T=1024 vs PyTorch
 #   6. memcheck / racecheck   compute-sanitizer over the op tests (out-of-bounds, shared-memory races)
 # A failing stage is reported in the table and the next stage still runs. Logs go to $OUT (or a
