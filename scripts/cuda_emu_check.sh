@@ -25,7 +25,7 @@ mkdir -p "$E/emu"
 cat >"$E/emu/translate.py" <<'PYEOF'
 import re, sys
 src = open(sys.argv[1]).read()
-src = re.sub(r"extern __shared__ float (\w+)\[\];", r"float *\1 = (float *)emu_dynamic_smem;", src)
+src = re.sub(r"extern __shared__ (?:__align__\(\d+\) )?float (\w+)\[\];", r"float *\1 = (float *)emu_dynamic_smem;", src)
 src = re.sub(r"([A-Za-z_]\w*(?:<[^<>;()]*>)?)<<<(.*?)>>>\(", r"emu_launch(emu_cfg(\2), \1, ", src)
 open(sys.argv[2], "w").write('#line 1 "%s"\n' % sys.argv[1] + src)
 PYEOF

@@ -8,7 +8,8 @@
 //   matmul, TRACELLM_CUDA_MATMUL=fp32 ......................... 1e-5
 //   matmul, tf32 (the default) ................................ 5e-3 (10-bit mantissa operands)
 //   matmul, bf16 operands ..................................... 3e-2 (8-bit mantissa operands)
-//   attention (fp32 CUDA cores, online softmax) ............... 1e-5
+//   attention, fp32 mode (CUDA cores, online softmax) ......... 1e-5
+//   attention, tf32 mode (tensor cores, TF32 Q K V P dO) ...... 5e-3
 // and exact equality where the CUDA kernel adds in the CPU's order (encoder backward).
 // Without a usable GPU every case SKIPs with the CUDA error.
 #include "kernels/cuda/backend_cuda.h"
@@ -194,7 +195,7 @@ static void test_matmul(void) {
     }
 }
 
-static void attention_case(int B, int T, int C, int NH) {
+static void attention_case(const char *mode, double tol, int B, int T, int C, int NH) {
     size_t nqkv = (size_t)B * T * 3 * C, no = (size_t)B * T * C;
     float *qkv = rand_h(nqkv, 2), *out = xmalloc(no * 4);
     float *att = xmalloc(cpu->attention_state_size(B, T, NH) * 4);
@@ -206,15 +207,15 @@ static void attention_case(int B, int T, int C, int NH) {
     gpu->attention_forward(d_out, d_state, d_qkv, B, T, C, NH);
     char what[128];
     float *g = down(d_out, no);
-    snprintf(what, sizeof what, "attention_forward B=%d T=%d C=%d NH=%d", B, T, C, NH);
-    close_to(what, g, out, no, 1e-5);
+    snprintf(what, sizeof what, "attention_forward %s B=%d T=%d C=%d NH=%d", mode, B, T, C, NH);
+    close_to(what, g, out, no, tol);
     float *dout = rand_h(no, 1), *dqkv = rand_h(nqkv, 1);
     float *d_dout = dev(dout, no * 4), *d_dqkv = dev(dqkv, nqkv * 4);
     cpu->attention_backward(dqkv, dout, qkv, att, B, T, C, NH);
     gpu->attention_backward(d_dqkv, d_dout, d_qkv, d_state, B, T, C, NH);
     float *g1 = down(d_dqkv, nqkv);
-    snprintf(what, sizeof what, "attention_backward dqkv B=%d T=%d C=%d NH=%d", B, T, C, NH);
-    close_to(what, g1, dqkv, nqkv, 1e-5);
+    snprintf(what, sizeof what, "attention_backward dqkv %s B=%d T=%d C=%d NH=%d", mode, B, T, C, NH);
+    close_to(what, g1, dqkv, nqkv, tol);
     free(g); free(g1);
     gpu->free(d_qkv); gpu->free(d_out); gpu->free(d_state); gpu->free(d_dout); gpu->free(d_dqkv);
     free(qkv); free(out); free(att); free(dout); free(dqkv);
@@ -222,11 +223,18 @@ static void attention_case(int B, int T, int C, int NH) {
 
 static void test_attention(void) {
     GPU_OR_SKIP();
-    attention_case(2, 70, 48, 3);    // hs 16, T crosses the 32- and 64-row tiles
-    attention_case(1, 130, 128, 2);  // hs 64 (GPT-2's)
-    attention_case(3, 5, 32, 4);     // hs 8, shorter than a tile
-    attention_case(1, 67, 256, 2);   // hs 128
-    attention_case(1, 40, 64, 2);    // hs 32
+    // strict fp32: the CUDA-core kernels; tf32 (the default): the tensor-core kernels, except hs 8
+    static const struct { int mode; const char *name; double tol; } modes[] = {
+        {CUDA_MATMUL_FP32, "fp32", 1e-5}, {CUDA_MATMUL_TF32, "tf32", 5e-3}};
+    for (int m = 0; m < 2; m++) {
+        cuda_set_matmul_mode(modes[m].mode);
+        attention_case(modes[m].name, modes[m].tol, 2, 70, 48, 3);    // hs 16, T crosses the 32- and 64-row tiles
+        attention_case(modes[m].name, modes[m].tol, 1, 130, 128, 2);  // hs 64 (GPT-2's)
+        attention_case(modes[m].name, modes[m].tol, 3, 5, 32, 4);     // hs 8, shorter than a tile
+        attention_case(modes[m].name, modes[m].tol, 1, 67, 256, 2);   // hs 128
+        attention_case(modes[m].name, modes[m].tol, 1, 40, 64, 2);    // hs 32
+    }
+    cuda_set_matmul_mode(CUDA_MATMUL_TF32);
 }
 
 static void test_gelu_residual(void) {

@@ -2,10 +2,11 @@
 // The forward keeps only the log-sum-exp of each query row (the backend's attention state,
 // (B,NH,T) floats); the backward recomputes the probabilities from it.
 //
-// This is the first, simple version (docs/GPU_NOTES.md): one thread owns one query row (forward,
-// dq) or one key row (dk, dv); the block's 64 threads share K,V (or Q,dO) tiles of 32 rows in
-// shared memory, read as broadcasts; fp32 CUDA-core FMAs, online softmax rescaled once per tile.
-// No tensor cores yet. Every thread writes only its own rows of out / dqkv, so the results are
+// Two implementations behind one entry point: with TF32 or bf16 GEMMs (the default) and head
+// sizes 16-128, the tensor-core kernels of attention_tc.cu; in strict fp32 mode (and for head size
+// 8) the CUDA-core kernels below, which match the CPU backend to 1e-5: one thread owns one query
+// row (forward, dq) or one key row (dk, dv); the block's 64 threads share K,V (or Q,dO) tiles of
+// 32 rows in shared memory, read as broadcasts; fp32 FMAs, online softmax rescaled once per tile. Every thread writes only its own rows of out / dqkv, so the results are
 // deterministic without atomics. Head sizes 8, 16, 32, 64, 128 are compiled in.
 //
 // qkv (B,T,3C): position (b,t) holds q | k | v, head h at offset h*hs in each; out (B,T,C).
@@ -217,6 +218,10 @@ void cu_attention_forward(float *out, float *state, const float *qkv, int B, int
     cuda_init();
     if (B <= 0 || T <= 0) return;
     int hs = C / NH;
+    if (cuda_matmul_mode() != CUDA_MATMUL_FP32 && cu_attention_tc_supported(hs)) {
+        cu_attention_tc_forward(out, state, qkv, B, T, C, NH);
+        return;
+    }
     float scale = 1.0f / sqrtf((float)hs);
     dim3 grid(cdiv(T, BQ), NH, B);
     switch (hs) {
@@ -235,6 +240,10 @@ void cu_attention_backward(float *dqkv, const float *dout, const float *qkv, con
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     float *Dsum = (float *)cuda_scratch(1, (size_t)B * NH * T * sizeof(float));
+    if (cuda_matmul_mode() != CUDA_MATMUL_FP32 && cu_attention_tc_supported(hs)) {
+        cu_attention_tc_backward(dqkv, Dsum, dout, qkv, state, B, T, C, NH);
+        return;
+    }
     dim3 grid(cdiv(T, BQ), NH, B);
     switch (hs) {
 #define BWD(H)                                                                                                   \
