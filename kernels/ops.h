@@ -55,7 +55,9 @@ typedef struct Backend {
     // of one position and runs the same math for one query.
     size_t (*attention_state_size)(int B, int T, int NH);
     void (*attention_forward)(float *out, float *state, const float *qkv, int B, int T, int C, int NH);
-    void (*attention_backward)(float *dqkv, const float *dout, const float *qkv, const float *state, int B, int T,
+    // Backward: dqkv += the gradient. `out` is attention_forward's output: a flash-style backend
+    // takes D_i = dout_i . out_i (= sum_j P_ij dP_ij) from it instead of recomputing P V.
+    void (*attention_backward)(float *dqkv, const float *dout, const float *qkv, const float *out, const float *state, int B, int T,
                                int C, int NH);
 
     // GELU, tanh approximation (GPT-2). n elements.

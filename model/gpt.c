@@ -310,7 +310,7 @@ void gpt_backward(GPT *m) {
         be->residual_backward(dresidual, dl->attproj, dl->residual2, (size_t)BT * C);
         be->matmul_backward(dl->atty, g[P_ATTPROJW] + lC * C, g[P_ATTPROJB] + lC, dl->attproj, la->atty, attprojw,
                             BT, C, C);
-        be->attention_backward(dl->qkv, dl->atty, la->qkv, la->att, B, T, C, NH);
+        be->attention_backward(dl->qkv, dl->atty, la->qkv, la->atty, la->att, B, T, C, NH);
         be->matmul_backward(dl->ln1, g[P_QKVW] + lC * 3 * C, g[P_QKVB] + lC * 3, dl->qkv, la->ln1, qkvw, BT, C,
                             3 * C);
         be->layernorm_backward(dresidual, g[P_LN1W] + lC, g[P_LN1B] + lC, dl->ln1, residual, ln1w, la->ln1_mean,

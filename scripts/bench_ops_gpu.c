@@ -113,7 +113,7 @@ int main(int argc, char **argv) {
     // causal attention: QK^T and PV, each 2*T*T*hs per head, half of it under the mask
     double afl = 2.0 * B * NH * (double)T * T * (C / NH);
     TIME("attention fwd", L, afl, f4 * 4 * nc, be->attention_forward(y, state, qkv, B, T, C, NH));
-    TIME("attention bwd", L, 2.5 * afl, f4 * 8 * nc, be->attention_backward(dqkv, y, qkv, state, B, T, C, NH));
+    TIME("attention bwd", L, 2.5 * afl, f4 * 8 * nc, be->attention_backward(dqkv, dx, qkv, y, state, B, T, C, NH));
     TIME("gelu fwd", L, 0, f4 * 8 * nc, be->gelu_forward(y, x, (size_t)N * 4 * C));
     TIME("gelu bwd", L, 0, f4 * 16 * nc, be->gelu_backward(dx, y, dy, (size_t)N * 4 * C));
     TIME("residual fwd", 2 * L, 0, f4 * 3 * nc, be->residual_forward(y, x, dx, (size_t)N * C));

@@ -211,8 +211,8 @@ static void attention_case(const char *mode, double tol, int B, int T, int C, in
     close_to(what, g, out, no, tol);
     float *dout = rand_h(no, 1), *dqkv = rand_h(nqkv, 1);
     float *d_dout = dev(dout, no * 4), *d_dqkv = dev(dqkv, nqkv * 4);
-    cpu->attention_backward(dqkv, dout, qkv, att, B, T, C, NH);
-    gpu->attention_backward(d_dqkv, d_dout, d_qkv, d_state, B, T, C, NH);
+    cpu->attention_backward(dqkv, dout, qkv, out, att, B, T, C, NH);
+    gpu->attention_backward(d_dqkv, d_dout, d_qkv, d_out, d_state, B, T, C, NH);
     float *g1 = down(d_dqkv, nqkv);
     snprintf(what, sizeof what, "attention_backward dqkv %s B=%d T=%d C=%d NH=%d", mode, B, T, C, NH);
     close_to(what, g1, dqkv, nqkv, tol);

@@ -213,7 +213,7 @@ static void attention_case(int B, int T, int C, int NH, size_t every) {
     ref_attention(ref);
     check_close("attention forward", out, ref, no, 1e-5);
     float *dqkv = xcalloc(nq, 4);
-    be->attention_backward(dqkv, R, qkv, att, aB, aT, aC, aNH);
+    be->attention_backward(dqkv, R, qkv, out, att, aB, aT, aC, aNH);
     objective = obj_attention;
     check_grad_every("attention dqkv", a_qkv, nq, dqkv, every);
     free(qkv); free(R); free(a_qkv); free(a_R); free(out); free(att); free(ref); free(dqkv);

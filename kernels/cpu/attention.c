@@ -61,7 +61,8 @@ static float *scratch_tt(int T) {
 }
 
 // dqkv (B,T,3C) += gradient of out wrt qkv.
-void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int B, int T, int C,
+void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *att, int B,
+                            int T, int C,
                             int NH) {
     int hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);

@@ -21,7 +21,8 @@ void cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float 
                          const float *weight, int N, int C, int OC);
 size_t cpu_attention_state_size(int B, int T, int NH);
 void cpu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
-void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int B, int T, int C,
+void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *att, int B,
+                            int T, int C,
                             int NH);
 void cpu_gelu_forward(float *out, const float *inp, size_t n);
 void cpu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);

@@ -233,7 +233,8 @@ void cu_attention_forward(float *out, float *state, const float *qkv, int B, int
     LAUNCH_CHECK("attention_forward B=%d T=%d C=%d NH=%d", B, T, C, NH);
 }
 
-void cu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *state, int B, int T, int C,
+void cu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *state, int B,
+                           int T, int C,
                            int NH) {
     cuda_init();
     if (B <= 0 || T <= 0) return;
@@ -241,7 +242,7 @@ void cu_attention_backward(float *dqkv, const float *dout, const float *qkv, con
     float scale = 1.0f / sqrtf((float)hs);
     float *Dsum = (float *)cuda_scratch(1, (size_t)B * NH * T * sizeof(float));
     if (cuda_matmul_mode() != CUDA_MATMUL_FP32 && cu_attention_tc_supported(hs)) {
-        cu_attention_tc_backward(dqkv, Dsum, dout, qkv, state, B, T, C, NH);
+        cu_attention_tc_backward(dqkv, Dsum, dout, qkv, out, state, B, T, C, NH);
         return;
     }
     dim3 grid(cdiv(T, BQ), NH, B);

@@ -7,7 +7,7 @@
 // tiles of 32 rows, loaded once per block and shared by the 4 warps. Every product is a warp-level
 // WMMA (16x16x8 TF32) between shared-memory tiles and fragments held in registers:
 //   forward   S = Q K^T (16 x 32), online softmax on S, O += P V (16 x HS)
-//   dq        pass 1: D_i = sum_j P_ij dP_ij with dP = dO V^T; pass 2: dQ += dS K, dS = P (dP - D)
+//   dq        D_i = dO_i . O_i, then dP = dO V^T, dS = P (dP - D), dQ += dS K
 //   dk, dv    S^T = K Q^T, dP^T = V dO^T, dV += P^T dO, dK += dS^T Q
 // The softmax bookkeeping is done by the lanes: lane l owns row l/2 of its warp's 16 and half of
 // the tile's columns (or half of the head's channels for O). Every reduction has a fixed order and
@@ -87,12 +87,22 @@ __device__ __forceinline__ void mma_acc(FragC (&acc)[HS / 16], const float *P, i
 
 // rows [r0, r0 + n) of one head's HS channels of a row-major tensor (row stride `stride` floats)
 // into shared memory with row stride ld; rows past T are zeros. Threads `tid` of `nthreads`.
-template <int HS>
+// VEC: 16-byte loads (every row start 16-byte aligned, which the launch checks); else 4-byte.
+// A template parameter, not a flag: both paths in one kernel cost ~80 registers per thread.
+template <int HS, bool VEC>
 __device__ __forceinline__ void load_rows(float *dst, int ld, const float *src, size_t stride, int r0, int n, int T,
                                           int tid, int nthreads) {
-    for (int e = tid; e < n * HS; e += nthreads) {
-        int r = e / HS, d = e % HS;
-        dst[r * ld + d] = r0 + r < T ? src[(size_t)(r0 + r) * stride + d] : 0.0f;
+    if (VEC) {
+        for (int e = tid; e < n * (HS / 4); e += nthreads) {
+            int r = e / (HS / 4), d = 4 * (e % (HS / 4));
+            float4 v = r0 + r < T ? *(const float4 *)(src + (size_t)(r0 + r) * stride + d) : make_float4(0, 0, 0, 0);
+            *(float4 *)(dst + r * ld + d) = v;
+        }
+    } else {
+        for (int e = tid; e < n * HS; e += nthreads) {
+            int r = e / HS, d = e % HS;
+            dst[r * ld + d] = r0 + r < T ? src[(size_t)(r0 + r) * stride + d] : 0.0f;
+        }
     }
 }
 
@@ -101,7 +111,7 @@ __device__ __forceinline__ void load_rows(float *dst, int ld, const float *src, 
 // (16 x TC_LDS) and a P.V tile (16 x LD), the latter also stages the warp's Q rows.
 template <int HS> constexpr size_t fwd_smem() { return sizeof(float) * (2 * TC_TILE * (HS + 4) + 4 * 16 * (TC_LDS + HS + 4)); }
 
-template <int HS>
+template <int HS, bool VEC>
 __global__ void __launch_bounds__(TC_THREADS) attention_forward_tc_kernel(float *out, float *lse, const float *qkv,
                                                                           int T, int C, int NH, float scale) {
     extern __shared__ __align__(128) float smem[];
@@ -113,7 +123,7 @@ __global__ void __launch_bounds__(TC_THREADS) attention_forward_tc_kernel(float 
     size_t C3 = 3 * (size_t)C;
     const float *base = qkv + (size_t)b * T * C3 + h * HS;
 
-    load_rows<HS>(Os, LD, base, C3, wq0, 16, T, lane, 32);
+    load_rows<HS, VEC>(Os, LD, base, C3, wq0, 16, T, lane, 32);
     __syncwarp();
     FragA qf[HS / 8];
     load_a<HS>(qf, Os, LD);
@@ -125,8 +135,8 @@ __global__ void __launch_bounds__(TC_THREADS) attention_forward_tc_kernel(float 
     int last = min(T - 1, q0 + TC_ROWS - 1);
     for (int k0 = 0; k0 <= last; k0 += TC_TILE) {
         __syncthreads();  // every warp is done with the previous tile (and with Os as Q staging)
-        load_rows<HS>(Ks, LD, base + C, C3, k0, TC_TILE, T, threadIdx.x, TC_THREADS);
-        load_rows<HS>(Vs, LD, base + 2 * C, C3, k0, TC_TILE, T, threadIdx.x, TC_THREADS);
+        load_rows<HS, VEC>(Ks, LD, base + C, C3, k0, TC_TILE, T, threadIdx.x, TC_THREADS);
+        load_rows<HS, VEC>(Vs, LD, base + 2 * C, C3, k0, TC_TILE, T, threadIdx.x, TC_THREADS);
         __syncthreads();
         mma_rows_t<HS>(Ss, TC_LDS, qf, Ks, LD);
         __syncwarp();
@@ -172,14 +182,17 @@ __global__ void __launch_bounds__(TC_THREADS) attention_forward_tc_kernel(float 
 }
 
 // ---- backward: dq (and D, which the dk/dv kernel needs) ----
-// grid (T/64, NH, B). Shared: K, V tiles; per warp S and dP tiles (16 x TC_LDS each) and a
-// 16 x LD staging area (Q, dO, then dQ on the way out).
+// grid (T/64, NH, B). D_i = dO_i . O_i first (each lane half a row, then its partner's half), then
+// one pass over the key tiles: S = Q K^T, dP = dO V^T, dS = P (dP - D) scale, dQ += dS K.
+// Shared: K, V tiles; per warp S and dP tiles (16 x TC_LDS each) and a 16 x LD staging area (Q,
+// dO, then dQ on the way out).
 template <int HS> constexpr size_t dq_smem() { return sizeof(float) * (2 * TC_TILE * (HS + 4) + 4 * 16 * (2 * TC_LDS + HS + 4)); }
 
-template <int HS>
+template <int HS, bool VEC>
 __global__ void __launch_bounds__(TC_THREADS) attention_backward_dq_tc_kernel(float *dqkv, float *Dsum, const float *dout,
-                                                                              const float *qkv, const float *lse, int T,
-                                                                              int C, int NH, float scale) {
+                                                                              const float *qkv, const float *out,
+                                                                              const float *lse, int T, int C, int NH,
+                                                                              float scale) {
     extern __shared__ __align__(128) float smem[];
     constexpr int LD = HS + 4;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, r = lane >> 1, half = lane & 1;
@@ -187,44 +200,47 @@ __global__ void __launch_bounds__(TC_THREADS) attention_backward_dq_tc_kernel(fl
     float *Ss = Vs + TC_TILE * LD + warp * 16 * (2 * TC_LDS + LD), *Ps = Ss + 16 * TC_LDS, *Xs = Ps + 16 * TC_LDS;
     int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * TC_ROWS, wq0 = q0 + 16 * warp, i = wq0 + r;
     size_t C3 = 3 * (size_t)C;
-    const float *base = qkv + (size_t)b * T * C3 + h * HS;
+    const float *base = qkv + (size_t)b * T * C3 + h * HS, *gbase = dout + (size_t)b * T * C + h * HS;
 
     FragA qf[HS / 8], gf[HS / 8];
-    load_rows<HS>(Xs, LD, base, C3, wq0, 16, T, lane, 32);
+    load_rows<HS, VEC>(Xs, LD, base, C3, wq0, 16, T, lane, 32);
     __syncwarp();
     load_a<HS>(qf, Xs, LD);
     __syncwarp();
-    load_rows<HS>(Xs, LD, dout + (size_t)b * T * C + h * HS, C, wq0, 16, T, lane, 32);
+    load_rows<HS, VEC>(Xs, LD, gbase, C, wq0, 16, T, lane, 32);
     __syncwarp();
     load_a<HS>(gf, Xs, LD);
-    float li = i < T ? lse[((size_t)b * NH + h) * T + i] : 0.0f;
+    float li = 0.0f, D = 0.0f;
+    if (i < T) {
+        li = lse[((size_t)b * NH + h) * T + i];
+        const float *o = out + ((size_t)b * T + i) * C + h * HS + (HS / 2) * half;
+#pragma unroll
+        for (int d = 0; d < HS / 2; d++) D += Xs[r * LD + (HS / 2) * half + d] * o[d];
+    }
+    D += __shfl_xor_sync(0xffffffffu, D, 1);
 
     FragC acc[HS / 16];
 #pragma unroll
     for (int n = 0; n < HS / 16; n++) wmma::fill_fragment(acc[n], 0.0f);
-    float D = 0.0f;
     int last = min(T - 1, q0 + TC_ROWS - 1);
-    for (int pass = 0; pass < 2; pass++) {
-        if (pass == 1) D += __shfl_xor_sync(0xffffffffu, D, 1);  // the row's D, both halves
-        for (int k0 = 0; k0 <= last; k0 += TC_TILE) {
-            __syncthreads();
-            load_rows<HS>(Ks, LD, base + C, C3, k0, TC_TILE, T, threadIdx.x, TC_THREADS);
-            load_rows<HS>(Vs, LD, base + 2 * C, C3, k0, TC_TILE, T, threadIdx.x, TC_THREADS);
-            __syncthreads();
-            mma_rows_t<HS>(Ss, TC_LDS, qf, Ks, LD);  // S = Q K^T
-            mma_rows_t<HS>(Ps, TC_LDS, gf, Vs, LD);  // dP = dO V^T
-            __syncwarp();
+    for (int k0 = 0; k0 <= last; k0 += TC_TILE) {
+        __syncthreads();
+        load_rows<HS, VEC>(Ks, LD, base + C, C3, k0, TC_TILE, T, threadIdx.x, TC_THREADS);
+        load_rows<HS, VEC>(Vs, LD, base + 2 * C, C3, k0, TC_TILE, T, threadIdx.x, TC_THREADS);
+        __syncthreads();
+        mma_rows_t<HS>(Ss, TC_LDS, qf, Ks, LD);  // S = Q K^T
+        mma_rows_t<HS>(Ps, TC_LDS, gf, Vs, LD);  // dP = dO V^T
+        __syncwarp();
 #pragma unroll
-            for (int c = 0; c < 16; c++) {
-                int j = k0 + 16 * half + c, at = r * TC_LDS + 16 * half + c;
-                float p = (j <= i && i < T) ? expf(Ss[at] * scale - li) : 0.0f;
-                if (pass == 0) D += p * Ps[at];
-                else Ss[at] = p * (Ps[at] - D) * scale;  // dS
-            }
-            __syncwarp();
-            if (pass == 1) mma_acc<HS>(acc, Ss, TC_LDS, Ks, LD);  // dQ += dS K
+        for (int c = 0; c < 16; c++) {
+            int j = k0 + 16 * half + c, at = r * TC_LDS + 16 * half + c;
+            float p = (j <= i && i < T) ? expf(Ss[at] * scale - li) : 0.0f;
+            Ss[at] = p * (Ps[at] - D) * scale;  // dS
         }
+        __syncwarp();
+        mma_acc<HS>(acc, Ss, TC_LDS, Ks, LD);  // dQ += dS K
     }
+    __syncwarp();
 #pragma unroll
     for (int n = 0; n < HS / 16; n++) wmma::store_matrix_sync(Xs + 16 * n, acc[n], LD, wmma::mem_row_major);
     __syncwarp();
@@ -242,7 +258,7 @@ __global__ void __launch_bounds__(TC_THREADS) attention_backward_dq_tc_kernel(fl
 template <int HS> __host__ __device__ constexpr int dkdv_warp_floats() { return 2 * 16 * TC_LDS > 16 * (HS + 4) ? 2 * 16 * TC_LDS : 16 * (HS + 4); }
 template <int HS> constexpr size_t dkdv_smem() { return sizeof(float) * (2 * TC_TILE * (HS + 4) + 2 * TC_TILE + 4 * dkdv_warp_floats<HS>()); }
 
-template <int HS>
+template <int HS, bool VEC>
 __global__ void __launch_bounds__(TC_THREADS) attention_backward_dkdv_tc_kernel(float *dqkv, const float *Dsum,
                                                                                 const float *dout, const float *qkv,
                                                                                 const float *lse, int T, int C, int NH,
@@ -258,11 +274,11 @@ __global__ void __launch_bounds__(TC_THREADS) attention_backward_dkdv_tc_kernel(
     const float *lrow = lse + ((size_t)b * NH + h) * T, *drow = Dsum + ((size_t)b * NH + h) * T;
 
     FragA kf[HS / 8], vf[HS / 8];
-    load_rows<HS>(Ws, LD, base + C, C3, wk0, 16, T, lane, 32);
+    load_rows<HS, VEC>(Ws, LD, base + C, C3, wk0, 16, T, lane, 32);
     __syncwarp();
     load_a<HS>(kf, Ws, LD);
     __syncwarp();
-    load_rows<HS>(Ws, LD, base + 2 * C, C3, wk0, 16, T, lane, 32);
+    load_rows<HS, VEC>(Ws, LD, base + 2 * C, C3, wk0, 16, T, lane, 32);
     __syncwarp();
     load_a<HS>(vf, Ws, LD);
     FragC dk[HS / 16], dv[HS / 16];
@@ -271,8 +287,8 @@ __global__ void __launch_bounds__(TC_THREADS) attention_backward_dkdv_tc_kernel(
 
     for (int i0 = k0b / TC_TILE * TC_TILE; i0 < T; i0 += TC_TILE) {
         __syncthreads();
-        load_rows<HS>(Qs, LD, base, C3, i0, TC_TILE, T, threadIdx.x, TC_THREADS);
-        load_rows<HS>(Gs, LD, gbase, C, i0, TC_TILE, T, threadIdx.x, TC_THREADS);
+        load_rows<HS, VEC>(Qs, LD, base, C3, i0, TC_TILE, T, threadIdx.x, TC_THREADS);
+        load_rows<HS, VEC>(Gs, LD, gbase, C, i0, TC_TILE, T, threadIdx.x, TC_THREADS);
         for (int e = threadIdx.x; e < TC_TILE; e += TC_THREADS) {
             Ls[e] = i0 + e < T ? lrow[i0 + e] : 0.0f;
             Dl[e] = i0 + e < T ? drow[i0 + e] : 0.0f;
@@ -315,22 +331,37 @@ template <class K> static void allow_smem(K kernel, size_t bytes, const char *wh
                    "%s: %zu bytes of shared memory", what, bytes);
 }
 
-template <int HS> static void forward_hs(float *out, float *lse, const float *qkv, int B, int T, int C, int NH, float scale) {
+// 16-byte loads need every row start of every tensor read 16-byte aligned
+static bool aligned16(const void *p, int C) { return ((uintptr_t)p & 15) == 0 && C % 4 == 0; }
+
+template <int HS, bool VEC>
+static void forward_launch(float *out, float *lse, const float *qkv, int B, int T, int C, int NH, float scale) {
     dim3 grid(cdiv(T, TC_ROWS), NH, B);
-    allow_smem(attention_forward_tc_kernel<HS>, fwd_smem<HS>(), "attention_forward (tensor cores)");
-    attention_forward_tc_kernel<HS><<<grid, TC_THREADS, fwd_smem<HS>()>>>(out, lse, qkv, T, C, NH, scale);
+    allow_smem(attention_forward_tc_kernel<HS, VEC>, fwd_smem<HS>(), "attention_forward (tensor cores)");
+    attention_forward_tc_kernel<HS, VEC><<<grid, TC_THREADS, fwd_smem<HS>()>>>(out, lse, qkv, T, C, NH, scale);
+}
+template <int HS> static void forward_hs(float *out, float *lse, const float *qkv, int B, int T, int C, int NH, float scale) {
+    if (aligned16(qkv, C)) forward_launch<HS, true>(out, lse, qkv, B, T, C, NH, scale);
+    else forward_launch<HS, false>(out, lse, qkv, B, T, C, NH, scale);
 }
 
-template <int HS>
-static void backward_hs(float *dqkv, float *Dsum, const float *dout, const float *qkv, const float *lse, int B, int T,
-                        int C, int NH, float scale) {
+template <int HS, bool VEC>
+static void backward_launch(float *dqkv, float *Dsum, const float *dout, const float *qkv, const float *out,
+                            const float *lse, int B, int T, int C, int NH, float scale) {
     dim3 grid(cdiv(T, TC_ROWS), NH, B);
-    allow_smem(attention_backward_dq_tc_kernel<HS>, dq_smem<HS>(), "attention_backward dq (tensor cores)");
-    attention_backward_dq_tc_kernel<HS><<<grid, TC_THREADS, dq_smem<HS>()>>>(dqkv, Dsum, dout, qkv, lse, T, C, NH, scale);
+    allow_smem(attention_backward_dq_tc_kernel<HS, VEC>, dq_smem<HS>(), "attention_backward dq (tensor cores)");
+    attention_backward_dq_tc_kernel<HS, VEC><<<grid, TC_THREADS, dq_smem<HS>()>>>(dqkv, Dsum, dout, qkv, out, lse, T, C,
+                                                                                   NH, scale);
     LAUNCH_CHECK("attention_backward (dq, tensor cores) B=%d T=%d C=%d NH=%d", B, T, C, NH);
-    allow_smem(attention_backward_dkdv_tc_kernel<HS>, dkdv_smem<HS>(), "attention_backward dk/dv (tensor cores)");
-    attention_backward_dkdv_tc_kernel<HS><<<grid, TC_THREADS, dkdv_smem<HS>()>>>(dqkv, Dsum, dout, qkv, lse, T, C, NH,
-                                                                                  scale);
+    allow_smem(attention_backward_dkdv_tc_kernel<HS, VEC>, dkdv_smem<HS>(), "attention_backward dk/dv (tensor cores)");
+    attention_backward_dkdv_tc_kernel<HS, VEC><<<grid, TC_THREADS, dkdv_smem<HS>()>>>(dqkv, Dsum, dout, qkv, lse, T, C,
+                                                                                       NH, scale);
+}
+template <int HS>
+static void backward_hs(float *dqkv, float *Dsum, const float *dout, const float *qkv, const float *out,
+                        const float *lse, int B, int T, int C, int NH, float scale) {
+    if (aligned16(qkv, C) && aligned16(dout, C)) backward_launch<HS, true>(dqkv, Dsum, dout, qkv, out, lse, B, T, C, NH, scale);
+    else backward_launch<HS, false>(dqkv, Dsum, dout, qkv, out, lse, B, T, C, NH, scale);
 }
 
 void cu_attention_tc_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
@@ -346,15 +377,15 @@ void cu_attention_tc_forward(float *out, float *lse, const float *qkv, int B, in
     LAUNCH_CHECK("attention_forward (tensor cores) B=%d T=%d C=%d NH=%d", B, T, C, NH);
 }
 
-void cu_attention_tc_backward(float *dqkv, float *Dsum, const float *dout, const float *qkv, const float *lse, int B,
-                              int T, int C, int NH) {
+void cu_attention_tc_backward(float *dqkv, float *Dsum, const float *dout, const float *qkv, const float *out,
+                              const float *lse, int B, int T, int C, int NH) {
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     switch (hs) {
-    case 16: backward_hs<16>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH, scale); break;
-    case 32: backward_hs<32>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH, scale); break;
-    case 64: backward_hs<64>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH, scale); break;
-    case 128: backward_hs<128>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH, scale); break;
+    case 16: backward_hs<16>(dqkv, Dsum, dout, qkv, out, lse, B, T, C, NH, scale); break;
+    case 32: backward_hs<32>(dqkv, Dsum, dout, qkv, out, lse, B, T, C, NH, scale); break;
+    case 64: backward_hs<64>(dqkv, Dsum, dout, qkv, out, lse, B, T, C, NH, scale); break;
+    case 128: backward_hs<128>(dqkv, Dsum, dout, qkv, out, lse, B, T, C, NH, scale); break;
     default: fatal("cuda attention_backward (tensor cores): head size %d is not compiled in", hs);
     }
     LAUNCH_CHECK("attention_backward (dk/dv, tensor cores) B=%d T=%d C=%d NH=%d", B, T, C, NH);

@@ -137,7 +137,8 @@ void cu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *
                         const float *weight, int N, int C, int OC);
 size_t cu_attention_state_size(int B, int T, int NH);
 void cu_attention_forward(float *out, float *state, const float *qkv, int B, int T, int C, int NH);
-void cu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *state, int B, int T, int C,
+void cu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *state, int B,
+                           int T, int C,
                            int NH);
 void cu_gelu_forward(float *out, const float *inp, size_t n);
 void cu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);

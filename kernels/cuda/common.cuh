@@ -41,8 +41,8 @@ int cuda_matmul_mode(void);
 // mode is strict fp32: head sizes 16, 32, 64, 128; Dsum (B,NH,T) is scratch for the backward.
 int cu_attention_tc_supported(int hs);
 void cu_attention_tc_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH);
-void cu_attention_tc_backward(float *dqkv, float *Dsum, const float *dout, const float *qkv, const float *lse, int B,
-                              int T, int C, int NH);
+void cu_attention_tc_backward(float *dqkv, float *Dsum, const float *dout, const float *qkv, const float *out,
+                              const float *lse, int B, int T, int C, int NH);
 // dbias (OC,) += column sums of dout (N,OC), deterministic (kernels/cuda/layernorm.cu).
 void cuda_colsum_add(float *dbias, const float *dout, int N, int OC);
 
