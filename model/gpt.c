@@ -279,6 +279,27 @@ static void zero_act_grads(GPT *m, Acts *d, size_t BT) {
     be->zero(d->lnf, BT * C * f);
 }
 
+// Tells the gradient-ready hook (if any) that these ranges are final. Offsets of the stacked
+// tensors' layer-l slices come from the layout, so the hook needs no other knowledge of it.
+static void grads_ready(GPT *m, const GradRange *r, int n) {
+    if (m->grads_ready) m->grads_ready(m->grads_ready_ctx, r, n);
+}
+static size_t param_off(const GPT *m, int tensor) {
+    size_t off = 0;
+    for (int i = 0; i < tensor; i++) off += m->param_sizes[i];
+    return off;
+}
+static void layer_grads_ready(GPT *m, int l) {
+    if (!m->grads_ready) return;
+    GradRange r[P_FCPROJB - P_LN1W + 1];
+    size_t L = m->cfg.n_layer;
+    for (int i = P_LN1W; i <= P_FCPROJB; i++) {
+        size_t per = m->param_sizes[i] / L;
+        r[i - P_LN1W] = (GradRange){param_off(m, i) + l * per, per};
+    }
+    grads_ready(m, r, P_FCPROJB - P_LN1W + 1);
+}
+
 void gpt_backward(GPT *m) {
     if (!m->training) fatal("gpt_backward needs a training plan");
     const Backend *be = m->be;
@@ -292,6 +313,7 @@ void gpt_backward(GPT *m) {
     be->matmul_backward(d->lnf, g[P_WTE], NULL, a->logits, a->lnf, p[P_WTE], BT, C, Vp);
     be->layernorm_backward(d->layer[L - 1].residual3, g[P_LNFW], g[P_LNFB], d->lnf, a->layer[L - 1].residual3,
                            p[P_LNFW], a->lnf_mean, a->lnf_rstd, BT, C);
+    grads_ready(m, &(GradRange){param_off(m, P_LNFW), m->param_sizes[P_LNFW] + m->param_sizes[P_LNFB]}, 1);
     for (int l = L - 1; l >= 0; l--) {
         LayerActs *la = &a->layer[l], *dl = &d->layer[l];
         float *residual = l == 0 ? a->encoded : a->layer[l - 1].residual3;
@@ -315,8 +337,10 @@ void gpt_backward(GPT *m) {
                             3 * C);
         be->layernorm_backward(dresidual, g[P_LN1W] + lC, g[P_LN1B] + lC, dl->ln1, residual, ln1w, la->ln1_mean,
                                la->ln1_rstd, BT, C);
+        layer_grads_ready(m, l);
     }
     be->encoder_backward(g[P_WTE], g[P_WPE], d->encoded, m->inputs, B, T, C);
+    grads_ready(m, &(GradRange){0, m->param_sizes[P_WTE] + m->param_sizes[P_WPE]}, 1);
 }
 
 // ---- optimizer ----

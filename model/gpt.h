@@ -77,6 +77,19 @@ typedef struct {
     float *losses;                     // (B,T)
 } Acts;
 
+// A range of the flat parameter (and gradient) buffer, in floats.
+typedef struct { size_t off, n; } GradRange;
+// The gradient-ready hook: gpt_backward calls it as soon as the gradients of `ranges` are final
+// for this backward pass (nothing later in the pass writes them), in this order: lnfw+lnfb (one
+// range, right after the final LayerNorm), then each layer from the last to the first (12 ranges,
+// its slice of every stacked tensor: the layout groups parameters by kind, so a layer is not
+// contiguous), then wte+wpe (one range, after the encoder: wte also gets the logits' gradient
+// at the start). Every parameter is in exactly one call. Data parallelism (train/dist.h) starts
+// reducing them while the earlier layers are still being computed. The model stays
+// backend-agnostic: the hook runs on the host thread between ops (on a GPU, after the layer's
+// kernels were queued, not finished).
+typedef void (*GptGradsReady)(void *ctx, const GradRange *ranges, int n);
+
 typedef struct {
     GPTConfig cfg;
     const Backend *be;
@@ -97,6 +110,8 @@ typedef struct {
     int32_t *inputs, *targets;          // (B,T) backend copies
     float *loss_weight;                 // (B,T)
     float *losses_host;                 // (B,T)
+    GptGradsReady grads_ready;          // NULL: no hook (the default)
+    void *grads_ready_ctx;
 } GPT;
 
 // Allocates parameters (zeroed) for a valid config on a backend.

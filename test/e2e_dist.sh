@@ -2,7 +2,9 @@
 # Data-parallel training (train/dist.h) end to end on a tiny model: 2 ranks with --batch 4 take the
 # same 20 steps as 1 process with --batch 8 (losses within 1e-5), over MPI (mpirun -np 2) and over
 # the TCP ring (two background processes), with and without ZeRO-1; the file:// rendezvous; ZeRO-1
-# resume and its world-size check; a killed or hung rank makes the other stop with a clear error.
+# resume and its world-size check; under MPI the gradient reduction overlapped with the backward
+# pass (the default) against --overlap off, bit for bit; a killed or hung rank makes the other
+# stop with a clear error.
 source test/lib.sh
 PY=/usr/bin/python3
 if [ ! -x "$PY" ]; then skip e2e_dist "needs /usr/bin/python3 to write test shards"; done_tests; fi
@@ -176,12 +178,41 @@ if "$TRACELLM" train "${BASE[@]}" --out "$TMP/probe" --dist mpi --steps 0 2>&1 |
   skip mpi "this binary was built without MPI (no mpicc at build time); the tcp:// tests above cover the same logic"
   done_tests
 fi
-check mpi_run mpirun -np 2 "$TRACELLM" train "${BASE[@]}" --batch 4 --out "$TMP/mpi"
+# mpi NP OUT [options]: an mpirun world of NP ranks, rank 0's stderr kept in OUT.err
+mpi() { local np=$1 out=$2; shift 2; mpirun -np "$np" "$TRACELLM" train "${BASE[@]}" --out "$out" "$@" 2>"$out.err"; local rc=$?; cat "$out.err"; return $rc; }
+# identical_losses A B: the same losses, validation losses and gradient norms to the last digit
+identical_losses() {
+  "$PY" - "$1/log.jsonl" "$2/log.jsonl" <<'EOF'
+import json, sys
+a, b = ([{k: r.get(k) for k in ("step", "loss", "val_loss", "grad_norm")} for r in map(json.loads, open(p))] for p in sys.argv[1:3])
+assert len(a) == 20 and a == b, [(x, y) for x, y in zip(a, b) if x != y][:3]
+EOF
+}
+# the default under MPI: each layer's gradients are reduced during the backward pass (train/dist.h)
+check mpi_run mpi 2 "$TMP/mpi" --batch 4
+check mpi_overlap_is_default grep -q "gradients reduced during the backward pass, 4 buckets" "$TMP/mpi.err"
 check mpi_matches_1proc same_losses "$TMP/ref" "$TMP/mpi"
-check mpi_zero1_run mpirun -np 2 "$TRACELLM" train "${BASE[@]}" --batch 4 --zero 1 --out "$TMP/mpiz"
+check mpi_zero1_run mpi 2 "$TMP/mpiz" --batch 4 --zero 1
 check mpi_zero1_matches_1proc same_losses "$TMP/ref" "$TMP/mpiz"
 check mpi_zero1_slices test -f "$TMP/mpiz/optim.zero1.r1.bin"
 check mpi_tcp_same_weights cmp "$TMP/mpi/model.bin" "$TMP/tcp/model.bin"
+# --overlap off: one collective after the backward pass. With 2 ranks every sum is a + b in
+# either case, so the overlapped buckets give the same losses and weights to the bit
+check mpi_overlap_off_run mpi 2 "$TMP/mpioff" --batch 4 --overlap off
+check mpi_overlap_off_said grep -q "gradients reduced after the backward pass (--overlap off)" "$TMP/mpioff.err"
+check mpi_overlap_on_off_identical_losses identical_losses "$TMP/mpi" "$TMP/mpioff"
+check mpi_overlap_on_off_same_weights cmp "$TMP/mpi/model.bin" "$TMP/mpioff/model.bin"
+check mpi_zero1_overlap_off_run mpi 2 "$TMP/mpizoff" --batch 4 --zero 1 --overlap off
+check mpi_zero1_overlap_on_off_identical_losses identical_losses "$TMP/mpiz" "$TMP/mpizoff"
+check mpi_zero1_overlap_on_off_same_weights cmp "$TMP/mpiz/model.bin" "$TMP/mpizoff/model.bin"
+# 3 ranks, ZeRO-1 slices of unequal size: buckets cut by slice boundaries go to two owners
+check mpi3_zero1_run mpi 3 "$TMP/mpi3z" --batch 4 --zero 1
+check mpi3_zero1_matches_1proc same_losses "$TMP/ref12" "$TMP/mpi3z"
+check mpi3_zero1_matches_tcp same_losses "$TMP/tcp3z" "$TMP/mpi3z"
+# ranks that disagree on --overlap would start different collectives: refused at the start
+expect_fail mpi_overlap_mismatch "--overlap off, but 1 of 2 ranks have --overlap on" \
+  mpirun -np 2 bash -c 'exec "$0" "$@" $([ "$OMPI_COMM_WORLD_RANK" = 1 ] && echo --overlap off)' "$TRACELLM" train "${BASE[@]}" --batch 4 --out "$TMP/mism"
+expect_fail bad_overlap "--overlap maybe: expected on or off" train --batch 8 --out "$TMP/x" --overlap maybe
 # a killed rank: mpirun stops the job and exits non-zero naming the rank (mpi_kill returns its status)
 mpi_kill() {
   cat >"$TMP/wrap.sh" <<'EOF'

@@ -90,6 +90,8 @@ Dist *dist_init(const DistOpts *o) {
     d->zero = o->zero;
     if (o->zero != 0 && o->zero != 1) fatal("--zero %d: expected 0 (off) or 1 (shard the optimizer state)", o->zero);
     if (o->timeout < 0) fatal("--dist-timeout must be positive");
+    if (o->overlap && strcmp(o->overlap, "on") && strcmp(o->overlap, "off")) fatal("--overlap %s: expected on or off", o->overlap);
+    d->overlap = !o->overlap || !strcmp(o->overlap, "on");
     const char *url = o->url;
 #ifdef TRACELLM_MPI
     if (!url && mpi_launched()) url = "mpi";
@@ -134,6 +136,11 @@ Dist *dist_init(const DistOpts *o) {
     // the collectives of --zero 0 and --zero 1 differ: every rank must agree, or they deadlock
     int zeros = (int)dist_sum(d, d->zero);
     if (zeros != 0 && zeros != d->world) fatal("rank %d: --zero %d, but %d of %d ranks have --zero 1: give every rank the same options", d->rank, d->zero, zeros, d->world);
+    // so do those of --overlap on (one collective per bucket) and off (one for the whole buffer)
+    int overlaps = (int)dist_sum(d, d->overlap);
+    if (overlaps != 0 && overlaps != d->world)
+        fatal("rank %d: --overlap %s, but %d of %d ranks have --overlap on: give every rank the same options", d->rank,
+              d->overlap ? "on" : "off", overlaps, d->world);
     if (d->rank > 0) quiet_stderr(d->rank);
     fprintf(stderr, "train: data parallel over %d rank%s (%s)%s\n", d->world, d->world == 1 ? "" : "s", d->kind, d->zero ? ", ZeRO-1 optimizer slices" : "");
     return d;
@@ -146,7 +153,7 @@ void dist_free(Dist *d) {
     if (d->nccl) nccl_free(d->nccl);
 #endif
     if (d->m) { d->be->free(d->m); d->be->free(d->v); }
-    free(d->count); free(d->off); free(d->stage);
+    free(d->count); free(d->off); free(d->stage); free(d->pcount); free(d->poff);
     free(d);
 }
 
@@ -185,6 +192,8 @@ static void zero_plan(Dist *d, size_t n) {
     d->n = n;
     d->count = xrealloc(d->count, W * sizeof *d->count);
     d->off = xrealloc(d->off, W * sizeof *d->off);
+    d->pcount = xrealloc(d->pcount, W * sizeof *d->pcount);
+    d->poff = xrealloc(d->poff, W * sizeof *d->poff);
     for (int r = 0; r < W; r++) {
         d->count[r] = n / W + ((size_t)r < n % W);
         d->off[r] = r ? d->off[r - 1] + d->count[r - 1] : 0;
@@ -222,6 +231,97 @@ void dist_broadcast_params(Dist *d, GPT *m) {
     host_done(m, m->params, h, 0, m->n_params);
 }
 
+// ---- the overlapped reduction: buckets started during the backward pass ----
+
+// Non-blocking collectives take int counts on MPI: bucket ranges go in pieces of at most 2^30.
+#define PIECE ((size_t)1 << 30)
+
+// The model's gradient-ready hook (model/gpt.h): starts the reduction of one bucket.
+static void grads_ready(void *ctx, const GradRange *r, int n) {
+    Dist *d = ctx;
+    GPT *m = d->model;
+    int W = d->world;
+    dist_watch_begin(d->zero ? "start of a gradient bucket's reduce" : "start of a gradient bucket's all-reduce");
+#if defined(TRACELLM_CUDA) && defined(TRACELLM_NCCL)
+    void *nc = on_host(m) ? NULL : d->nccl;
+    if (nc) nccl_bucket_begin(nc);
+#else
+    void *nc = NULL;
+#endif
+    for (int i = 0; i < n; i++)
+        for (size_t a = r[i].off, end = r[i].off + r[i].n; a < end; a += PIECE) {
+            size_t b = end - a < PIECE ? end : a + PIECE;
+            if (d->zero) {
+                // the piece cut by the ZeRO-1 slices: adjacent parts in rank order, most of them empty
+                for (int k = 0; k < W; k++) {
+                    size_t lo = d->off[k], hi = d->off[k] + d->count[k];
+                    lo = lo < a ? a : lo > b ? b : lo;
+                    hi = hi < a ? a : hi > b ? b : hi;
+                    d->poff[k] = lo;
+                    d->pcount[k] = hi - lo;
+                }
+#if defined(TRACELLM_CUDA) && defined(TRACELLM_NCCL)
+                if (nc) nccl_bucket_reduce_scatter(nc, m->grads, d->pcount, d->poff, W);
+                else
+#endif
+                    d->t->ireduce_scatter(d->t, m->grads, d->pcount, d->poff);
+            } else {
+#if defined(TRACELLM_CUDA) && defined(TRACELLM_NCCL)
+                if (nc) nccl_bucket_allreduce(nc, m->grads + a, b - a);
+                else
+#endif
+                    d->t->iallreduce(d->t, m->grads + a, b - a);
+            }
+            d->started += b - a;
+        }
+#if defined(TRACELLM_CUDA) && defined(TRACELLM_NCCL)
+    if (nc) nccl_bucket_end(nc);
+#endif
+    // MPI moves data only inside its calls: let the started buckets advance between layers
+    if (!nc) d->t->progress(d->t);
+    dist_watch_end();
+}
+
+// Whether this model's gradients can be reduced during the backward pass: with MPI's non-blocking
+// collectives on host memory, or NCCL on device memory. Every rank answers the same (same
+// options, same transport).
+static bool can_overlap(Dist *d, GPT *m) {
+    if (!d->t || !d->overlap) return false;
+#if defined(TRACELLM_CUDA) && defined(TRACELLM_NCCL)
+    if (nccl_for(d, m)) return true;
+#endif
+    return on_host(m) && d->t->iallreduce;
+}
+
+void dist_backward(Dist *d, GPT *m, bool last) {
+    bool overlap = last && can_overlap(d, m);
+    if (last && d->t && !d->told) {
+        d->told = true;
+        int buckets = m->cfg.n_layer + 2;
+        if (overlap)
+            fprintf(stderr, "train: gradients reduced during the backward pass, %d buckets (lnf, %d layers, wte+wpe)\n", buckets, m->cfg.n_layer);
+        else
+            fprintf(stderr, "train: gradients reduced after the backward pass (%s)\n",
+                    !d->overlap ? "--overlap off" : on_host(m) ? "the tcp ring has no non-blocking collectives" : "no NCCL in this build");
+    }
+    if (overlap) {
+        zero_plan(d, m->n_params);
+        d->model = m;
+        d->started = 0;
+        m->grads_ready = grads_ready;
+        m->grads_ready_ctx = d;
+    }
+    gpt_backward(m);
+    m->grads_ready = NULL;
+    m->grads_ready_ctx = NULL;
+    if (overlap) {
+        // every parameter is in one bucket: a gap would leave that gradient unsummed on this rank
+        if (d->started != m->n_params)
+            fatal("internal: rank %d: the backward pass reported %zu of %zu gradients final", d->rank, d->started, m->n_params);
+        d->reducing = true;
+    }
+}
+
 double dist_reduce_grads(Dist *d, GPT *m) {
     if (!d->t) return gpt_grad_norm(m);
     size_t n = m->n_params;
@@ -229,6 +329,18 @@ double dist_reduce_grads(Dist *d, GPT *m) {
     size_t lo = d->off[d->rank], cnt = d->count[d->rank];
 #if defined(TRACELLM_CUDA) && defined(TRACELLM_NCCL)
     void *nc = nccl_for(d, m);
+#endif
+    if (d->reducing) {
+        d->reducing = false;
+        dist_watch_begin(d->zero ? "reduce of the gradient buckets" : "all-reduce of the gradient buckets");
+#if defined(TRACELLM_CUDA) && defined(TRACELLM_NCCL)
+        if (nc) nccl_wait_buckets(nc);
+        else
+#endif
+            d->t->wait_all(d->t);
+        dist_watch_end();
+    } else
+#if defined(TRACELLM_CUDA) && defined(TRACELLM_NCCL)
     if (nc) {
         dist_watch_begin("NCCL gradient reduction");
         if (d->zero) nccl_reduce_scatter(nc, m->grads, d->count, d->off, d->world);

@@ -33,6 +33,7 @@ typedef struct {
     int world, rank;   // --world-size, --rank (0: from the environment)
     int zero;          // --zero 0|1
     double timeout;    // --dist-timeout seconds (0: default 300)
+    const char *overlap;  // --overlap on|off (NULL: on)
 } DistOpts;
 
 // The option-table rows of `tracellm train` (one line in its table).
@@ -41,7 +42,8 @@ typedef struct {
     {"--world-size", OPT_INT, &(d).world, "N", "ranks of a tcp/file run (default: $WORLD_SIZE, $SLURM_NTASKS, $OMPI_COMM_WORLD_SIZE)", false}, \
     {"--rank", OPT_INT, &(d).rank, "R", "this process's rank 0..N-1 (default: $RANK, $SLURM_PROCID, $OMPI_COMM_WORLD_RANK)", false}, \
     {"--zero", OPT_INT, &(d).zero, "0|1", "1 = ZeRO-1: each rank keeps and updates only its slice of the optimizer state", false}, \
-    {"--dist-timeout", OPT_DOUBLE, &(d).timeout, "S", "seconds a collective waits for a peer before the run stops with an error (default 300)", false}
+    {"--dist-timeout", OPT_DOUBLE, &(d).timeout, "S", "seconds a collective waits for a peer before the run stops with an error (default 300)", false}, \
+    {"--overlap", OPT_STR, &(d).overlap, "on|off", "reduce each layer's gradients during the backward pass (MPI, NCCL; default on) or all after it", false}
 
 typedef struct Transport Transport;
 
@@ -56,6 +58,13 @@ typedef struct {
     const Backend *be;      // where m, v live
     float *m, *v;           // backend memory: this rank's slice of the AdamW moments
     float *stage;           // host staging buffer for a GPU model without NCCL
+    // the overlapped reduction (--overlap on): buckets started by the last backward of a step
+    bool overlap;           // --overlap
+    bool reducing;          // this step's buckets were started; dist_reduce_grads waits for them
+    bool told;              // the line saying how gradients are reduced was printed
+    GPT *model;             // the model whose backward is running (the hook's context)
+    size_t started;         // floats of gradient started this step (n_params when complete)
+    size_t *pcount, *poff;  // one bucket part cut by ZeRO-1 slices (W entries each)
 } Dist;
 
 // Reads options and environment, joins the world (dies with a clear message when a peer does not
@@ -73,8 +82,18 @@ void dist_barrier(Dist *d);
 // ---- the training step ----
 // Rank 0's parameters to every rank (a fresh init or a checkpoint read by each rank must agree).
 void dist_broadcast_params(Dist *d, GPT *m);
+// gpt_backward, and on the `last` micro-step of a step (the gradients are then final), with the
+// overlap: as soon as the backward pass has finished a layer's gradients (model/gpt.h:
+// GptGradsReady), that bucket's reduction starts (MPI: MPI_Iallreduce per tensor slice, under
+// ZeRO-1 MPI_Ireduce_scatter; NCCL: ncclAllReduce, under ZeRO-1 one ncclReduce per owning rank,
+// on a second stream), while the earlier layers are computed. Buckets: lnf, then layers
+// L-1..0 (one slice of each of the 12 stacked tensors), then wte+wpe; the same on every rank, so
+// the sum order never depends on timing. The TCP ring and a GPU model without NCCL have no
+// non-blocking collectives: they reduce after the backward pass, as with --overlap off.
+void dist_backward(Dist *d, GPT *m, bool last);
 // Sums the gradients of all ranks (all-reduce; under ZeRO-1 a reduce-scatter: only this rank's
-// slice is summed) and returns the global gradient norm.
+// slice is summed), or waits for the buckets dist_backward started, and returns the global
+// gradient norm.
 double dist_reduce_grads(Dist *d, GPT *m);
 // AdamW on every parameter (gpt_update), or under ZeRO-1 on this rank's slice, then all-gather.
 void dist_update(Dist *d, GPT *m, float lr, float beta1, float beta2, float eps, float weight_decay, int t,
@@ -98,6 +117,17 @@ struct Transport {
     void (*all_gather)(Transport *t, float *buf, const size_t *count, const size_t *off);
     void (*broadcast)(Transport *t, void *buf, size_t bytes);  // from rank 0
     void (*free)(Transport *t);
+    // Non-blocking gradient collectives, for the overlap with the backward pass (NULL when the
+    // transport has none: the TCP ring reduces after the backward pass). Every rank starts the
+    // same ones in the same order; `buf` must not be touched until `wait_all` returns.
+    // iallreduce: sum of n floats at buf. ireduce_scatter: like reduce_scatter on the range
+    // [off[0], off[W-1] + count[W-1]) of buf, whose per-rank parts are adjacent (some may be
+    // empty). progress: lets started collectives advance (MPI moves data only inside its calls).
+    // wait_all: completes every started one.
+    void (*iallreduce)(Transport *t, float *buf, size_t n);
+    void (*ireduce_scatter)(Transport *t, float *buf, const size_t *count, const size_t *off);
+    void (*progress)(Transport *t);
+    void (*wait_all)(Transport *t);
 };
 Transport *tcp_join(const char *url, int rank, int world, double timeout);
 #ifdef TRACELLM_MPI
@@ -110,6 +140,13 @@ void *nccl_join(Transport *t, int rank, int world, double timeout);
 void nccl_allreduce(void *nc, float *dbuf, size_t n);
 void nccl_reduce_scatter(void *nc, float *dbuf, const size_t *count, const size_t *off, int world);
 void nccl_all_gather(void *nc, float *dbuf, const size_t *count, const size_t *off, int world);
+// the overlapped gradient reduction: a bucket's collectives on the NCCL stream after the compute
+// stream reached them (begin, any number of allreduce / reduce_scatter parts, end); wait before the update
+void nccl_bucket_begin(void *nc);
+void nccl_bucket_allreduce(void *nc, float *dbuf, size_t n);
+void nccl_bucket_reduce_scatter(void *nc, float *dbuf, const size_t *count, const size_t *off, int world);
+void nccl_bucket_end(void *nc);
+void nccl_wait_buckets(void *nc);
 void nccl_free(void *nc);
 #endif
 

@@ -3,6 +3,8 @@
 // GPUDirect) without a trip through host memory. Rank 0 makes the NCCL unique id and the host
 // transport (MPI or TCP) broadcasts it. Every call runs on the legacy default stream, where the
 // CUDA backend queues its kernels, and waits for completion so dist.c's watchdog sees a hang.
+// With the overlap (the default), the gradient buckets instead run on a second stream while the
+// backward pass goes on (nccl_bucket_*), and the update waits for that stream.
 // Slices of unequal size (ZeRO-1 with any parameter count) use one grouped ncclReduce /
 // ncclBroadcast per rank, since ncclReduceScatter / ncclAllGather need equal counts.
 #include "train/dist.h"
@@ -12,7 +14,14 @@
 #include <nccl.h>
 #include <stdlib.h>
 
-typedef struct { ncclComm_t comm; int rank; } Nccl;
+typedef struct {
+    ncclComm_t comm;
+    int rank;
+    // overlap with the backward pass: buckets run on their own stream, each after an event
+    // recorded on the compute stream (the legacy default stream) when its gradients were queued
+    cudaStream_t stream;
+    cudaEvent_t ready;
+} Nccl;
 
 static void nccheck(ncclResult_t rc, const char *what) {
     if (rc != ncclSuccess) fatal("%s: %s", what, ncclGetErrorString(rc));
@@ -63,8 +72,51 @@ void nccl_all_gather(void *nc, float *dbuf, const size_t *count, const size_t *o
     wait_done("ncclBroadcast");
 }
 
+// ---- overlap: one bucket = the ranges the backward pass just finished ----
+static void cucheck(cudaError_t e, const char *what) {
+    if (e != cudaSuccess) fatal("%s: %s", what, cudaGetErrorString(e));
+}
+
+void nccl_bucket_begin(void *nc) {
+    Nccl *n = nc;
+    if (!n->stream) {
+        // non-blocking: no implicit synchronisation with the legacy stream, so the reduction of
+        // layer l runs while the compute stream goes on with layer l-1
+        cucheck(cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags (NCCL stream)");
+        cucheck(cudaEventCreateWithFlags(&n->ready, cudaEventDisableTiming), "cudaEventCreate (NCCL bucket)");
+    }
+    // one event serves every bucket: cudaStreamWaitEvent waits for the record made just before it
+    cucheck(cudaEventRecord(n->ready, 0), "cudaEventRecord (gradients of a bucket)");
+    cucheck(cudaStreamWaitEvent(n->stream, n->ready, 0), "cudaStreamWaitEvent (NCCL stream)");
+    nccheck(ncclGroupStart(), "ncclGroupStart");
+}
+
+void nccl_bucket_allreduce(void *nc, float *dbuf, size_t count) {
+    Nccl *n = nc;
+    nccheck(ncclAllReduce(dbuf, dbuf, count, ncclFloat, ncclSum, n->comm, n->stream), "ncclAllReduce (bucket)");
+}
+
+// ZeRO-1: each non-empty part to its owner, in place (the sum lands in the owner's slice).
+void nccl_bucket_reduce_scatter(void *nc, float *dbuf, const size_t *count, const size_t *off, int world) {
+    Nccl *n = nc;
+    for (int r = 0; r < world; r++)
+        if (count[r])
+            nccheck(ncclReduce(dbuf + off[r], dbuf + off[r], count[r], ncclFloat, ncclSum, r, n->comm, n->stream),
+                    "ncclReduce (bucket)");
+}
+
+void nccl_bucket_end(void *nc) { nccheck(ncclGroupEnd(), "ncclGroupEnd (bucket)"); }
+
+// Before the update: every bucket done. The host waits (so dist.c's watchdog sees a hang), which
+// also orders everything queued later on the compute stream after the reductions.
+void nccl_wait_buckets(void *nc) {
+    Nccl *n = nc;
+    if (n->stream) cucheck(cudaStreamSynchronize(n->stream), "NCCL gradient buckets");
+}
+
 void nccl_free(void *nc) {
     Nccl *n = nc;
+    if (n->stream) { cudaStreamSynchronize(n->stream); cudaEventDestroy(n->ready); cudaStreamDestroy(n->stream); }
     ncclCommDestroy(n->comm);
     free(n);
 }

@@ -255,7 +255,9 @@ static void set_ring_socket(int fd) {
 
 Transport *tcp_join(const char *url, int rank, int world, double timeout) {
     Tcp *t = xcalloc(1, sizeof *t);
-    t->ops = (Transport){tcp_allreduce, tcp_reduce_scatter, tcp_all_gather, tcp_broadcast, tcp_free};
+    // no non-blocking collectives: the ring reduces the gradients after the backward pass (a
+    // blocking ring step per layer would stall the backward pass instead of overlapping with it)
+    t->ops = (Transport){tcp_allreduce, tcp_reduce_scatter, tcp_all_gather, tcp_broadcast, tcp_free, NULL, NULL, NULL, NULL};
     t->rank = rank; t->world = world; t->timeout = timeout;
     t->next = t->prev = -1;
     t->count = xcalloc(world, sizeof *t->count);

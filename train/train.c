@@ -366,11 +366,14 @@ int cmd_train(int argc, char **argv) {
         for (size_t k = 0; k < K; k++) {
             gpt_forward(&m, inp + k * BT, o.batch, o.seq_len);
             loss_sum += gpt_loss(&m, tgt + k * BT, train.has_mask && !o.loss_on_all ? w + k * BT : NULL, dscale, NULL);
-            if (dscale != 0.0f) gpt_backward(&m);
+            // dist: on the last micro-step each layer's gradients start their reduction as soon as
+            // the backward pass has finished them (gpt_backward alone in a single process)
+            if (dscale != 0.0f) dist_backward(dist, &m, k + 1 == K);
         }
-        loss_sum = dist_sum(dist, loss_sum);  // dist: all ranks' losses, and their gradients summed:
-        double loss = n_counted ? loss_sum / n_counted : 0.0;
+        // dist: the gradients summed over ranks (waits for the buckets started above), and the losses
         double norm = dist_reduce_grads(dist, &m);
+        loss_sum = dist_sum(dist, loss_sum);
+        double loss = n_counted ? loss_sum / n_counted : 0.0;
         if (!isfinite(loss) || !isfinite(norm)) {
             char last[4200];
             if (last_saved == UINT64_MAX) snprintf(last, sizeof last, "no checkpoint was saved in this run");
