@@ -5,8 +5,13 @@
 #include "util/args.h"
 #include "util/util.h"
 #include <stdio.h>
+#include <string.h>
+
+int cmd_eval_grid(int argc, char **argv);   // eval/grid.c
 
 int cmd_eval(int argc, char **argv) {
+    // `tracellm eval grid ...`: the accuracy grid generates its own samples (eval/grid.c)
+    if (argc >= 2 && !strcmp(argv[1], "grid")) return cmd_eval_grid(argc - 1, argv + 1);
     const char *real = NULL, *syn = NULL, *train = NULL, *out = NULL, *stats_path = NULL;
     Opt opts[] = {
         {"--real", OPT_STR, &real, "FILE", "real graphs JSONL (the validation split)", true},
@@ -17,7 +22,8 @@ int cmd_eval(int argc, char **argv) {
     };
     args_parse(argc, argv, "tracellm eval --real val.jsonl --synthetic gen.jsonl [--train train.jsonl] [--stats stats.json] --out REPORT_DIR",
                "Validity, KL of the top-100 calls, heavy hitters, normalized EMDs, per-depth shape, memorization\n"
-               "and request match rates of synthetic graphs against real ones (definitions: docs/EVAL.md).",
+               "and request match rates of synthetic graphs against real ones (definitions: docs/EVAL.md).\n"
+               "`tracellm eval grid --help`: the paper's accuracy grid, generated from a model and scored.",
                opts, 5, NULL);
     double t0 = now_seconds();
     GraphSet r, s;

@@ -441,6 +441,60 @@ static void gather(const GraphSet *s, Vec v[S_N], int64_t checks[GRAPH_NCHECKS],
     for (int d = 0; d < EVAL_MAX_DEPTH; d++) width[d] = reach[d] ? (double)width_sum[d] / reach[d] : 0;
 }
 
+// Scores one generated graph against what it was asked for (the "request" of its line) into r's
+// request counters and accuracy grid. eval_compute calls it for every line; `tracellm eval grid`
+// for every sample it generates, so both score alike. stats: for the high-latency instruction.
+void eval_add_request(EvalResult *r, const CallGraph *g, const GraphRequest *q, const Stats *stats) {
+    if (!request_any(q)) return;
+    r->req_n++;
+    bool e_ok = q->has_edges && g->n == q->num_edges, d_ok = q->has_depth && graph_depth(g) == q->depth;
+    if (q->has_edges) { r->req_edges_n++; r->req_edges_ok += e_ok; }
+    if (q->has_depth) { r->req_depth_n++; r->req_depth_ok += d_ok; }
+    // the paper's accuracy: valid AND exactly the requested size AND depth
+    if (q->has_edges && q->has_depth) {
+        bool ok = e_ok && d_ok && graph_validate(g, 15, NULL) == GRAPH_OK;
+        r->req_both_n++;
+        r->req_both_ok += ok;
+        if (q->num_edges >= 1 && q->num_edges <= EVAL_GRID_EDGES && q->depth >= 1 && q->depth <= EVAL_GRID_DEPTH) {
+            r->grid_n[q->num_edges][q->depth]++;
+            r->grid_ok[q->num_edges][q->depth] += ok;
+        }
+    }
+    if (q->has_latency) {
+        int root = graph_find(g, "0");
+        r->req_lat_n++;
+        if (root >= 0) {
+            int64_t got = edge_finish(&g->edges[root]), want = q->latency;
+            r->req_lat_exact += got == want;
+            r->req_lat_10pct += llabs(got - want) <= (want / 10 > 1 ? want / 10 : 1);
+        }
+    }
+    bool hl_ok = false, ie_ok = false, hl_scored = false;
+    if (q->high_latency) {
+        const ServiceStats *st = stats_find(stats, g->service);
+        int root = graph_find(g, "0");
+        if (!st) r->req_hl_unscored++;
+        else {
+            hl_scored = true;
+            hl_ok = root >= 0 && stats_high_latency(st, edge_finish(&g->edges[root]), -1);
+            r->req_hl_n++;
+            r->req_hl_ok += hl_ok;
+        }
+    }
+    if (q->has_include_edge) {
+        for (int k = 0; k < g->n && !ie_ok; k++) {
+            const Edge *e = &g->edges[k];
+            ie_ok = e->type == q->inc_type && !strcmp(e->src, q->inc_src) && !strcmp(e->dst, q->inc_dst);
+        }
+        r->req_ie_n++;
+        r->req_ie_ok += ie_ok;
+    }
+    if (hl_scored && q->has_include_edge) {
+        r->req_hlie_n++;
+        r->req_hlie_ok += hl_ok && ie_ok;
+    }
+}
+
 void eval_compute(const GraphSet *real, const GraphSet *syn, const MemoIndex *train, const Stats *stats, EvalResult *r) {
     memset(r, 0, sizeof *r);
     r->n_real = real->n;
@@ -489,58 +543,7 @@ void eval_compute(const GraphSet *real, const GraphSet *syn, const MemoIndex *tr
         stats = &own;
         built = true;
     }
-    for (int i = 0; i < syn->n; i++) {
-        const GraphRequest *q = &syn->req[i];
-        if (!request_any(q)) continue;
-        const CallGraph *g = &syn->g[i];
-        r->req_n++;
-        bool e_ok = q->has_edges && g->n == q->num_edges, d_ok = q->has_depth && graph_depth(g) == q->depth;
-        if (q->has_edges) { r->req_edges_n++; r->req_edges_ok += e_ok; }
-        if (q->has_depth) { r->req_depth_n++; r->req_depth_ok += d_ok; }
-        // the paper's accuracy: valid AND exactly the requested size AND depth
-        if (q->has_edges && q->has_depth) {
-            bool ok = e_ok && d_ok && graph_validate(g, 15, NULL) == GRAPH_OK;
-            r->req_both_n++;
-            r->req_both_ok += ok;
-            if (q->num_edges >= 1 && q->num_edges <= EVAL_GRID_EDGES && q->depth >= 1 && q->depth <= EVAL_GRID_DEPTH) {
-                r->grid_n[q->num_edges][q->depth]++;
-                r->grid_ok[q->num_edges][q->depth] += ok;
-            }
-        }
-        if (q->has_latency) {
-            int root = graph_find(g, "0");
-            r->req_lat_n++;
-            if (root >= 0) {
-                int64_t got = edge_finish(&g->edges[root]), want = q->latency;
-                r->req_lat_exact += got == want;
-                r->req_lat_10pct += llabs(got - want) <= (want / 10 > 1 ? want / 10 : 1);
-            }
-        }
-        bool hl_ok = false, ie_ok = false, hl_scored = false;
-        if (q->high_latency) {
-            const ServiceStats *st = stats_find(stats, g->service);
-            int root = graph_find(g, "0");
-            if (!st) r->req_hl_unscored++;
-            else {
-                hl_scored = true;
-                hl_ok = root >= 0 && stats_high_latency(st, edge_finish(&g->edges[root]), -1);
-                r->req_hl_n++;
-                r->req_hl_ok += hl_ok;
-            }
-        }
-        if (q->has_include_edge) {
-            for (int k = 0; k < g->n && !ie_ok; k++) {
-                const Edge *e = &g->edges[k];
-                ie_ok = e->type == q->inc_type && !strcmp(e->src, q->inc_src) && !strcmp(e->dst, q->inc_dst);
-            }
-            r->req_ie_n++;
-            r->req_ie_ok += ie_ok;
-        }
-        if (hl_scored && q->has_include_edge) {
-            r->req_hlie_n++;
-            r->req_hlie_ok += hl_ok && ie_ok;
-        }
-    }
+    for (int i = 0; i < syn->n; i++) eval_add_request(r, &syn->g[i], &syn->req[i], stats);
     if (built) stats_free(&own);
 }
 

@@ -128,6 +128,10 @@ typedef struct {
 // instruction; NULL computes them from the real set with the same definition (>= 10 graphs,
 // p90 = sorted[floor(0.9 n)]), so eval and the instruction data agree on what "high" means.
 void eval_compute(const GraphSet *real, const GraphSet *syn, const MemoIndex *train, const Stats *stats, EvalResult *r);
+// Scores one generated graph against its request (no-op without one) into r's request counters and
+// accuracy grid: what eval_compute does for every line, and `tracellm eval grid` for every sample.
+// g must be sorted (graph_sort); stats as for eval_compute, may be NULL when no high latency is asked.
+void eval_add_request(EvalResult *r, const CallGraph *g, const GraphRequest *q, const Stats *stats);
 void eval_result_free(EvalResult *r);
 
 // Pieces of eval_compute, exposed so tests can check each definition by hand.

@@ -28,11 +28,7 @@ static double pct(int64_t a, int64_t b) { return b ? 100.0 * a / b : 0; }
 // ---------------------------------------------------------------------------------------------
 // Tables: one builder, two syntaxes
 
-typedef struct {
-    FILE *f;
-    bool html;
-    int row;
-} Table;
+typedef ReportTable Table;
 
 static void esc(FILE *f, bool html, const char *s) {
     for (; *s; s++) {
@@ -44,7 +40,7 @@ static void esc(FILE *f, bool html, const char *s) {
     }
 }
 // cells separated by '\t' in a printf-style format
-static void trow(Table *t, const char *fmt, ...) {
+void report_row(Table *t, const char *fmt, ...) {
     char buf[2048];
     va_list ap;
     va_start(ap, fmt);
@@ -67,12 +63,12 @@ static void trow(Table *t, const char *fmt, ...) {
     }
     t->row++;
 }
-static void tend(Table *t) { fputs(t->html ? "</table>\n" : "\n", t->f); t->row = 0; }
-static void heading(FILE *f, bool html, int level, const char *text) {
+void report_table_end(Table *t) { fputs(t->html ? "</table>\n" : "\n", t->f); t->row = 0; }
+void report_heading(FILE *f, bool html, int level, const char *text) {
     if (html) fprintf(f, "<h%d>%s</h%d>\n", level, text, level);
     else fprintf(f, "%.*s %s\n\n", level, "####", text);
 }
-static void para(FILE *f, bool html, const char *fmt, ...) {
+void report_para(FILE *f, bool html, const char *fmt, ...) {
     char buf[4096];
     va_list ap;
     va_start(ap, fmt);
@@ -82,68 +78,75 @@ static void para(FILE *f, bool html, const char *fmt, ...) {
     else fprintf(f, "%s\n\n", buf);
 }
 
+static int64_t grid_requests(const EvalResult *r) {
+    int64_t n = 0;
+    for (int e = 1; e <= EVAL_GRID_EDGES; e++)
+        for (int d = 1; d <= EVAL_GRID_DEPTH; d++) n += r->grid_n[e][d];
+    return n;
+}
+
 // The tables, shared by report.md and report.html.
 static void tables(FILE *f, bool html, const EvalResult *r, const ReportInputs *in) {
     Table t = {f, html, 0};
-    para(f, html, "Real: %s (%d graphs). Synthetic: %s (%d graphs).%s%s%s", in->real, r->n_real, in->syn, r->n_syn,
+    report_para(f, html, "Real: %s (%d graphs). Synthetic: %s (%d graphs).%s%s%s", in->real, r->n_real, in->syn, r->n_syn,
          in->train ? " Training set for memorization: " : "", in->train ? in->train : "", in->train ? "." : "");
-    heading(f, html, 2, "Summary");
-    trow(&t, "metric\tvalue\tpaper (PAPER.md §6)");
-    trow(&t, "validity\t%.2f%%\t-", 100 * r->validity);
-    trow(&t, "KL top-%d calls (nats)\t%.4f\tTraceLLM 0.16, GReaT 0.11, TVAE 0.74, probabilistic 3.84", r->kl_calls, r->kl);
+    report_heading(f, html, 2, "Summary");
+    report_row(&t, "metric\tvalue\tpaper (PAPER.md §6)");
+    report_row(&t, "validity\t%.2f%%\t-", 100 * r->validity);
+    report_row(&t, "KL top-%d calls (nats)\t%.4f\tTraceLLM 0.16, GReaT 0.11, TVAE 0.74, probabilistic 3.84", r->kl_calls, r->kl);
     for (int i = 0; i < EVAL_N_HH; i++)
-        trow(&t, "heavy hitters top-%d%s\t%.1f%%\t%s", EVAL_HH_K[i], r->hh_keff[i] < EVAL_HH_K[i] ? " (fewer real microservices)" : "",
+        report_row(&t, "heavy hitters top-%d%s\t%.1f%%\t%s", EVAL_HH_K[i], r->hh_keff[i] < EVAL_HH_K[i] ? " (fewer real microservices)" : "",
              100 * r->hh_recovery[i],
              EVAL_HH_K[i] == 10 ? "TraceLLM > 90%, probabilistic 59%" : EVAL_HH_K[i] == 500 ? "TraceLLM 65%, probabilistic 23%" : EVAL_HH_K[i] <= 50 ? "TraceLLM > 90%" : "-");
     const char *paper_emd = "TraceLLM 2.6x-10x lower than baselines";
     for (int k = 0; k < S_N; k++)
-        trow(&t, "normalized EMD, %s\t%.4f\t%s", r->s[k].name, r->s[k].emd_norm, k <= S_RT ? paper_emd : "-");
+        report_row(&t, "normalized EMD, %s\t%.4f\t%s", r->s[k].name, r->s[k].emd_norm, k <= S_RT ? paper_emd : "-");
     if (r->have_train) {
-        trow(&t, "memorization, exact (structure + times)\t%.2f%%\tbaselines 16-24%%, TraceLLM 3-5%%", pct(r->memo_exact, r->n_syn));
-        trow(&t, "memorization, structure only\t%.2f%%\t-", pct(r->memo_structure, r->n_syn));
+        report_row(&t, "memorization, exact (structure + times)\t%.2f%%\tbaselines 16-24%%, TraceLLM 3-5%%", pct(r->memo_exact, r->n_syn));
+        report_row(&t, "memorization, structure only\t%.2f%%\t-", pct(r->memo_structure, r->n_syn));
     }
     if (r->req_n) {
-        trow(&t, "requested num_edges met\t%.2f%% of %lld\t-", pct(r->req_edges_ok, r->req_edges_n), (long long)r->req_edges_n);
-        trow(&t, "requested depth met\t%.2f%% of %lld\t-", pct(r->req_depth_ok, r->req_depth_n), (long long)r->req_depth_n);
-        trow(&t, "accuracy (valid, num_edges and depth met)\t%.2f%% of %lld\tTraceLLM > 75%% at every depth", pct(r->req_both_ok, r->req_both_n), (long long)r->req_both_n);
-        trow(&t, "requested latency: exact / within 10%%\t%.2f%% / %.2f%% of %lld\t-", pct(r->req_lat_exact, r->req_lat_n),
+        report_row(&t, "requested num_edges met\t%.2f%% of %lld\t-", pct(r->req_edges_ok, r->req_edges_n), (long long)r->req_edges_n);
+        report_row(&t, "requested depth met\t%.2f%% of %lld\t-", pct(r->req_depth_ok, r->req_depth_n), (long long)r->req_depth_n);
+        report_row(&t, "accuracy (valid, num_edges and depth met)\t%.2f%% of %lld\tTraceLLM > 75%% at every depth", pct(r->req_both_ok, r->req_both_n), (long long)r->req_both_n);
+        report_row(&t, "requested latency: exact / within 10%%\t%.2f%% / %.2f%% of %lld\t-", pct(r->req_lat_exact, r->req_lat_n),
              pct(r->req_lat_10pct, r->req_lat_n), (long long)r->req_lat_n);
         if (r->req_hl_n || r->req_hl_unscored)
-            trow(&t, "high latency met (root finish >= the service's p90)\t%.2f%% of %lld (%lld unscored: service without statistics)\t-",
+            report_row(&t, "high latency met (root finish >= the service's p90)\t%.2f%% of %lld (%lld unscored: service without statistics)\t-",
                  pct(r->req_hl_ok, r->req_hl_n), (long long)r->req_hl_n, (long long)r->req_hl_unscored);
-        if (r->req_ie_n) trow(&t, "requested edge included\t%.2f%% of %lld\t-", pct(r->req_ie_ok, r->req_ie_n), (long long)r->req_ie_n);
+        if (r->req_ie_n) report_row(&t, "requested edge included\t%.2f%% of %lld\t-", pct(r->req_ie_ok, r->req_ie_n), (long long)r->req_ie_n);
         if (r->req_hlie_n)
-            trow(&t, "high latency and edge together\t%.2f%% of %lld\t-", pct(r->req_hlie_ok, r->req_hlie_n), (long long)r->req_hlie_n);
+            report_row(&t, "high latency and edge together\t%.2f%% of %lld\t-", pct(r->req_hlie_ok, r->req_hlie_n), (long long)r->req_hlie_n);
     }
-    tend(&t);
-    para(f, html, "KL support: the top-%d real calls cover %.1f%% of real calls; %.1f%% of synthetic calls fall in them.",
+    report_table_end(&t);
+    report_para(f, html, "KL support: the top-%d real calls cover %.1f%% of real calls; %.1f%% of synthetic calls fall in them.",
          r->kl_calls, 100 * r->kl_real_mass, 100 * r->kl_syn_mass);
 
-    heading(f, html, 2, "Validity by rule");
-    trow(&t, "rule\treal\tsynthetic");
+    report_heading(f, html, 2, "Validity by rule");
+    report_row(&t, "rule\treal\tsynthetic");
     for (int c = 0; c < GRAPH_NCHECKS; c++)
-        trow(&t, "%s\t%lld (%.2f%%)\t%lld (%.2f%%)", c == GRAPH_OK ? "valid" : graph_check_name(c), (long long)r->real_checks[c],
+        report_row(&t, "%s\t%lld (%.2f%%)\t%lld (%.2f%%)", c == GRAPH_OK ? "valid" : graph_check_name(c), (long long)r->real_checks[c],
              pct(r->real_checks[c], r->n_real), (long long)r->syn_checks[c], pct(r->syn_checks[c], r->n_syn));
-    tend(&t);
+    report_table_end(&t);
 
-    heading(f, html, 2, "Distributions");
-    para(f, html, "EMD = Wasserstein-1 distance between the real and synthetic empirical distributions; "
+    report_heading(f, html, 2, "Distributions");
+    report_para(f, html, "EMD = Wasserstein-1 distance between the real and synthetic empirical distributions; "
                   "normalized EMD = EMD / (mean absolute deviation of the real values around their median).");
-    trow(&t, "quantity\tset\tn\tmean\tp50\tp90\tp99\tmax\tEMD\tscale\tnormalized EMD");
+    report_row(&t, "quantity\tset\tn\tmean\tp50\tp90\tp99\tmax\tEMD\tscale\tnormalized EMD");
     for (int k = 0; k < S_N; k++) {
         const Sample *s = &r->s[k];
-        trow(&t, "%s\treal\t%d\t%.3f\t%.1f\t%.1f\t%.1f\t%.0f\t%.4f\t%.4f\t%.4f", s->name, s->n_real, mean(s->real, s->n_real),
+        report_row(&t, "%s\treal\t%d\t%.3f\t%.1f\t%.1f\t%.1f\t%.0f\t%.4f\t%.4f\t%.4f", s->name, s->n_real, mean(s->real, s->n_real),
              quantile(s->real, s->n_real, .5), quantile(s->real, s->n_real, .9), quantile(s->real, s->n_real, .99),
              s->n_real ? s->real[s->n_real - 1] : 0, s->emd, s->scale, s->emd_norm);
-        trow(&t, "\tsynthetic\t%d\t%.3f\t%.1f\t%.1f\t%.1f\t%.0f\t\t\t", s->n_syn, mean(s->syn, s->n_syn), quantile(s->syn, s->n_syn, .5),
+        report_row(&t, "\tsynthetic\t%d\t%.3f\t%.1f\t%.1f\t%.1f\t%.0f\t\t\t", s->n_syn, mean(s->syn, s->n_syn), quantile(s->syn, s->n_syn, .5),
              quantile(s->syn, s->n_syn, .9), quantile(s->syn, s->n_syn, .99), s->n_syn ? s->syn[s->n_syn - 1] : 0);
     }
-    tend(&t);
+    report_table_end(&t);
 
-    heading(f, html, 2, "Per depth");
-    para(f, html, "Graphs by depth; mean width = mean number of calls at that depth over graphs reaching it; "
+    report_heading(f, html, 2, "Per depth");
+    report_para(f, html, "Graphs by depth; mean width = mean number of calls at that depth over graphs reaching it; "
                   "types = share of calls at that depth (http/rpc/mc/db/mq).");
-    trow(&t, "depth\tgraphs real\tgraphs synthetic\tmean width real\tmean width synthetic\ttypes real\ttypes synthetic");
+    report_row(&t, "depth\tgraphs real\tgraphs synthetic\tmean width real\tmean width synthetic\ttypes real\ttypes synthetic");
     for (int d = 0; d < EVAL_MAX_DEPTH; d++) {
         int64_t cr = 0, cs = 0;
         for (int ty = 0; ty < RPC_NTYPES; ty++) { cr += r->type_real[d][ty]; cs += r->type_syn[d][ty]; }
@@ -153,20 +156,24 @@ static void tables(FILE *f, bool html, const EvalResult *r, const ReportInputs *
             pr += snprintf(tr + pr, sizeof tr - pr, "%s%.0f", ty ? "/" : "", pct(r->type_real[d][ty], cr));
             ps += snprintf(ts + ps, sizeof ts - ps, "%s%.0f", ty ? "/" : "", pct(r->type_syn[d][ty], cs));
         }
-        trow(&t, "%d%s\t%lld\t%lld\t%.2f\t%.2f\t%s\t%s", d + 1, d + 1 == EVAL_MAX_DEPTH ? "+" : "", (long long)r->depth_real[d],
+        report_row(&t, "%d%s\t%lld\t%lld\t%.2f\t%.2f\t%s\t%s", d + 1, d + 1 == EVAL_MAX_DEPTH ? "+" : "", (long long)r->depth_real[d],
              (long long)r->depth_syn[d], r->width_real[d], r->width_syn[d], tr, ts);
     }
-    tend(&t);
+    report_table_end(&t);
 
-    int64_t grid_total = 0;
-    for (int e = 1; e <= EVAL_GRID_EDGES; e++)
-        for (int d = 1; d <= EVAL_GRID_DEPTH; d++) grid_total += r->grid_n[e][d];
-    if (!grid_total) return;
-    heading(f, html, 2, "Accuracy grid");
-    para(f, html, "Requests with num_edges 1..%d and depth 1..%d (PAPER.md §6): accuracy = valid AND exactly the "
+    if (!grid_requests(r)) return;
+    report_heading(f, html, 2, "Accuracy grid");
+    report_para(f, html, "Requests with num_edges 1..%d and depth 1..%d (PAPER.md §6): accuracy = valid AND exactly the "
                   "requested num_edges AND depth. Paper: tabular baseline < 25%% for edges > 15 and ~0 for depth > 4; "
                   "TraceLLM > 75%% at every depth.", EVAL_GRID_EDGES, EVAL_GRID_DEPTH);
-    trow(&t, "depth\tcells\trequests\taccuracy\taccuracy, edges <= 15\taccuracy, edges > 15");
+    report_grid_table(f, html, r);
+}
+
+// The accuracy grid by depth (all edges, <= 15, > 15: the paper's split); nothing without grid requests.
+void report_grid_table(FILE *f, bool html, const EvalResult *r) {
+    Table t = {f, html, 0};
+    if (!grid_requests(r)) return;
+    report_row(&t, "depth\tcells\trequests\taccuracy\taccuracy, edges <= 15\taccuracy, edges > 15");
     for (int d = 1; d <= EVAL_GRID_DEPTH; d++) {
         int64_t n[3] = {0}, ok[3] = {0}, cells = 0;
         for (int e = 1; e <= EVAL_GRID_EDGES; e++) {
@@ -180,9 +187,9 @@ static void tables(FILE *f, bool html, const EvalResult *r, const ReportInputs *
             if (n[k]) snprintf(c[k], sizeof c[k], "%.1f%%", pct(ok[k], n[k]));
             else snprintf(c[k], sizeof c[k], "-");
         }
-        trow(&t, "%d\t%lld\t%lld\t%s\t%s\t%s", d, (long long)cells, (long long)n[0], c[0], c[1], c[2]);
+        report_row(&t, "%d\t%lld\t%lld\t%s\t%s\t%s", d, (long long)cells, (long long)n[0], c[0], c[1], c[2]);
     }
-    tend(&t);
+    report_table_end(&t);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -335,16 +342,16 @@ static void plot_types(FILE *f, const EvalResult *r) {
 }
 
 // The accuracy grid as a heatmap: num_edges across, depth up; red 0% .. green 100%, grey = no request.
-static void plot_grid(FILE *f, const EvalResult *r) {
-    int64_t total = 0;
-    for (int e = 1; e <= EVAL_GRID_EDGES; e++)
-        for (int d = 1; d <= EVAL_GRID_DEPTH; d++) total += r->grid_n[e][d];
-    if (!total) return;
+void report_grid_svg(FILE *f, const EvalResult *r, const char *title) {
+    if (!grid_requests(r)) return;
     const int cw = 26, ch = 26, gl = 56, gt = 30, gw = cw * EVAL_GRID_EDGES, gh = ch * EVAL_GRID_DEPTH;
     int w = gl + gw + 16, h = gt + gh + 44;
     fprintf(f, "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\">\n", w, h, w, h);
     fprintf(f, "<title>Accuracy grid</title><rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", w, h);
-    fprintf(f, "<text x=\"%d\" y=\"18\" font-size=\"14\" font-family=\"sans-serif\">Accuracy by requested num_edges and depth</text>\n", gl);
+    fputs("<text x=\"", f);
+    fprintf(f, "%d\" y=\"18\" font-size=\"14\" font-family=\"sans-serif\">", gl);
+    esc(f, true, title);
+    fputs("</text>\n", f);
     for (int d = 1; d <= EVAL_GRID_DEPTH; d++) {
         int y = gt + (EVAL_GRID_DEPTH - d) * ch;
         fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"11\" font-family=\"sans-serif\" text-anchor=\"end\">%d</text>\n", gl - 6, y + ch / 2 + 4, d);
@@ -446,7 +453,7 @@ void report_write(const char *dir, const EvalResult *r, const ReportInputs *in) 
     plot_hist(f, &r->s[S_OUTDEG], "Out-degree per microservice per graph", 0, 20);
     plot_hist(f, &r->s[S_DEPTH], "Graph depth", 1, 15);
     plot_types(f, r);
-    plot_grid(f, r);
+    report_grid_svg(f, r, "Accuracy by requested num_edges and depth");
     fputs("<p>Metric definitions: docs/EVAL.md in the tracellm repository.</p>\n</body></html>\n", f);
     out_close(o);
     free(p);

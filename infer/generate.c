@@ -4,6 +4,7 @@
 #include "data/format.h"
 #include "data/graph.h"
 #include "data/layers.h"
+#include "infer/generate.h"
 #include "infer/harness.h"
 #include "model/checkpoint.h"
 #include "util/args.h"
@@ -139,9 +140,15 @@ static int load_prompts(const char *path, GraphSpec **out) {
 
 // ---- the training corpus as root conditions (RUN/conditions.jsonl, `train --corpus`) ----
 
-typedef struct { char service[FMT_NAME_MAX]; int64_t v[3]; } CondRecord;  // num_edges, depth, latency
+void gen_conditions_path(const char *model, char *buf, size_t n) {
+    if (path_is_dir(model)) snprintf(buf, n, "%s/conditions.jsonl", model);
+    else {
+        const char *slash = strrchr(model, '/');
+        snprintf(buf, n, "%.*s/conditions.jsonl", slash ? (int)(slash - model) : 1, slash ? model : ".");
+    }
+}
 
-static int load_conditions(const char *path, const char *only_service, CondRecord **out) {
+int gen_load_conditions(const char *path, const char *only_service, CondRecord **out) {
     FILE *f = fopen(path, "rb");
     if (!f) return -1;
     fclose(f);
@@ -179,7 +186,7 @@ static int load_conditions(const char *path, const char *only_service, CondRecor
 // ---- the microservice names destinations may take (--names) ----
 
 // From a graphs JSONL (every src and dst but USER) or a stats.json with a "microservices" list.
-static void load_names(const char *path, ConNames *s) {
+void gen_load_names(const char *path, ConNames *s) {
     // the first line tells a stats.json ({"format":"tracellm-stats",...) from a graphs JSONL
     FILE *f = fopen(path, "rb");
     if (!f) fatal("%s: cannot open: %s", path, strerror(errno));
@@ -274,15 +281,10 @@ static void write_request_and_check(FILE *f, const GraphResult *r) {
             r->layers, r->requests);
 }
 
-// Every request gets a line, in request order: an assembled graph, or (unless --valid-only) a line
-// with no edges for a request that could not be answered, so that validity and match rates
-// computed from the file count the failures too.
-static void sink_graph(void *ctx, const GraphResult *r) {
-    Sink *s = ctx;
-    FILE *f = s->out->f;
+void gen_write_result(FILE *f, const GraphResult *r) {
     char tid[32];
     snprintf(tid, sizeof tid, "T_%" PRId64, r->index);
-    if (r->assembled && (r->valid || !s->valid_only)) {
+    if (r->assembled) {
         char *buf = NULL;
         size_t blen = 0;
         FILE *m = open_memstream(&buf, &blen);
@@ -294,16 +296,24 @@ static void sink_graph(void *ctx, const GraphResult *r) {
         if (blen < 2) fatal("internal: empty graph line");
         fwrite(buf, 1, blen - 2, f);
         free(buf);
-        write_request_and_check(f, r);
-        if (s->csv) write_csv_rows(s->csv->f, r);
-        s->written++;
-    } else if (!r->assembled && !s->valid_only) {
+    } else {
         fputs("{\"trace_id\":", f);
         json_write_string(f, tid);
         fputs(",\"service\":", f);
         json_write_string(f, r->spec->cond.id);
         fputs(",\"edges\":[]", f);
-        write_request_and_check(f, r);
+    }
+    write_request_and_check(f, r);
+}
+
+// Every request gets a line, in request order: an assembled graph, or (unless --valid-only) a line
+// with no edges for a request that could not be answered, so that validity and match rates
+// computed from the file count the failures too.
+static void sink_graph(void *ctx, const GraphResult *r) {
+    Sink *s = ctx;
+    if (r->assembled ? r->valid || !s->valid_only : !s->valid_only) {
+        gen_write_result(s->out->f, r);
+        if (r->assembled && s->csv) write_csv_rows(s->csv->f, r);
         s->written++;
     }
     if ((!r->assembled || !r->valid) && s->examples < 3) {
@@ -312,6 +322,19 @@ static void sink_graph(void *ctx, const GraphResult *r) {
                 r->detail[0] ? r->detail : graph_check_name(r->graph_check));
     }
     progress_update(&s->prog, (double)r->index + 1, 0, -1);
+}
+
+void gen_load_model(const char *model, const char *tokenizer, const Backend *be, GPT *m, Bpe *tok) {
+    char path[4096];
+    if (path_is_dir(model)) snprintf(path, sizeof path, "%s/model.bin", model);
+    else snprintf(path, sizeof path, "%s", model);
+    CkptHeader hdr;
+    char err[512];
+    if (!checkpoint_load_model(path, m, be, &hdr, err, sizeof err)) fatal("%s", err);
+    bpe_load(tok, tokenizer);
+    if (tok->fingerprint != hdr.tokenizer_fingerprint)
+        fatal("tokenizer mismatch: %s has fingerprint %016" PRIx64 " but %s was trained with %016" PRIx64, tokenizer,
+              tok->fingerprint, path, hdr.tokenizer_fingerprint);
 }
 
 // ---- the command ----
@@ -396,12 +419,8 @@ int cmd_generate(int argc, char **argv) {
         } else if (!o.service || o.num_edges < 0 || o.depth < 0 || o.latency < 0) {
             // what the request leaves out comes from the training corpus the run recorded
             char cpath[4200];
-            if (path_is_dir(o.model)) snprintf(cpath, sizeof cpath, "%s/conditions.jsonl", o.model);
-            else {
-                const char *slash = strrchr(o.model, '/');
-                snprintf(cpath, sizeof cpath, "%.*s/conditions.jsonl", slash ? (int)(slash - o.model) : 1, slash ? o.model : ".");
-            }
-            n_rec = load_conditions(cpath, o.service, &rec);
+            gen_conditions_path(o.model, cpath, sizeof cpath);
+            n_rec = gen_load_conditions(cpath, o.service, &rec);
             if (n_rec < 0 && !o.service)
                 fatal("give --service S (with --num-edges/--depth/--latency), --prompts FILE or --from-graphs JSONL; or train "
                       "with --corpus train.jsonl so that the run records its corpus (%s is missing)", cpath);
@@ -446,18 +465,9 @@ int cmd_generate(int argc, char **argv) {
     }
 
     // ---- model and tokenizer ----
-    char path[4096];
-    if (path_is_dir(o.model)) snprintf(path, sizeof path, "%s/model.bin", o.model);
-    else snprintf(path, sizeof path, "%s", o.model);
     GPT m;
-    CkptHeader hdr;
-    char err[512];
-    if (!checkpoint_load_model(path, &m, be, &hdr, err, sizeof err)) fatal("%s", err);
     Bpe tok;
-    bpe_load(&tok, o.tokenizer);
-    if (tok.fingerprint != hdr.tokenizer_fingerprint)
-        fatal("tokenizer mismatch: %s has fingerprint %016" PRIx64 " but %s was trained with %016" PRIx64, o.tokenizer,
-              tok.fingerprint, path, hdr.tokenizer_fingerprint);
+    gen_load_model(o.model, o.tokenizer, be, &m, &tok);
 
     EngineConfig ec;
     engine_config_default(&ec);
@@ -466,13 +476,14 @@ int cmd_generate(int argc, char **argv) {
     ec.sampling = (SamplerConfig){.temperature = (float)o.temperature, .top_k = o.top_k, .top_p = (float)o.top_p};
     HarnessConfig hc;
     harness_config_default(&hc);
-    hc.format = fmt; hc.retries = o.retries; hc.constrained = !strcmp(o.constrained, "on"); hc.max_layer_tokens = o.max_tokens;
+    // the tabular format has no automaton (docs/GENERATE.md): its summary says unconstrained
+    hc.format = fmt; hc.retries = o.retries; hc.constrained = !strcmp(o.constrained, "on") && fmt != GEN_TABULAR; hc.max_layer_tokens = o.max_tokens;
     ConNames ms_names;
     con_names_init(&ms_names);
     if (o.names) {
         if (!hc.constrained || fmt == GEN_TABULAR)
             fprintf(stderr, "generate: --names is ignored: it works through --constrained on (recursive or instruct format)\n");
-        else { load_names(o.names, &ms_names); hc.names = &ms_names; }
+        else { gen_load_names(o.names, &ms_names); hc.names = &ms_names; }
     }
     Harness *h = harness_new(&m, &ec, &tok, &hc);
     {

@@ -288,7 +288,7 @@ static void add_kid_job(Harness *h, int pj, int ordinal, const FSub *sub) {
 static void finish_tabular(Harness *h, Job *b, GState *g) {
     // the record is the prompt's header line followed by the generated body
     prompt_text(h, b);
-    tb_put(&h->prompt, b->text.p, b->text.n);
+    if (b->text.n) tb_put(&h->prompt, b->text.p, b->text.n);   // an empty answer may have no buffer yet
     TextCursor c;
     cursor_init(&c, h->prompt.p, h->prompt.n, "generated");
     Condition hdr;
@@ -308,14 +308,20 @@ static void hook_finish(void *ctx, EngineSeq *s, FinishReason why) {
     if (h->cfg.format == GEN_TABULAR) {
         if (b->too_long) tb_clear(&b->text);
         finish_tabular(h, b, g);
+        if (h->debug)
+            fprintf(stderr, "---- graph %lld tabular try %d: %s, %s\n%.*s\n", (long long)g->index, b->attempt, finish_reason_name(why),
+                    g->dead ? g->res.detail : "parsed", (int)b->text.n, b->text.p);
         if (b->too_long) b->attempt = h->cfg.retries;
+        // counted as the layer path counts: every failed try, and the final failure
+        if (g->dead) h->st.try_fail[LC_PARSE]++;
         if (g->dead && b->attempt < h->cfg.retries) {
             g->dead = false; g->res.first_error = 0; g->res.errors = 0;
-            h->st.try_fail[LC_PARSE]++;
-            b->attempt++; g->res.retried_layers += b->attempt == 1;
+            b->attempt++;
+            if (b->attempt == 1) { g->res.retried_layers++; h->st.retried++; }
             submit(h, j);
             return;
         }
+        if (g->dead) h->st.layer_fail[LC_PARSE]++;
         if (--g->pending == 0) finalize(h, b->graph);
         return;
     }
