@@ -185,6 +185,8 @@ typedef struct {
     double keep_prob;          // each optional root-condition field (release: 0.9)
     double latency_keep_prob;  // the root latency (release: 0.5)
     int split_threshold;       // layers with more edges become <split> pseudo-layers; 0 = never
+    bool canonical_order;      // beyond the paper (docs/SFT.md): attributes of every condition line and
+                               // edge in the fixed CondField / EF_* order instead of shuffled; off = the paper
 } RecursiveOpts;
 // Renders g (sorted, valid). Returns false (err set) when the graph cannot be decomposed.
 bool recursive_render(TextBuf *out, const CallGraph *g, const RecursiveOpts *o, Rng *rng, char *err, size_t errlen);
@@ -217,6 +219,9 @@ typedef struct {
     double distinct_prob;       // beyond the paper (docs/SFT.md): share of layers with edges whose prompt says
                                 // "Call at most K distinct microservices in this layer" (K = the layer's own
                                 // count); 0 = off (default), so the paper's data is unchanged
+    bool canonical_order;       // beyond the paper: conditions, edges, prompt sentences and scratchpad lines
+                                // in one fixed order (the order inference prompts and constrained blocks use);
+                                // dropped fields and sentences are still drawn. Off (default) = the paper
 } InstructOpts;
 void instruct_opts_default(InstructOpts *o);
 // A special instruction for one request.

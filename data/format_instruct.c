@@ -33,6 +33,7 @@ void instruct_opts_default(InstructOpts *o) {
     o->finish_marker = true;
     o->rare_subtree = false;
     o->distinct_prob = 0;
+    o->canonical_order = false;
 }
 
 int answer_distinct_destinations(const LayerAnswer *a) {
@@ -76,12 +77,14 @@ void instruct_prompt(TextBuf *out, const Condition *c, bool root, bool split, co
     InstructOpts def;
     if (!o) { instruct_opts_default(&def); o = &def; }
     double dp = o->desc_prob;
+    // orders (requirement fields, sentences) draw from `ord`, which sentences are kept from rng
+    Rng *ord = o->canonical_order ? NULL : rng;
     S.n = 0;
     tb_clear(&S.b);
     tb_put(out, "### Question: ", 14);
     tb_puts(out, SYSTEM);
     tb_puts(out, "\nRequirements:\n");
-    cond_render(out, c, c->present, rng);
+    cond_render(out, c, c->present, ord);
     tb_putc(out, '\n');
     const char *start_node = cond_has(c, CF_START_NODE) ? c->start_node : "USER";
     if (split) {
@@ -92,7 +95,7 @@ void instruct_prompt(TextBuf *out, const Condition *c, bool root, bool split, co
         tb_puts(&S.b, " from the requirement");
         s_add(&S, "for all subgraph instructions, latency should not be larger than the requirement's latency");
         s_add(&S, "for all subgraph instructions, start_communication_at <= latency");
-        s_emit(out, &S, rng, 1);
+        s_emit(out, &S, ord, 1);
         tb_put(out, "\n ### Answer: \n", 15);
         return;
     }
@@ -140,20 +143,21 @@ void instruct_prompt(TextBuf *out, const Condition *c, bool root, bool split, co
     if (draw(rng, dp)) s_add(&S, "for all edges, communication start time <= communication finish time");
     if (draw(rng, dp)) { s_begin(&S); tb_puts(&S.b, "copy caller from requirement's start_node:"); tb_puts(&S.b, start_node); }
     tb_puts(out, "Conditions:\n");
-    s_emit(out, &S, rng, 0);
+    s_emit(out, &S, ord, 0);
     tb_put(out, "\n ### Answer: \n", 15);
 }
 
 void instruct_answer(TextBuf *out, const Condition *t, const LayerAnswer *a, const InstructOpts *o, Rng *rng) {
     static _Thread_local Sentences S;
     bool pad = o ? o->scratchpad : true;
+    Rng *ord = o && o->canonical_order ? NULL : rng;   // the answer draws nothing but orders
     int64_t N = t->v[CF_NUM_EDGES], rd = t->v[CF_REMAINING_DEPTH];
     int n = a->split ? 0 : a->n_edges;
     if (a->split) tb_put(out, "<split>\n", 8);
     else {
         tb_put(out, "<layer>\n<edges>\n", 16);
         for (int i = 0; i < a->n_edges; i++) {
-            edge_render(out, &a->edges[i], EF_LAYER, rng);
+            edge_render(out, &a->edges[i], EF_LAYER, ord);
             tb_putc(out, '\n');
         }
         tb_put(out, "</edges>\n", 9);
@@ -198,12 +202,12 @@ void instruct_answer(TextBuf *out, const Condition *t, const LayerAnswer *a, con
                 s_begin(&S); tb_puts(&S.b, "copy start_node from edge "); tb_puts(&S.b, s->edge_id);
                 tb_puts(&S.b, " destination: "); tb_puts(&S.b, dst);
             }
-            s_emit(out, &S, rng, 0);
+            s_emit(out, &S, ord, 0);
         }
         tb_put(out, "<subgraph of edge_id ", 21);
         tb_puts(out, s->edge_id);
         tb_putc(out, '>');
-        cond_render(out, &s->cond, CF_LAYER_FIELDS, rng);
+        cond_render(out, &s->cond, CF_LAYER_FIELDS, ord);
         tb_put(out, "</subgraph>\n", 12);
         if (pad) {
             tb_puts(out, "now, num_remaining_edges is "); tb_int(out, R); tb_put(out, " - ", 3); tb_int(out, cn);

@@ -39,17 +39,20 @@ static uint32_t recursive_root_fields(double keep, double latency_keep, Rng *rng
 
 void recursive_render_layers(TextBuf *out, const Layers *L, const RecursiveOpts *o, Rng *rng) {
     double keep = o ? o->keep_prob : 0.9, lkeep = o ? o->latency_keep_prob : 0.5;
+    // attribute orders draw from `ord`; with canonical_order they are fixed while the dropped root
+    // fields are still drawn from rng
+    Rng *ord = o && o->canonical_order ? NULL : rng;
     for (int li = 0; li < L->n; li++) {
         const Layer *l = &L->v[li];
         if (li == 0) {
             tb_put(out, "[GENERATE GRAPH]", 16);
-            cond_render(out, &l->cond, recursive_root_fields(keep, lkeep, rng), rng);
+            cond_render(out, &l->cond, recursive_root_fields(keep, lkeep, rng), ord);
         } else {
-            cond_render(out, &l->cond, CF_LAYER_FIELDS, rng);
+            cond_render(out, &l->cond, CF_LAYER_FIELDS, ord);
         }
         if (l->split) {
             tb_put(out, "\n<split>\n", 9);
-            render_subs(out, L, l, rng);
+            render_subs(out, L, l, ord);
             tb_put(out, "</split>\n", 9);
             continue;
         }
@@ -58,11 +61,11 @@ void recursive_render_layers(TextBuf *out, const Layers *L, const RecursiveOpts 
         const int *es = layers_edges(L, l, &n);
         for (int i = 0; i < n; i++) {
             const Edge *e = &L->g->edges[es[i]];
-            edge_render_parts(out, edge_local_id(e), e->type, NULL, e->dst, e->start_ms, edge_finish(e), EF_LAYER, rng);
+            edge_render_parts(out, edge_local_id(e), e->type, NULL, e->dst, e->start_ms, edge_finish(e), EF_LAYER, ord);
             tb_putc(out, '\n');
         }
         tb_put(out, "</edges>\n", 9);
-        render_subs(out, L, l, rng);
+        render_subs(out, L, l, ord);
         tb_put(out, "</layer>\n", 9);
     }
 }

@@ -131,7 +131,7 @@ static int bench(const char *in, int repeat, int split) {
         InstructOpts io;
         instruct_opts_default(&io);
         io.split_threshold = split;
-        RecursiveOpts ro = {0.9, 0.5, split};
+        RecursiveOpts ro = {0.9, 0.5, split, false};
         TabularOpts to = {0.9};
         for (int rep = 0; rep < repeat; rep++) {
             tb_clear(&t);
@@ -230,7 +230,7 @@ int cmd_render(int argc, char **argv) {
     int64_t seed = 1;
     int split = 15;
     double keep = 0.9, lkeep = 0.5, desc = 0.9, fraction = 0.05, margin = -1;
-    bool combine = false, no_pad = false, jsonl = false, no_check = false, no_finish = false, rare_subtree = false;
+    bool combine = false, no_pad = false, jsonl = false, no_check = false, no_finish = false, rare_subtree = false, canonical = false;
     int bench_repeat = 0;
     Opt opts[] = {
         {"--in", OPT_STR, &in, "FILE", "graphs JSONL to render ('-' for stdin)", false},
@@ -249,6 +249,8 @@ int cmd_render(int argc, char **argv) {
         {"--no-scratchpad", OPT_FLAG, &no_pad, NULL, "instruction: answers without the intermediate instructions", false},
         {"--no-finish-marker", OPT_FLAG, &no_finish, NULL, "instruction: no \"\\n ### Finish\" after each answer (as the released example file)", false},
         {"--rare-subtree", OPT_FLAG, &rare_subtree, NULL, "instruction: an uncommon call anywhere below a layer may be named in its prompt", false},
+        {"--canonical-order", OPT_FLAG, &canonical, NULL, "recursive, instruction: attributes, sentences and scratchpad lines in one fixed "
+                                                          "order instead of shuffled (beyond the paper; docs/SFT.md)", false},
         {"--jsonl", OPT_FLAG, &jsonl, NULL, "instruction: write {\"prompt\",\"answer\"} JSON lines instead of text", false},
         {"--no-check", OPT_FLAG, &no_check, NULL, "--parse: keep graphs that break the validity rules", false},
         {"--bench", OPT_INT, &bench_repeat, "N", "benchmark: render and parse --in in memory, best of N runs, print MB/s", false},
@@ -274,6 +276,7 @@ int cmd_render(int argc, char **argv) {
         fatal("render: probabilities and --instruction-fraction must lie in [0, 1]");
     if (split < 0) fatal("render: --split-threshold must be >= 0");
     if (jsonl && kind != INS) fatal("render: --jsonl applies to --format instruction");
+    if (canonical && kind == TAB) fatal("render: --canonical-order applies to --format recursive or instruction");
     Stats stats = {0};
     bool have_stats = false;
     if (stats_path) {
@@ -284,9 +287,10 @@ int cmd_render(int argc, char **argv) {
         warnf("render: no --stats given: samples get no high-latency or uncommon-edge instructions");
     }
     TabularOpts to = {keep};
-    RecursiveOpts ro = {keep, lkeep, split};
+    RecursiveOpts ro = {keep, lkeep, split, canonical};
     InstructOpts io;
     instruct_opts_default(&io);
+    io.canonical_order = canonical;
     io.keep_prob = keep; io.latency_keep_prob = lkeep; io.desc_prob = desc; io.combine_special = combine;
     io.scratchpad = !no_pad; io.high_latency_margin = margin; io.split_threshold = split;
     io.finish_marker = !no_finish; io.rare_subtree = rare_subtree;

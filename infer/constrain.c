@@ -90,6 +90,7 @@ void constrain_set_names(Constraint *k, const ConNames *s) { k->names = s && s->
 void constrain_init(Constraint *k, const Condition *q, bool root, bool scratchpad) {
     memset(k, 0, sizeof *k);
     k->scratchpad = scratchpad;
+    k->root = root;
     int64_t *f[] = {&k->n_cur, &k->ne, &k->rd, &k->nsub, &k->start_comm, &k->latency};
     const int fields[] = {CF_NUM_CURRENT_EDGES, CF_NUM_EDGES, CF_REMAINING_DEPTH, CF_NUM_SUBGRAPHS, CF_START_COMM, CF_LATENCY};
     for (int i = 0; i < 6; i++) *f[i] = cond_has(q, fields[i]) && q->v[fields[i]] >= 0 ? q->v[fields[i]] : -1;
@@ -229,6 +230,9 @@ static void cond_range(const Constraint *k, const ConCursor *c, int fld, Range *
         hi = e->finish;
         if (k->latency >= 0) hi = min64(hi, k->latency);
         lo = f[CF_START_COMM] >= 0 ? f[CF_START_COMM] : 0;
+        // a child layer's latency IS its parent edge's finish (the root edge's: its rt), as
+        // data/layers.c defines it: a smaller one would squeeze every time below it
+        lo = max64(lo, min64(hi, k->root ? e->finish - e->start : e->finish));
         break;
     default:  // start_edge_id: any number
         break;
@@ -258,6 +262,7 @@ static void begin_edge_value(const Constraint *k, ConCursor *c) {
         num_start(c, lo, hi);
     } else if (c->attr == A_FINISH) {
         if (c->e_start >= 0) lo = max64(lo, c->e_start);
+        if (k->root && k->latency >= 0 && lo <= k->latency) lo = k->latency;   // the requested latency, exactly
         num_start(c, lo, hi);
     } else if (c->attr == A_ID) {
         num_start(c, k->first_id >= 0 ? k->first_id + k->n_edges : 0, k->first_id >= 0 ? k->first_id + k->n_edges : INF);

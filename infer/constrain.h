@@ -77,6 +77,8 @@ typedef struct { char id[24]; char dst[FMT_NAME_MAX]; int64_t start, finish; boo
 typedef struct {
     bool active;                 // false: no constraint (mask NULL)
     bool scratchpad;             // free lines allowed after </edges> (instruction format)
+    bool root;                   // the root layer: its one edge finishes exactly at the latency (data/layers.c
+                                 // defines the root latency so), and its blocks' latency is that edge's rt
     // the request
     int64_t n_cur, ne, rd, nsub, start_comm, latency, first_id;  // -1 = not given
     char id[FMT_NAME_MAX], caller[FMT_NAME_MAX];   // what blocks copy (id may be empty: free)

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # `make demo`: the whole pipeline on the built-in synthetic corpus, on a laptop's CPU.
 # Each stage prints a header line, runs one tracellm command, and leaves its output in $DEMO_DIR.
-# Stages: synth -> prepare -> tokenizer -> shards -> pretrain -> SFT -> generate -> baseline -> eval.
+# Stages: synth -> prepare -> tokenizer -> shards -> pretrain -> SFT -> generate -> baseline -> eval -> grid.
 #
 # Knobs (environment): TRACELLM (the program), DEMO_DIR (default ./demo), DEMO_GRAPHS (traces to
 # synthesise), DEMO_SEED, DEMO_MODEL (d4), DEMO_STEPS (pretraining steps), DEMO_GEN (graphs to
-# generate), DEMO_THREADS (0 = all cores), and the DEMO_SFT_* knobs of scripts/demo_sft.sh.
+# generate), DEMO_THREADS (0 = all cores), DEMO_CANONICAL (1: fixed attribute order), DEMO_GRID_SAMPLES
+# (per grid cell), and the DEMO_SFT_* knobs of scripts/demo_sft.sh.
 set -euo pipefail
 TRACELLM=${TRACELLM:-./tracellm}
 DEMO_DIR=${DEMO_DIR:-demo}
@@ -47,11 +48,18 @@ DEMO_GEN=${DEMO_GEN:-200}
 DEMO_THREADS=${DEMO_THREADS:-0}
 DEMO_CTX=${DEMO_CTX:-512}
 export DEMO_SFT_THREADS=${DEMO_SFT_THREADS:-$DEMO_THREADS}
+# DEMO_CANONICAL=1 (default): training text in the fixed attribute order that generation asks in
+# (`--canonical-order`, docs/SFT.md): a model this small cannot afford to learn the paper's shuffled
+# orders (measured: 0 instruction layers right before and after SFT). 0: the paper's shuffled text.
+DEMO_CANONICAL=${DEMO_CANONICAL:-1}
+export DEMO_SFT_CANONICAL=${DEMO_SFT_CANONICAL:-$DEMO_CANONICAL}
+order=()
+[ "$DEMO_CANONICAL" = 1 ] && order=(--canonical-order)
 
 # ---- 3. tokenizer: BPE trained on the two text formats the model will read and write ----
 stage "tokenizer: render train graphs as recursive + instruction text, train a BPE -> $DEMO_DIR/tok.bin"
-"$TRACELLM" render --in "$P/train.jsonl" --format recursive --out "$DEMO_DIR/train.recursive.txt"
-"$TRACELLM" render --in "$P/train.jsonl" --format instruction --stats "$P/stats.json" --instruction-fraction 0.2 \
+"$TRACELLM" render --in "$P/train.jsonl" --format recursive "${order[@]}" --out "$DEMO_DIR/train.recursive.txt"
+"$TRACELLM" render --in "$P/train.jsonl" --format instruction "${order[@]}" --stats "$P/stats.json" --instruction-fraction 0.2 \
   --out "$DEMO_DIR/train.instruction.txt"
 "$TRACELLM" tokenizer train --in "$DEMO_DIR/train.recursive.txt" "$DEMO_DIR/train.instruction.txt" --vocab-size 2048 \
   --out "$DEMO_DIR/tok.bin" 2>&1 | grep -v "^tracellm: warning: bpe train: no pair left"
@@ -60,7 +68,7 @@ stage "tokenizer: render train graphs as recursive + instruction text, train a B
 stage "shards: recursive text of train/val graphs -> $DEMO_DIR/shards"
 rm -rf "$DEMO_DIR/shards"
 for split in train val; do
-  "$TRACELLM" shards --graphs "$P/$split.jsonl" --format recursive --tokenizer "$DEMO_DIR/tok.bin" \
+  "$TRACELLM" shards --graphs "$P/$split.jsonl" --format recursive "${order[@]}" --tokenizer "$DEMO_DIR/tok.bin" \
     --out "$DEMO_DIR/shards" --name "$split" --seq-len "$DEMO_CTX"
 done
 
@@ -102,6 +110,16 @@ stage "eval: generated and baseline graphs vs held-out real graphs -> $DEMO_DIR/
   --stats "$P/stats.json" --out "$DEMO_DIR/report_llm" | tee "$DEMO_DIR/eval_llm.txt"
 "$TRACELLM" eval --real "$P/val.jsonl" --synthetic "$DEMO_DIR/baseline.jsonl" --train "$P/train.jsonl" \
   --stats "$P/stats.json" --out "$DEMO_DIR/report_baseline" > "$DEMO_DIR/eval_baseline.txt"
+
+# ---- 10. the accuracy grid, small: requested num_edges x depth cells up to 10 edges (36 of the
+# paper's 136), DEMO_GRID_SAMPLES per cell, greedy and T=0.8, constrained like stage 7 ----
+DEMO_GRID_SAMPLES=${DEMO_GRID_SAMPLES:-2}
+stage "grid: accuracy per requested (num_edges, depth), $DEMO_GRID_SAMPLES samples x 36 cells, constrained -> $DEMO_DIR/grid/"
+"$TRACELLM" eval grid --model "$MODEL_RUN" --tokenizer "$DEMO_DIR/tok.bin" \
+  --format "$([ "$MODEL_RUN" = "$DEMO_DIR/sft" ] && echo instruct || echo recursive)" --samples "$DEMO_GRID_SAMPLES" \
+  --max-edges 10 --temperatures 0,0.8 --constrained on --names "$P/train.jsonl" --seed "$DEMO_SEED" \
+  --threads "$DEMO_THREADS" --out "$DEMO_DIR/grid" 2>&1 | tail -n 4
+
 echo
 echo "==== summary: our model vs the probabilistic baseline, same $DEMO_GEN prompts from held-out graphs ===="
 # eval prints "metric ... value" rows; join the two tables on the metric name
@@ -109,7 +127,7 @@ awk 'NR == FNR { if ($0 ~ /  [0-9.]+%?$/) { v = $NF; $NF = ""; base[$0] = v }; n
      /  [0-9.]+%?$/ { v = $NF; $NF = ""; printf "  %-46s %12s %12s\n", $0, v, base[$0] }
      /^metric/ { printf "  %-46s %12s %12s\n", "metric", "tracellm", "baseline" }' \
   "$DEMO_DIR/eval_baseline.txt" "$DEMO_DIR/eval_llm.txt"
-echo "reports: $DEMO_DIR/report_llm/report.html and $DEMO_DIR/report_baseline/report.html"
+echo "reports: $DEMO_DIR/report_llm/report.html and $DEMO_DIR/report_baseline/report.html; grid heatmaps: $DEMO_DIR/grid/grid.html"
 
 echo
 echo "demo: done in $(( $(date +%s) - t_start )) s; outputs in $DEMO_DIR/"

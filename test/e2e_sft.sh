@@ -117,6 +117,15 @@ check sft_data_template $TRACELLM sft data --graphs prep/train.jsonl --stats pre
 check sft_data_template_only_when_asked bash -c "! grep -q 'Call at most' paper.txt && grep -q '^Call at most [0-9]* distinct microservices in this layer$' new.txt"
 check sft_data_same_answers cmp <(grep -v '^Call at most' new.txt | grep -c '^<layer>') <(grep -c '^<layer>' paper.txt)
 check sft_data_parses $TRACELLM render --parse new.txt --out back.jsonl
+# --canonical-order (docs/SFT.md): the same samples, every edge and block in the fixed order inference uses
+check sft_data_canonical $TRACELLM sft data --graphs prep/train.jsonl --stats prep/stats.json --fraction 0.5 --canonical-order --out canon.txt
+check sft_data_canonical_edges bash -c "grep '^(' canon.txt | grep -cvE '^\(edge_id is [0-9]+,type is [a-z]+,destination is [A-Za-z0-9_]+,communication starts at [0-9]+ milliseconds,communication finishes at [0-9]+ milliseconds\)$' | grep -qx 0"
+check sft_data_paper_edges_shuffled bash -c "grep '^(' paper.txt | grep -vqE '^\(edge_id is '"
+check sft_data_canonical_blocks bash -c "grep -o '<subgraph of edge_id [0-9]*>[^<]*' canon.txt | cut -d'>' -f2 | sed -E 's/:[^/]*//g' | sort -u | grep -qx 'id/start_node/caller/num_edges/num_current_edges/num_subgraphs/remaining_depth/start_edge_id/start_communication_at/latency'"
+check sft_data_canonical_same_layers cmp <(grep -c '^<layer>' canon.txt) <(grep -c '^<layer>' paper.txt)
+check sft_data_canonical_parses bash -c "$TRACELLM render --parse canon.txt --out cback.jsonl && $TRACELLM render --parse paper.txt --out pback.jsonl && cmp cback.jsonl pback.jsonl"
+expect_fail render_canonical_tabular "applies to --format recursive or instruction" $TRACELLM render --in prep/train.jsonl --format tabular --canonical-order --out t.txt
+expect_fail shards_canonical_text "applies to --graphs" $TRACELLM shards --text canon.txt --format instruction --canonical-order --tokenizer x --out y
 $TRACELLM tokenizer train --in rec.txt new.txt --out tok.bin --vocab-size 600 --quiet >/dev/null
 $TRACELLM shards --graphs prep/train.jsonl --format recursive --tokenizer tok.bin --out sh --seq-len 384 --quiet >/dev/null
 check sft_shards_text $TRACELLM shards --text new.txt --format instruction --tokenizer tok.bin --out ish --name sft --seq-len 384 --quiet

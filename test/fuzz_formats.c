@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static TextBuf t;
     for (int k = 0; k < 64 && recursive_next(&cur, &g, NULL, NULL, err, sizeof err) == 1; k++) {
         if (graph_validate(&g, 0, NULL) != GRAPH_OK) continue;
-        RecursiveOpts o = {1, 1, 15};
+        RecursiveOpts o = {1, 1, 15, false};
         tb_clear(&t);
         if (!recursive_render(&t, &g, &o, NULL, err, sizeof err)) continue;   // e.g. a name longer than the limit
         TextCursor c2;

@@ -127,7 +127,7 @@ static void random_walks(bool with_names) {
     TextBuf corpus = {0};
     Rng rng;
     rng_seed(&rng, 11);
-    RecursiveOpts ro = {0.9, 0.5, 0};
+    RecursiveOpts ro = {0.9, 0.5, 0, false};
     char err[200];
     for (int i = 0; i < 200; i++) {
         synth_graph(s, i, &g, NULL, NULL, NULL);
@@ -150,7 +150,7 @@ static void random_walks(bool with_names) {
     LayerAnswer ans;
     answer_init(&ans);
     TextBuf out = {0};
-    int walks = 0, valid = 0, dead = 0, dsts = 0, foreign = 0, bad_start = 0, multi = 0;
+    int walks = 0, valid = 0, dead = 0, dsts = 0, foreign = 0, bad_start = 0, multi = 0, bad_time = 0;
     for (int i = 0; i < 200 && walks < 80; i++) {
         synth_graph(s, 1000 + i, &g, NULL, NULL, NULL);
         LayerOpts lo = {0};
@@ -189,7 +189,11 @@ static void random_walks(bool with_names) {
                     int e = 0;
                     while (e < ans.n_edges && strcmp(ans.edges[e].id, sb->edge_id)) e++;
                     if (e == ans.n_edges || strcmp(sb->cond.start_node, ans.edges[e].dst)) bad_start++;
+                    // a child's latency is its edge's finish (the root edge's: its rt), as data/layers.c defines it
+                    else if (sb->cond.v[CF_LATENCY] != (li == 0 ? ans.edges[e].finish - ans.edges[e].start : ans.edges[e].finish)) bad_time++;
                 }
+                // the root edge finishes at the requested latency
+                if (li == 0 && ans.n_edges > 0 && ans.edges[0].finish != cond->v[CF_LATENCY]) bad_time++;
                 char detail[300];
                 int code = layer_check(cond, &ans, NULL, detail, sizeof detail);
                 if (code == LC_OK) valid++;
@@ -205,6 +209,7 @@ static void random_walks(bool with_names) {
            with_names ? "names set" : "identifier rule");
     CHECKF(!with_names || multi > 0, "%d of %d destinations spanned several tokens", multi, dsts);
     CHECKF(bad_start == 0, "%d subgraph blocks whose start_node is not their edge's destination", bad_start);
+    CHECKF(bad_time == 0, "%d root edges off the requested latency or blocks whose latency is not their edge's finish", bad_time);
     con_names_free(&names);
     free(mask); tb_free(&out); tb_free(&corpus); answer_free(&ans); bpe_free(&tok);
     layers_free(&L); graph_free(&g); synth_free(s);

@@ -89,7 +89,7 @@ static void roundtrip_recursive(int split_threshold) {
     CallGraph g, h;
     graph_init(&g); graph_init(&h);
     TextBuf t = {0};
-    RecursiveOpts o = {0.9, 0.5, split_threshold};
+    RecursiveOpts o = {0.9, 0.5, split_threshold, false};
     int bad = 0, splits = 0;
     CheckCtx cc = {0};
     char err[400];

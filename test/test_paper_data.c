@@ -243,7 +243,7 @@ static void test_real_roundtrip(void) {
     InstructOpts io;
     instruct_opts_default(&io);
     TabularOpts to = {0.9};
-    RecursiveOpts ro = {0.9, 0.5, 15};
+    RecursiveOpts ro = {0.9, 0.5, 15, false};
     char err[400];
     int bad[3] = {0, 0, 0};
     for (int k = 0; k < n_tab; k++) {

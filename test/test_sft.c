@@ -2,7 +2,8 @@
 // every layer of many random valid graphs scores 1 on every count; a broken one (an edge dropped,
 // a subgraph's num_edges changed, a cut-off, garbage) scores 0 on what it breaks; the score
 // counts those verdicts exactly; the held-out prompts decode back to the requirement they judge;
-// the worked-example template (docs/SFT.md) is emitted only when switched on and judged exactly.
+// the worked-example template (docs/SFT.md) is emitted only when switched on and judged exactly;
+// the opt-in canonical attribute order trains exactly the prompts inference asks.
 #include "data/format.h"
 #include "data/layers.h"
 #include "test/test.h"
@@ -368,10 +369,86 @@ static void test_template_off_by_default(void) {
     graph_free(&g);
 }
 
+// --canonical-order (docs/SFT.md): the fixed order is what inference asks in, and it is off by
+// default. With it, a non-root layer's training prompt (every sentence kept) is byte for byte the
+// prompt generation and `sft score` build, answers no longer depend on the seed, recursive text
+// is the rng-free rendering whatever the seed and parses back to the same graph; without it the
+// seed still shuffles (the paper's data).
+static void test_canonical_order(void) {
+    Rng r, r1, r2;
+    CallGraph g, back;
+    graph_init(&g);
+    graph_init(&back);
+    Layers L;
+    layers_init(&L);
+    LayerAnswer la;
+    answer_init(&la);
+    TextBuf p1 = {0}, a1 = {0}, p2 = {0}, a2 = {0}, want = {0};
+    InstructOpts def, can;
+    instruct_opts_default(&def);
+    CHECK(!def.canonical_order);
+    can = def;
+    can.canonical_order = true;
+    can.desc_prob = 1;
+    int prompts = 0, differ = 0;
+    char err[300];
+    rng_seed(&r, 13);
+    for (int i = 0; i < 60; i++) {
+        random_graph(&r, &g, 25);
+        LayerOpts lo = {.split_threshold = 0, .group_max = 5};
+        REQUIRE(layers_build(&L, &g, &lo, err, sizeof err));
+        for (int li = 0; li < L.n; li++) {
+            rng_seed(&r1, (uint64_t)i * 1000 + li);
+            rng_seed(&r2, (uint64_t)i * 1000 + li + 500);
+            tb_clear(&p1); tb_clear(&a1); tb_clear(&p2); tb_clear(&a2);
+            instruct_render_layer(&p1, &a1, &L, li, NULL, &can, &r1, &la);
+            instruct_render_layer(&p2, &a2, &L, li, NULL, &can, &r2, &la);
+            CHECKF(a1.n == a2.n && !memcmp(a1.p, a2.p, a1.n), "graph %d layer %d: canonical answers differ by seed", i, li);
+            tb_clear(&want);
+            instruct_answer(&want, &L.v[li].cond, &la, &can, NULL);
+            CHECKF(want.n == a1.n && !memcmp(want.p, a1.p, a1.n), "graph %d layer %d: answer is not the rng-free one", i, li);
+            if (li > 0) {
+                Condition shown = L.v[li].cond;
+                shown.present &= CF_LAYER_FIELDS;
+                tb_clear(&want);
+                instruct_prompt(&want, &shown, false, false, NULL, NULL, NULL);   // as infer/harness.c asks
+                CHECKF(want.n == p1.n && !memcmp(want.p, p1.p, p1.n), "graph %d layer %d: training prompt\n%s\nis not the inference prompt\n%s",
+                       i, li, p1.p, want.p);
+                prompts++;
+            }
+            // the paper's default: the seed orders attributes
+            tb_clear(&p1); tb_clear(&a1); tb_clear(&p2); tb_clear(&a2);
+            rng_seed(&r1, 1); rng_seed(&r2, 2);
+            instruct_render_layer(&p1, &a1, &L, li, NULL, &def, &r1, &la);
+            instruct_render_layer(&p2, &a2, &L, li, NULL, &def, &r2, &la);
+            differ += a1.n != a2.n || memcmp(a1.p, a2.p, a1.n) != 0;
+        }
+        // recursive text: every seed gives the rng-free rendering, which parses back to g
+        RecursiveOpts ro = {1, 1, 0, true};
+        rng_seed(&r1, (uint64_t)i + 1);
+        tb_clear(&p1); tb_clear(&want);
+        REQUIRE(recursive_render(&p1, &g, &ro, &r1, err, sizeof err));
+        REQUIRE(recursive_render(&want, &g, &ro, NULL, err, sizeof err));
+        CHECKF(want.n == p1.n && !memcmp(want.p, p1.p, p1.n), "graph %d: canonical recursive text depends on the seed", i);
+        TextCursor c;
+        cursor_init(&c, p1.p, p1.n, "mem");
+        CHECKF(recursive_next(&c, &back, NULL, NULL, err, sizeof err) == 1, "graph %d: %s", i, err);
+        CHECKF(graph_equal(&g, &back), "graph %d: canonical recursive text does not parse back to the graph", i);
+    }
+    CHECK(prompts > 200);
+    CHECKF(differ > 100, "only %d default answers depend on the seed", differ);
+    tb_free(&p1); tb_free(&a1); tb_free(&p2); tb_free(&a2); tb_free(&want);
+    answer_free(&la);
+    layers_free(&L);
+    graph_free(&g);
+    graph_free(&back);
+}
+
 int main(void) {
     RUN(test_true_answers_score_one);
     RUN(test_broken_answers_score_zero);
     RUN(test_evalset_prompts);
     RUN(test_template_off_by_default);
+    RUN(test_canonical_order);
     TEST_END();
 }

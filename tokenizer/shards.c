@@ -155,6 +155,7 @@ typedef struct {
     const char *path, *format;
     uint64_t seed;
     int split_threshold;
+    bool canonical_order;               // recursive / instruction: fixed attribute order (docs/SFT.md)
     const Stats *stats;                 // instruction data: special instructions (may be NULL)
     double fraction;                    // instruction data: share of graphs made into samples
 } Source;
@@ -203,7 +204,8 @@ static bool render_graph(const Source *src, size_t i, TextBuf *text, Unit *u) {
         tabular_render(text, g, &o, &rng);
         return true;
     }
-    RecursiveOpts o = {.keep_prob = 0.9, .latency_keep_prob = 0.5, .split_threshold = src->split_threshold};
+    RecursiveOpts o = {.keep_prob = 0.9, .latency_keep_prob = 0.5, .split_threshold = src->split_threshold,
+                       .canonical_order = src->canonical_order};
     char err[200];
     if (!recursive_render(text, g, &o, &rng, err, sizeof err)) {
         snprintf(u->err, sizeof u->err, "%s:%lld: cannot render: %s", src->path, (long long)src->lines[i], err);
@@ -225,6 +227,7 @@ static bool encode_instruction(const Bpe *b, const Source *src, size_t i, Worker
     InstructOpts o;
     instruct_opts_default(&o);
     o.split_threshold = src->split_threshold;
+    o.canonical_order = src->canonical_order;
     LayerOpts lo = {.split_threshold = o.split_threshold, .group_max = 5, .rng = &rng};
     char err[200];
     if (!layers_build(&w->layers, g, &lo, err, sizeof err)) {
@@ -344,7 +347,7 @@ int cmd_shards(int argc, char **argv) {
     const char *doc_start = NULL, *doc_sep = NULL, *answer_after = NULL, *stats_path = NULL;
     int seq_len = 1024, threads = 0, split_threshold = 15, batch = 65536;
     int64_t shard_tokens = 100000000, seed = 1;
-    bool loss_on_all = false, quiet = false;
+    bool loss_on_all = false, quiet = false, canonical = false;
     double fraction = 0.05;
     Opt opts[] = {
         {"--graphs", OPT_STR, &graphs, "FILE", "graphs JSONL to render with --format", false},
@@ -367,6 +370,8 @@ int cmd_shards(int argc, char **argv) {
                                                                 "by content as `tracellm render` does (paper: 5%)", false},
         {"--stats", OPT_STR, &stats_path, "FILE", "--graphs instruction: stats.json for the special instructions (high latency, "
                                                   "uncommon edge); without it none are drawn", false},
+        {"--canonical-order", OPT_FLAG, &canonical, NULL, "--graphs recursive|instruction: attributes in one fixed order instead of "
+                                                          "shuffled (beyond the paper; docs/SFT.md)", false},
         {"--shard-tokens", OPT_I64, &shard_tokens, "N", "tokens per shard at most (shards are cut between pieces)", false},
         {"--seed", OPT_I64, &seed, "S", "seed of the rendering (field order, dropped fields) and of the document shuffle", false},
         {"--threads", OPT_INT, &threads, "N", "threads (0 = all cores)", false},
@@ -393,6 +398,7 @@ int cmd_shards(int argc, char **argv) {
     if (split_threshold < 0) fatal("--split-threshold %d: must be >= 0", split_threshold);
     if (fraction < 0 || fraction > 1) fatal("--instruction-fraction %g: must lie in [0, 1]", fraction);
     if (stats_path && !(graphs && instruction)) fatal("--stats applies to --graphs --format instruction");
+    if (canonical && !(graphs && strcmp(format, "tabular"))) fatal("--canonical-order applies to --graphs --format recursive|instruction");
     if (text && !doc_start) doc_start = instruction ? "### Question:" : "[GENERATE GRAPH]";
     if (text && instruction && !answer_after) answer_after = "### Answer:";
     if (graphs && (doc_start || doc_sep || answer_after)) fatal("--doc-start, --doc-sep and --answer-after apply to --text");
@@ -410,7 +416,7 @@ int cmd_shards(int argc, char **argv) {
 
     // 1 + 2. the documents, rendered and encoded on all cores (graphs in batches)
     Source src = {.path = text ? text : graphs, .format = format ? format : "text", .seed = (uint64_t)seed,
-                  .split_threshold = split_threshold, .fraction = fraction};
+                  .split_threshold = split_threshold, .fraction = fraction, .canonical_order = canonical};
     Stats stats = {0};
     if (stats_path) {
         char err[256];

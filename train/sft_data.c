@@ -19,7 +19,7 @@ int sft_data_main(int argc, char **argv) {
     double fraction = 0.05, distinct_prob = 0;
     int split_threshold = 15;
     int64_t seed = 1;
-    bool no_scratchpad = false;
+    bool no_scratchpad = false, canonical = false;
     Opt opts[] = {
         {"--graphs", OPT_STR, &graphs, "FILE", "training graphs JSONL", true},
         {"--out", OPT_STR, &out, "FILE", "instruction text (### Question: ... ### Answer: ... ### Finish per layer)", true},
@@ -29,6 +29,8 @@ int sft_data_main(int argc, char **argv) {
                                                              "'Call at most K distinct microservices in this layer'", false},
         {"--split-threshold", OPT_INT, &split_threshold, "N", "layers with more edges become <split> layers (0 = never)", false},
         {"--no-scratchpad", OPT_FLAG, &no_scratchpad, NULL, "answers without the intermediate instructions (ablation)", false},
+        {"--canonical-order", OPT_FLAG, &canonical, NULL, "conditions, edges, sentences and scratchpad lines in one fixed order, "
+                                                          "the order of inference prompts (beyond the paper; docs/SFT.md)", false},
         {"--seed", OPT_I64, &seed, "S", "graph selection and rendering (field order, dropped sentences)", false},
     };
     args_parse(argc, argv, "tracellm sft data --graphs train.jsonl --out sft.txt [--stats stats.json] [--distinct-prob P]",
@@ -46,6 +48,7 @@ int sft_data_main(int argc, char **argv) {
     o.split_threshold = split_threshold;
     o.distinct_prob = distinct_prob;
     o.scratchpad = !no_scratchpad;
+    o.canonical_order = canonical;
 
     GraphReader r;
     graph_reader_open(&r, graphs);
