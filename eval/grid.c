@@ -140,6 +140,16 @@ static void fmt_acc(char *buf, size_t len, int64_t n, int64_t ok) {
     if (n) snprintf(buf, len, "%.1f%%", pct(ok, n));
     else snprintf(buf, len, "-");
 }
+// The three accuracies every summary shows: all cells, num_edges <= 15, num_edges > 15 (the
+// paper's split between the sizes LLM baselines manage and those they do not).
+typedef struct { int64_t n[3], ok[3]; } Acc3;
+static Acc3 acc3(const EvalResult *r) {
+    Acc3 a;
+    acc_over(r, 0, 1, EVAL_GRID_EDGES, &a.n[0], &a.ok[0]);
+    acc_over(r, 0, 1, 15, &a.n[1], &a.ok[1]);
+    acc_over(r, 0, 16, EVAL_GRID_EDGES, &a.n[2], &a.ok[2]);
+    return a;
+}
 
 typedef struct {
     const GridOpts *o;
@@ -173,12 +183,9 @@ static void report_tables(FILE *f, bool html, const GridInfo *gi, const GridRun 
     report_row(&t, "decoding\tsamples\tgenerated\tassembled\tvalid\tnum_edges met\tdepth met\taccuracy\tedges <= 15\tedges > 15\tdistinct graphs a cell\tseconds");
     for (int k = 0; k < n_runs; k++) {
         const GridRun *r = &runs[k];
-        int64_t n, ok, n1, ok1, n2, ok2;
-        acc_over(&r->res, 0, 1, EVAL_GRID_EDGES, &n, &ok);
-        acc_over(&r->res, 0, 1, 15, &n1, &ok1);
-        acc_over(&r->res, 0, 16, EVAL_GRID_EDGES, &n2, &ok2);
+        Acc3 c = acc3(&r->res);
         char a[3][32];
-        fmt_acc(a[0], 32, n, ok); fmt_acc(a[1], 32, n1, ok1); fmt_acc(a[2], 32, n2, ok2);
+        for (int i = 0; i < 3; i++) fmt_acc(a[i], 32, c.n[i], c.ok[i]);
         report_row(&t, "%s\t%" PRId64 "\t%" PRId64 "\t%.1f%%\t%.1f%%\t%.1f%%\t%.1f%%\t%s\t%s\t%s\t%.1f\t%.1f", r->label, r->res.req_n,
                    r->generated, pct(r->assembled, r->res.req_n), pct(r->valid, r->res.req_n), pct(r->res.req_edges_ok, r->res.req_edges_n),
                    pct(r->res.req_depth_ok, r->res.req_depth_n), a[0], a[1], a[2], r->distinct_graphs, r->seconds);
@@ -238,14 +245,12 @@ static void write_json(FILE *f, const GridInfo *gi, const GridRun *runs, int n_r
     fprintf(f, ",\n  \"latency\": \"%s\",\n  \"runs\": [", o->latency);
     for (int k = 0; k < n_runs; k++) {
         const GridRun *r = &runs[k];
-        int64_t n, ok, n1, ok1, n2, ok2;
-        acc_over(&r->res, 0, 1, EVAL_GRID_EDGES, &n, &ok);
-        acc_over(&r->res, 0, 1, 15, &n1, &ok1);
-        acc_over(&r->res, 0, 16, EVAL_GRID_EDGES, &n2, &ok2);
+        Acc3 c = acc3(&r->res);
+        int64_t n = c.n[0], ok = c.ok[0];
         // a share over no samples (edges > 15 when --max-edges <= 15) is null, not 0
         char a1[32], a2[32];
-        if (n1) snprintf(a1, sizeof a1, "%.6f", pct(ok1, n1) / 100); else snprintf(a1, sizeof a1, "null");
-        if (n2) snprintf(a2, sizeof a2, "%.6f", pct(ok2, n2) / 100); else snprintf(a2, sizeof a2, "null");
+        if (c.n[1]) snprintf(a1, sizeof a1, "%.6f", pct(c.ok[1], c.n[1]) / 100); else snprintf(a1, sizeof a1, "null");
+        if (c.n[2]) snprintf(a2, sizeof a2, "%.6f", pct(c.ok[2], c.n[2]) / 100); else snprintf(a2, sizeof a2, "null");
         fprintf(f, "%s\n    {\"temperature\": %g, \"label\": \"%s\", \"samples\": %" PRId64 ", \"generated\": %" PRId64
                    ", \"assembled\": %" PRId64 ", \"valid\": %" PRId64 ", \"accurate\": %" PRId64 ", \"accuracy\": %.6f"
                    ", \"accuracy_edges_le15\": %s, \"accuracy_edges_gt15\": %s, \"num_edges_match\": %.6f, \"depth_match\": %.6f"
@@ -298,11 +303,7 @@ static void write_reports(const char *dir, const GridInfo *gi, const GridRun *ru
     p = join(dir, "grid.html");
     o = out_open(p);
     FILE *f = o->f;
-    fputs("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>tracellm accuracy grid</title>\n"
-          "<style>body{font-family:sans-serif;max-width:1200px;margin:1em auto;padding:0 1em}"
-          "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:2px 8px;text-align:right}"
-          "th{background:#eee}td:first-child{text-align:left}figure{display:block;margin:6px}</style>\n"
-          "</head><body>\n<h1>tracellm accuracy grid</h1>\n", f);
+    report_html_begin(f, "tracellm accuracy grid", false);
     report_tables(f, true, gi, runs, n_runs);
     for (int k = 0; k < n_runs; k++) {
         char h[128];
@@ -509,15 +510,12 @@ int cmd_eval_grid(int argc, char **argv) {
     write_reports(o.out, &gi, runs, n_runs);
     printf("%-10s %10s %10s %10s %12s %12s\n", "decoding", "samples", "valid", "accuracy", "edges<=15", "edges>15");
     for (int r = 0; r < n_runs; r++) {
-        int64_t a, aok, a1, aok1, a2, aok2;
-        acc_over(&runs[r].res, 0, 1, EVAL_GRID_EDGES, &a, &aok);
-        acc_over(&runs[r].res, 0, 1, 15, &a1, &aok1);
-        acc_over(&runs[r].res, 0, 16, EVAL_GRID_EDGES, &a2, &aok2);
+        Acc3 c = acc3(&runs[r].res);
         char c1[32], c2[32];
-        fmt_acc(c1, sizeof c1, a1, aok1);
-        fmt_acc(c2, sizeof c2, a2, aok2);
+        fmt_acc(c1, sizeof c1, c.n[1], c.ok[1]);
+        fmt_acc(c2, sizeof c2, c.n[2], c.ok[2]);
         printf("%-10s %10" PRId64 " %9.1f%% %9.1f%% %12s %12s\n", runs[r].label, runs[r].res.req_n, pct(runs[r].valid, runs[r].res.req_n),
-               pct(aok, a), c1, c2);
+               pct(c.ok[0], c.n[0]), c1, c2);
     }
     printf("grid: %s/grid.html (tables: %s/grid.md, numbers: %s/grid.json)\n", o.out, o.out, o.out);
 

@@ -64,6 +64,17 @@ void report_row(Table *t, const char *fmt, ...) {
     t->row++;
 }
 void report_table_end(Table *t) { fputs(t->html ? "</table>\n" : "\n", t->f); t->row = 0; }
+// The page head both reports share (offline, no scripts): title, style, <h1>. Figures flow side by
+// side (inline) or one per line.
+void report_html_begin(FILE *f, const char *title, bool inline_figures) {
+    fprintf(f, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title>\n"
+               "<style>body{font-family:sans-serif;max-width:1200px;margin:1em auto;padding:0 1em}"
+               "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:2px 8px;text-align:right}"
+               "th{background:#eee}td:first-child{text-align:left}figure{display:%s;margin:6px}</style>\n"
+               "</head><body>\n<h1>%s</h1>\n",
+            title, inline_figures ? "inline-block" : "block", title);
+}
+
 void report_heading(FILE *f, bool html, int level, const char *text) {
     if (html) fprintf(f, "<h%d>%s</h%d>\n", level, text, level);
     else fprintf(f, "%.*s %s\n\n", level, "####", text);
@@ -440,11 +451,7 @@ void report_write(const char *dir, const EvalResult *r, const ReportInputs *in) 
     p = join(dir, "report.html");
     o = out_open(p);
     FILE *f = o->f;
-    fputs("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>tracellm evaluation report</title>\n"
-          "<style>body{font-family:sans-serif;max-width:1200px;margin:1em auto;padding:0 1em}"
-          "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:2px 8px;text-align:right}"
-          "th{background:#eee}td:first-child{text-align:left}figure{display:inline-block;margin:6px}</style>\n"
-          "</head><body>\n<h1>tracellm evaluation report</h1>\n", f);
+    report_html_begin(f, "tracellm evaluation report", true);
     tables(f, true, r, in);
     fputs("<h2>Plots</h2>\n", f);
     plot_cdf(f, &r->s[S_RT], "CDF of per-call response time (ms)");

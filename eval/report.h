@@ -25,6 +25,8 @@ typedef struct {
 void report_row(ReportTable *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void report_table_end(ReportTable *t);
 void report_heading(FILE *f, bool html, int level, const char *text);
+// <!DOCTYPE html> ... <h1>title</h1>: the head of report.html and grid.html
+void report_html_begin(FILE *f, const char *title, bool inline_figures);
 void report_para(FILE *f, bool html, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 // The accuracy grid of r by depth (all edges, <= 15, > 15); nothing when r has no grid request.
 void report_grid_table(FILE *f, bool html, const EvalResult *r);

@@ -239,13 +239,18 @@ train_run() {
   run "$TRACELLM" train "$@" --out "$run" "${resume[@]}" "${DEV[@]}"
 }
 
-st_pretrain() {
-  begin pretrain "$W/pretrain/model.bin" || return 0
-  train_run pretrain "$W/pretrain" --data "$W"/shards/recursive/train_*.bin --val-data "$W"/shards/recursive/val_*.bin \
+# from_scratch NAME FORMAT: one epoch of a fresh model on the FORMAT shards (pretrain: recursive;
+# GReaT: tabular), the same size and schedule for both, as the paper compares them
+from_scratch() {
+  local name=$1 fmt=$2
+  begin "$name" "$W/$name/model.bin" || return 0
+  train_run "$name" "$W/$name" --data "$W"/shards/"$fmt"/train_*.bin --val-data "$W"/shards/"$fmt"/val_*.bin \
     --tokenizer "$W/tok.bin" --corpus "$P/train.jsonl" "${ARCH[@]}" --seq-len "$SEQ" --batch "$BATCH" --grad-accum "$ACCUM" \
     --epochs 1 --lr "$LR" --warmup 400 --weight-decay 0.1 --clip 1.0 --schedule cosine --eval-every 500 --save-every 500
-  finish pretrain
+  finish "$name"
 }
+
+st_pretrain() { from_scratch pretrain recursive; }
 
 st_sft() {
   begin sft "$W/sft/model.bin" || return 0
@@ -258,13 +263,7 @@ st_sft() {
   finish sft
 }
 
-st_great() {
-  begin great "$W/great/model.bin" || return 0
-  train_run great "$W/great" --data "$W"/shards/tabular/train_*.bin --val-data "$W"/shards/tabular/val_*.bin \
-    --tokenizer "$W/tok.bin" --corpus "$P/train.jsonl" "${ARCH[@]}" --seq-len "$SEQ" --batch "$BATCH" --grad-accum "$ACCUM" \
-    --epochs 1 --lr "$LR" --warmup 400 --weight-decay 0.1 --clip 1.0 --schedule cosine --eval-every 500 --save-every 500
-  finish great
-}
+st_great() { from_scratch great tabular; }
 
 st_baseline() {
   begin baseline "$W/baseline.model" || return 0
