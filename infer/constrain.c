@@ -524,6 +524,15 @@ bool constrain_try(const Constraint *k, const unsigned char *s, size_t n) {
     return true;
 }
 
+bool constrain_in_number(const Constraint *k) {
+    if (!k->active) return false;
+    const ConCursor *c = &k->c;
+    if (c->phase == P_EDGE_VAL) return c->attr == A_ID || c->attr == A_START || c->attr == A_FINISH;
+    // forced: id / caller / start_node copied; an unforced CF_ID is a free service name
+    if (c->phase == P_COND_VAL) return !c->forced && c->attr != CF_ID;
+    return false;
+}
+
 int constrain_mask(const Constraint *k, const Bpe *tok, uint8_t *mask) {
     // first bytes: one try each, then only tokens whose first byte passes are tried in full
     uint8_t first[256];

@@ -101,6 +101,13 @@ void constrain_set_names(Constraint *k, const ConNames *s);
 bool constrain_feed(Constraint *k, const unsigned char *s, size_t n);
 // Would these bytes be accepted next? (does not change k)
 bool constrain_try(const Constraint *k, const unsigned char *s, size_t n);
+// Is the next byte part of a numeric field's value: an edge's id, start or finish, or a block's
+// num_edges, num_current_edges, num_subgraphs, remaining_depth, start_edge_id,
+// start_communication_at or latency (from its first digit up to and including the byte that ends
+// it, so the number's length is also chosen there)? Names, copied fields (id, caller, start_node),
+// the edge id of "<subgraph of edge_id K>" and scratchpad lines are not. False when inactive.
+// `generate --number-temperature` samples these tokens at their own temperature.
+bool constrain_in_number(const Constraint *k);
 // mask (V,): 1 for every token of tok whose bytes constrain_try accepts; specials never.
 // Returns the number of allowed tokens.
 int constrain_mask(const Constraint *k, const Bpe *tok, uint8_t *mask);

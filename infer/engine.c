@@ -163,7 +163,9 @@ static void advance(Engine *e, EngineSeq *q, const float *logits) {
     double t1 = now_seconds();
     e->t_mask += t1 - t0;
     t0 = t1;
-    int tok = sampler_pick(&e->sampler, logits, e->m->cfg.vocab_size, mask, &e->cfg.sampling, &q->rng);
+    // the same grammar state the mask was computed from (the token hook advances it)
+    bool in_number = e->cfg.sampling.number_temperature_set && e->hooks.in_number && e->hooks.in_number(e->hooks.ctx, q);
+    int tok = sampler_pick_field(&e->sampler, logits, e->m->cfg.vocab_size, mask, &e->cfg.sampling, in_number, &q->rng);
     e->t_sample += now_seconds() - t0;
     if (tok < 0) { finish(e, q, FIN_MASK_EMPTY); return; }
     if (tok == e->cfg.eot) { finish(e, q, FIN_EOT); return; }

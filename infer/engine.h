@@ -54,6 +54,9 @@ typedef struct {
     const uint8_t *(*mask)(void *ctx, EngineSeq *s);
     // token was appended to s; return true to finish s now (FIN_STOP)
     bool (*token)(void *ctx, EngineSeq *s, int token);
+    // optional: is s's next token part of a numeric field? (then SamplerConfig.number_temperature
+    // applies when set; NULL: never)
+    bool (*in_number)(void *ctx, EngineSeq *s);
     // s is finished; its tokens stay valid during the call only. May call engine_submit.
     void (*finish)(void *ctx, EngineSeq *s, FinishReason why);
     void *ctx;

@@ -20,7 +20,8 @@
 
 typedef struct {
     const char *model, *tokenizer, *format, *service, *include_edge, *prompts, *from_graphs, *out, *csv, *constrained,
-        *device, *summary, *names;
+        *device, *summary, *names,
+        *number_temperature;   // a string: absent means "as --temperature", which no number can say
     int64_t n, num_edges, depth, latency, seed;
     bool high_latency, naive, valid_only;
     double temperature, top_p;
@@ -357,6 +358,7 @@ int cmd_generate(int argc, char **argv) {
         {"--prompts", OPT_STR, &o.prompts, "FILE", "root conditions: JSONL {service,num_edges,depth,latency,high_latency,include_edge} or '### Question: COND' lines", false},
         {"--from-graphs", OPT_STR, &o.from_graphs, "JSONL", "draw root conditions from these graphs (e.g. the validation split)", false},
         {"--temperature", OPT_DOUBLE, &o.temperature, "T", "sampling temperature (0 = greedy)", false},
+        {"--number-temperature", OPT_STR, &o.number_temperature, "T", "temperature of the tokens of numeric fields (times, latencies, counts; default: --temperature); only with --constrained on, recursive or instruct format", false},
         {"--top-k", OPT_INT, &o.top_k, "K", "sample among the K most likely tokens (0 = all)", false},
         {"--top-p", OPT_DOUBLE, &o.top_p, "P", "nucleus sampling mass (1 = off)", false},
         {"--seed", OPT_I64, &o.seed, "S", "run seed: with the graph index it decides every sample", false},
@@ -388,6 +390,13 @@ int cmd_generate(int argc, char **argv) {
     if (o.batch < 1 || o.batch > 4096) fatal("--batch %d: expected 1..4096", o.batch);
     if (o.retries < 0 || o.max_tokens < 1 || o.top_k < 0 || o.temperature < 0 || o.top_p <= 0 || o.top_p > 1)
         fatal("--retries, --max-tokens, --top-k, --temperature must be >= 0 (max-tokens >= 1) and --top-p in (0, 1]");
+    double number_temperature = 0;
+    if (o.number_temperature) {
+        char *end;
+        number_temperature = strtod(o.number_temperature, &end);
+        if (end == o.number_temperature || *end || !(number_temperature >= 0))
+            fatal("--number-temperature %s: must be a number >= 0 (0 = greedy)", o.number_temperature);
+    }
     const Backend *be = backend_get(o.device);
     if (!be) fatal("--device %s: not built into this binary", o.device);
     if (o.threads > 0) be->set_threads(o.threads);
@@ -478,6 +487,12 @@ int cmd_generate(int argc, char **argv) {
     harness_config_default(&hc);
     // the tabular format has no automaton (docs/GENERATE.md): its summary says unconstrained
     hc.format = fmt; hc.retries = o.retries; hc.constrained = !strcmp(o.constrained, "on") && fmt != GEN_TABULAR; hc.max_layer_tokens = o.max_tokens;
+    // numeric fields are known only to the automaton (constrain_in_number)
+    if (o.number_temperature) {
+        if (!hc.constrained)
+            fprintf(stderr, "generate: --number-temperature is ignored: it works through --constrained on (recursive or instruct format)\n");
+        else { ec.sampling.number_temperature_set = true; ec.sampling.number_temperature = (float)number_temperature; }
+    }
     ConNames ms_names;
     con_names_init(&ms_names);
     if (o.names) {

@@ -225,6 +225,12 @@ static const uint8_t *hook_mask(void *ctx, EngineSeq *s) {
     return h->mask;
 }
 
+static bool hook_in_number(void *ctx, EngineSeq *s) {
+    Harness *h = ctx;
+    const Job *b = &h->jobs[(intptr_t)s->req.user];
+    return b->con && constrain_in_number(b->con);
+}
+
 static bool hook_token(void *ctx, EngineSeq *s, int tok) {
     Harness *h = ctx;
     Job *b = &h->jobs[(intptr_t)s->req.user];
@@ -482,7 +488,7 @@ Harness *harness_new(GPT *m, const EngineConfig *ec, const Bpe *tok, const Harne
     h->eot = bpe_special_id(tok, BPE_EOT);
     EngineConfig c = *ec;
     c.eot = h->eot;
-    EngineHooks hooks = {.mask = hook_mask, .token = hook_token, .finish = hook_finish, .ctx = h};
+    EngineHooks hooks = {.mask = hook_mask, .in_number = hook_in_number, .token = hook_token, .finish = hook_finish, .ctx = h};
     engine_init(&h->e, m, &c, &hooks);
     h->window = 4 * h->e.cfg.batch;
     h->gs = xcalloc(h->window, sizeof *h->gs);

@@ -38,12 +38,18 @@ static int by_logit_desc(const void *a, const void *b, void *ctx) {
 }
 
 int sampler_pick(Sampler *s, const float *logits, int V, const uint8_t *allowed, const SamplerConfig *cfg, Rng *rng) {
+    return sampler_pick_field(s, logits, V, allowed, cfg, false, rng);
+}
+
+int sampler_pick_field(Sampler *s, const float *logits, int V, const uint8_t *allowed, const SamplerConfig *cfg, bool in_number,
+                       Rng *rng) {
+    const float T = sampler_temperature(cfg, in_number);
     if (V > s->cap) fatal("sampler: vocabulary %d larger than its buffers (%d)", V, s->cap);
     int n = 0;
     for (int v = 0; v < V; v++)
         if (!allowed || allowed[v]) s->idx[n++] = v;
     if (n == 0) return -1;
-    if (cfg->temperature <= 0) {
+    if (T <= 0) {
         int best = s->idx[0];
         for (int i = 1; i < n; i++)
             if (logits[s->idx[i]] > logits[best]) best = s->idx[i];
@@ -56,7 +62,7 @@ int sampler_pick(Sampler *s, const float *logits, int V, const uint8_t *allowed,
     // sort the candidates so top-p cuts the most likely first and the draw is order-independent
     qsort_r(s->idx, n, sizeof *s->idx, by_logit_desc, (void *)logits);
     float maxl = logits[s->idx[0]], sum = 0;
-    for (int i = 0; i < n; i++) sum += s->prob[i] = expf((logits[s->idx[i]] - maxl) / cfg->temperature);
+    for (int i = 0; i < n; i++) sum += s->prob[i] = expf((logits[s->idx[i]] - maxl) / T);
     if (cfg->top_p > 0 && cfg->top_p < 1) {
         float cum = 0;
         int keep = n;

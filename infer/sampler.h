@@ -10,6 +10,13 @@ typedef struct {
     float temperature;  // 0 = greedy (argmax)
     int top_k;          // 0 = no limit
     float top_p;        // 1 = no limit
+    // A second temperature for the tokens of numeric fields (times, latencies, counts), which the
+    // caller recognises (constrained decoding: constrain_in_number). Real response times are a
+    // number copied or nudged from the one before it, which wants a low temperature, while names
+    // want the model's own distribution (docs/PERF.md "Quality (real data)" has the sweep).
+    // Unset (zero-initialised configs): every token uses `temperature`.
+    bool number_temperature_set;
+    float number_temperature;   // 0 = greedy inside numbers
 } SamplerConfig;
 
 typedef struct {
@@ -23,6 +30,13 @@ void sampler_free(Sampler *s);
 // logits: (V,). allowed: (V,) 1 = may be sampled, or NULL for all. Returns the token id, or -1 when
 // the mask allows nothing. Ties in greedy mode go to the lowest id (deterministic).
 int sampler_pick(Sampler *s, const float *logits, int V, const uint8_t *allowed, const SamplerConfig *cfg, Rng *rng);
+// The same for a token that is (in_number) or is not part of a numeric field: the step's
+// temperature is sampler_temperature(cfg, in_number); everything else is sampler_pick's.
+int sampler_pick_field(Sampler *s, const float *logits, int V, const uint8_t *allowed, const SamplerConfig *cfg, bool in_number,
+                       Rng *rng);
+static inline float sampler_temperature(const SamplerConfig *cfg, bool in_number) {
+    return in_number && cfg->number_temperature_set ? cfg->number_temperature : cfg->temperature;
+}
 
 // Stop strings: after each decoded piece is appended to a request's text, stop_find reports the
 // earliest stop string that now occurs, looking only at the new tail (O(piece + longest stop)).

@@ -22,12 +22,14 @@
 # capacity on the orders. Inference prompts are canonical, so training on that order is the same
 # task with less to learn.
 #
-# Sampling at temperature 1.0: lower temperatures give better response times but collapse the
-# callee distribution (docs/PERF.md "Quality (real data)" has the measured sweep and results).
+# Sampling: names at temperature 1.0 (lower collapses the callee distribution), the tokens of numeric
+# fields (times, latencies, counts) at QUALITY_NUM_TEMP through `generate --number-temperature`:
+# a real child's times sit next to its parent's, which a low temperature keeps (docs/PERF.md
+# "Quality (real data)" has the measured sweep and results).
 #
 # Knobs (environment): TRACELLM (program), QUALITY_DATA (the tabular file), QUALITY_DIR (outputs,
 # default runs/quality, git-ignored), QUALITY_THREADS (0 = all cores), QUALITY_STEPS, QUALITY_LR,
-# QUALITY_REPEAT, QUALITY_SEED, QUALITY_TEMP, QUALITY_EMBD, QUALITY_VOCAB. Measured 207 s on 2 quiet
+# QUALITY_REPEAT, QUALITY_SEED, QUALITY_TEMP, QUALITY_NUM_TEMP, QUALITY_EMBD, QUALITY_VOCAB. Measured 207 s on 2 quiet
 # cores (CI's budget: 6 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +43,7 @@ LR=${QUALITY_LR:-2e-3}
 REPEAT=${QUALITY_REPEAT:-3}
 SEED=${QUALITY_SEED:-1}
 TEMP=${QUALITY_TEMP:-1.0}
+NUM_TEMP=${QUALITY_NUM_TEMP:-0.4}
 EMBD=${QUALITY_EMBD:-128}
 VOCAB=${QUALITY_VOCAB:-1024}
 CTX=1536   # the longest layer of the validation split (60 calls, ~1,200 tokens) must fit in one context
@@ -88,9 +91,9 @@ step "prompts: the root condition of every validation graph, $REPEAT times"
 "$TRACELLM" prompts --graphs "$OUT/val.jsonl" --out "$OUT/prompts1.jsonl"
 for _ in $(seq "$REPEAT"); do cat "$OUT/prompts1.jsonl"; done > "$OUT/prompts.jsonl"
 
-step "generate (recursive, constrained, names from the training graphs)"
+step "generate (recursive, constrained, names from the training graphs, temperature $TEMP, numbers $NUM_TEMP)"
 "$TRACELLM" generate --model "$OUT/model" --tokenizer "$OUT/tok.bin" --format recursive --prompts "$OUT/prompts.jsonl" \
-  --names "$OUT/train.jsonl" --temperature "$TEMP" --seed "$SEED" --threads "$THREADS" --out "$OUT/llm.jsonl" --summary "$OUT/generate_summary.json" \
+  --names "$OUT/train.jsonl" --temperature "$TEMP" --number-temperature "$NUM_TEMP" --seed "$SEED" --threads "$THREADS" --out "$OUT/llm.jsonl" --summary "$OUT/generate_summary.json" \
   > "$OUT/generate.txt"
 
 step "probabilistic baseline: fit on the training graphs, the same prompts"

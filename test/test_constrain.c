@@ -265,11 +265,80 @@ static void test_destination_rules(void) {
     con_names_free(&s);
 }
 
+// constrain_in_number against an independent reading of the text: a numeric value starts after
+// one of these keys, and "in a number" holds from its first digit up to and including the byte
+// that ends it (the number's length is chosen there too). Everything else (names, copied fields,
+// "<subgraph of edge_id K>", the markup) is outside.
+static const char *const NUM_KEYS[] = {"edge_id is ", "communication starts at ", "communication finishes at ", "num_edges:",
+    "num_current_edges:", "num_subgraphs:", "remaining_depth:", "start_edge_id:", "start_communication_at:", "latency:"};
+static bool ends_with_num_key(const char *t, size_t end) {
+    for (size_t i = 0; i < sizeof NUM_KEYS / sizeof NUM_KEYS[0]; i++) {
+        size_t n = strlen(NUM_KEYS[i]);
+        if (n <= end && !memcmp(t + end - n, NUM_KEYS[i], n)) return true;
+    }
+    return false;
+}
+
+static void test_in_number(void) {
+    SynthConfig sc;
+    synth_config_default(&sc);
+    sc.graphs = 60;
+    Synth *s = synth_new(&sc);
+    CallGraph g;
+    graph_init(&g);
+    Layers L;
+    layers_init(&L);
+    LayerAnswer a;
+    answer_init(&a);
+    TextBuf tb = {0};
+    InstructOpts o;
+    instruct_opts_default(&o);
+    o.scratchpad = false;   // scratchpad lines hold numbers the automaton leaves free: not numeric fields
+    long inside = 0, outside = 0, wrong = 0, blocks = 0;
+    for (int i = 0; i < 60; i++) {
+        synth_graph(s, i, &g, NULL, NULL, NULL);
+        LayerOpts lo = {0};
+        char err[200];
+        REQUIRE(layers_build(&L, &g, &lo, err, sizeof err));
+        for (int li = 0; li < L.n; li++) {
+            layers_answer(&L, li, &a);
+            tb_clear(&tb);
+            instruct_answer(&tb, &L.v[li].cond, &a, &o, NULL);
+            Constraint k;
+            constrain_init(&k, &L.v[li].cond, li == 0, false);
+            bool in_val = false;
+            size_t line = 0;
+            for (size_t p = 0; p < tb.n && !k.complete; p++) {
+                bool got = constrain_in_number(&k);
+                if (got != in_val && wrong++ < 3)
+                    printf("    layer %d/%d byte %zu: in_number %d, expected %d: ...%.*s|%.20s\n", i, li, p, got, in_val,
+                           (int)(p < 50 ? p : 50), tb.p + (p < 50 ? 0 : p - 50), tb.p + p);
+                got ? inside++ : outside++;
+                if (got && !memcmp(tb.p + line, "<subgraph", 9)) blocks++;   // the block conditions' numbers too
+                if (tb.p[p] == '\n') line = p + 1;
+                if (in_val && !(tb.p[p] >= '0' && tb.p[p] <= '9')) in_val = false;   // the byte that ended it
+                REQUIRE(constrain_feed(&k, (const unsigned char *)tb.p + p, 1));
+                if (ends_with_num_key(tb.p, p + 1)) in_val = true;
+            }
+            CHECK(k.complete);
+            CHECK(!constrain_in_number(&k));
+        }
+    }
+    CHECKF(wrong == 0, "%ld bytes misjudged", wrong);
+    CHECKF(inside > 1000 && blocks > 100 && outside > 5 * inside, "%ld bytes inside numbers (%ld in blocks), %ld outside", inside,
+           blocks, outside);
+    Constraint off;   // an inactive constraint (split layers, --constrained off) knows no numbers
+    memset(&off, 0, sizeof off);
+    CHECK(!constrain_in_number(&off));
+    tb_free(&tb); answer_free(&a); layers_free(&L); graph_free(&g); synth_free(s);
+}
+
 int main(void) {
     RUN(test_destination_rules);
     RUN(test_accepts_synthetic_layers);
     RUN(test_accepts_released_layers);
     RUN(test_random_walk_is_valid);
     RUN(test_random_walk_names);
+    RUN(test_in_number);
     TEST_END();
 }
