@@ -5,9 +5,9 @@
 #
 # Knobs (environment): TRACELLM (the program), DEMO_DIR (default ./demo), DEMO_GRAPHS (traces to
 # synthesise), DEMO_SEED, DEMO_MODEL (d4), DEMO_STEPS (pretraining steps), DEMO_GEN (graphs to
-# generate), DEMO_NUM_TEMP (sampling temperature of numbers), DEMO_THREADS (0 = all cores), DEMO_CANONICAL
-# (1: fixed attribute order), DEMO_GRID_SAMPLES
-# (per grid cell), and the DEMO_SFT_* knobs of scripts/demo_sft.sh.
+# generate), DEMO_NUM_TEMP (sampling temperature of numbers), DEMO_THREADS (0 = all cores),
+# DEMO_CANONICAL (1: fixed attribute order), DEMO_GRID_SAMPLES (per grid cell), and the DEMO_SFT_*
+# knobs of scripts/demo_sft.sh.
 set -euo pipefail
 TRACELLM=${TRACELLM:-./tracellm}
 DEMO_DIR=${DEMO_DIR:-demo}
