@@ -127,7 +127,6 @@ static int u64_cmp(const void *a, const void *b) {
 
 // ---- the report ----
 
-static double pct(int64_t a, int64_t b) { return b ? 100.0 * a / b : 0; }
 
 // accuracy over the cells with e in [lo, hi] (all depths), or of one depth when d > 0
 static void acc_over(const EvalResult *r, int d, int lo, int hi, int64_t *n, int64_t *ok) {
@@ -277,15 +276,8 @@ static void write_json(FILE *f, const GridInfo *gi, const GridRun *runs, int n_r
     fputs("\n  ]\n}\n", f);
 }
 
-static char *join(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 static void write_reports(const char *dir, const GridInfo *gi, const GridRun *runs, int n_runs) {
-    char *p = join(dir, "grid.md");
+    char *p = path_join(dir, "grid.md");
     OutFile *o = out_open(p);
     fputs("# tracellm accuracy grid\n\n", o->f);
     report_tables(o->f, false, gi, runs, n_runs);
@@ -300,7 +292,7 @@ static void write_reports(const char *dir, const GridInfo *gi, const GridRun *ru
     out_close(o);
     free(p);
 
-    p = join(dir, "grid.html");
+    p = path_join(dir, "grid.html");
     o = out_open(p);
     FILE *f = o->f;
     report_html_begin(f, "tracellm accuracy grid", false);
@@ -319,7 +311,7 @@ static void write_reports(const char *dir, const GridInfo *gi, const GridRun *ru
     out_close(o);
     free(p);
 
-    p = join(dir, "grid.json");
+    p = path_join(dir, "grid.json");
     o = out_open(p);
     write_json(o->f, gi, runs, n_runs);
     out_close(o);
@@ -465,7 +457,7 @@ int cmd_eval_grid(int argc, char **argv) {
         Harness *h = harness_new(&m, &ec, &tok, &hc);
         char fname[64];
         snprintf(fname, sizeof fname, "samples_%s.jsonl", run->label);
-        char *path = join(o.out, fname);
+        char *path = path_join(o.out, fname);
         GridSink s = {.run = run, .out = out_open(path), .specs = specs, .first = first, .next = next, .hash = hash,
                       .prog = &prog, .done = &done};
         double t0 = now_seconds();

@@ -23,7 +23,6 @@ static double mean(const double *v, int n) {
     for (int i = 0; i < n; i++) s += v[i];
     return n ? s / n : 0;
 }
-static double pct(int64_t a, int64_t b) { return b ? 100.0 * a / b : 0; }
 
 // ---------------------------------------------------------------------------------------------
 // Tables: one builder, two syntaxes
@@ -430,17 +429,10 @@ static void write_json(FILE *f, const EvalResult *r) {
     fprintf(f, "\n}\n");
 }
 
-static char *join(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 void report_write(const char *dir, const EvalResult *r, const ReportInputs *in) {
     if (mkdir(dir, 0777) && errno != EEXIST) fatal("cannot create %s: %s", dir, strerror(errno));
     if (!path_is_dir(dir)) fatal("%s exists and is not a directory", dir);
-    char *p = join(dir, "report.md");
+    char *p = path_join(dir, "report.md");
     OutFile *o = out_open(p);
     fprintf(o->f, "# tracellm evaluation report\n\n");
     tables(o->f, false, r, in);
@@ -448,7 +440,7 @@ void report_write(const char *dir, const EvalResult *r, const ReportInputs *in) 
     out_close(o);
     free(p);
 
-    p = join(dir, "report.html");
+    p = path_join(dir, "report.html");
     o = out_open(p);
     FILE *f = o->f;
     report_html_begin(f, "tracellm evaluation report", true);
@@ -465,7 +457,7 @@ void report_write(const char *dir, const EvalResult *r, const ReportInputs *in) 
     out_close(o);
     free(p);
 
-    p = join(dir, "metrics.json");
+    p = path_join(dir, "metrics.json");
     o = out_open(p);
     write_json(o->f, r);
     out_close(o);

@@ -24,6 +24,8 @@ typedef struct {
 } ReportTable;
 void report_row(ReportTable *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void report_table_end(ReportTable *t);
+// a as a percentage of b (0 when b is 0): every share the reports print
+static inline double pct(int64_t a, int64_t b) { return b ? 100.0 * a / b : 0; }
 void report_heading(FILE *f, bool html, int level, const char *text);
 // <!DOCTYPE html> ... <h1>title</h1>: the head of report.html and grid.html
 void report_html_begin(FILE *f, const char *title, bool inline_figures);

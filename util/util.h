@@ -23,6 +23,7 @@ void grow(void **buf, size_t *cap, size_t need, size_t elem);
 double now_seconds(void);               // monotonic clock
 bool has_suffix(const char *s, const char *suffix);
 bool path_is_dir(const char *path);
+char *path_join(const char *dir, const char *name);  // "dir/name", caller frees
 int64_t file_size(const char *path);     // -1 when it cannot be stat'ed
 // Parses "4G", "512M", "100k", "123" into bytes; returns -1 on a malformed value.
 int64_t parse_size(const char *s);
