@@ -342,7 +342,7 @@ int cmd_eval_grid(int argc, char **argv) {
         {"--seed", OPT_I64, &o.seed, "S", "seed of the drawn conditions and of sampling", false},
         {"--batch", OPT_INT, &o.batch, "B", "sequences decoded together (KV-cache slots)", false},
         {"--max-tokens", OPT_INT, &o.max_tokens, "N", "tokens per request at most (a layer; tabular: a whole graph)", false},
-        {"--device", OPT_STR, &o.device, "NAME", "backend: cpu (cuda when built with nvcc)", false},
+        {"--device", OPT_STR, &o.device, "NAME", "backend: cpu; with nvcc also cuda (bf16 mixed precision) and cuda-fp32", false},
         {"--threads", OPT_INT, &o.threads, "N", "CPU threads (0 = all)", false},
     };
     args_parse(argc, argv,

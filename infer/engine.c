@@ -26,6 +26,8 @@ void engine_init(Engine *e, GPT *m, const EngineConfig *cfg, const EngineHooks *
     EngineConfig *c = &e->cfg;
     if (c->ctx <= 0 || c->ctx > m->cfg.max_seq_len) c->ctx = m->cfg.max_seq_len;
     if (c->naive) { c->batch = 1; c->prefix_slots = 0; }
+    // the reference loop samples straight from m->acts.logits: host fp32 memory
+    if (c->naive && m->be != &backend_cpu) fatal("engine: the naive reference loop runs on the cpu backend only (this is %s)", m->be->name);
     if (c->batch < 1) fatal("engine: batch %d must be positive", c->batch);
     if (c->prefill_chunk < c->batch) c->prefill_chunk = c->batch;  // every decode row fits one call
     if (c->prefix_slots < 0) c->prefix_slots = 0;

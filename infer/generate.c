@@ -372,7 +372,7 @@ int cmd_generate(int argc, char **argv) {
         {"--prefill-chunk", OPT_INT, &o.chunk, "N", "token rows per model call at most", false},
         {"--naive", OPT_FLAG, &o.naive, NULL, "reference loop: one request at a time, no KV cache, full forward per token", false},
         {"--threads", OPT_INT, &o.threads, "N", "CPU threads (0 = all)", false},
-        {"--device", OPT_STR, &o.device, "NAME", "backend: cpu (cuda when built with nvcc)", false},
+        {"--device", OPT_STR, &o.device, "NAME", "backend: cpu; with nvcc also cuda (bf16 mixed precision) and cuda-fp32", false},
         {"--out", OPT_STR, &o.out, "JSONL", "one line per request: the graph with \"request\" and \"check\" objects (no edges when it could not be assembled)", true},
         {"--csv", OPT_STR, &o.csv, "CSV", "also write the graphs as Alibaba v2022 CallGraph rows", false},
         {"--valid-only", OPT_FLAG, &o.valid_only, NULL, "write only graphs that pass every check", false},

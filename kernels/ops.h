@@ -1,15 +1,21 @@
 // The op set: every numeric operation the GPT needs, declared once. Each backend (kernels/cpu:
-// fp32 + OpenMP, the reference; kernels/cuda: bf16 mixed precision, later) fills one Backend
-// table; model/ calls through the table and never knows which backend runs.
+// fp32 + OpenMP, the reference; kernels/cuda: bf16 mixed precision, or fp32 as "cuda-fp32") fills
+// one Backend table; model/ calls through the table and never knows which backend runs.
 //
 // Conventions every backend keeps (the CPU backend is the reference for all of them):
 // - Pointers are backend memory (host memory for cpu, device memory for cuda), obtained from
 //   be->alloc. Sizes are in elements. Shapes are given in comments, row-major, last dim fastest:
 //   B batch, T time, C channels, NH heads, hs = C/NH head size, OC output channels,
 //   V real vocabulary, Vp vocabulary padded to a multiple of 64.
-// - Activations are `float *` in the interface. The CUDA backend stores activations in bf16 and
-//   reinterprets these pointers; the model only ever asks be->alloc for `n` elements and passes the
-//   pointers back, so the element type is the backend's business (see docs/MODEL.md).
+// - Two element types. fp32 for: the master parameters, every parameter GRADIENT (dwte, dwpe, dw,
+//   db, dweight, dbias), the AdamW moments, the LayerNorm statistics (mean, rstd), the attention
+//   state, per-token losses and the loss mask. The backend's COMPUTE type, act_bytes bytes an
+//   element, for everything else: activations, their gradients, logits, the KV cache, and the
+//   weights and biases the forward and backward ops read (a copy of the master parameters that
+//   round_params refreshes). The CPU backend computes in fp32 (act_bytes 4: the copy IS the master);
+//   the CUDA backend in bf16 (act_bytes 2; fp32 accumulation inside every op). Pointers stay
+//   `float *` in the interface so that one model drives both: the model sizes and offsets
+//   compute-type tensors with act_bytes (model/gpt.h act_at), never with pointer arithmetic.
 // - Every backward op ACCUMULATES (+=) into every gradient it writes, activations and parameters
 //   alike: the model zeroes activation gradients once per backward and parameter gradients once per
 //   optimizer step, which is what makes gradient accumulation over micro-steps free.
@@ -20,7 +26,7 @@
 #include <stdint.h>
 
 typedef struct Backend {
-    const char *name;  // "cpu", "cuda"
+    const char *name;  // "cpu", "cuda", "cuda-fp32"
 
     // ---- memory ----
     void *(*alloc)(size_t bytes);                 // zero-filled; dies on failure
@@ -29,6 +35,18 @@ typedef struct Backend {
     void (*download)(void *dst, const void *src, size_t bytes);  // backend -> host
     void (*zero)(void *p, size_t bytes);
     void (*set_threads)(int n);                   // 0 = library default
+
+    // ---- the compute type ----
+    size_t act_bytes;                             // 4: fp32, 2: bf16
+    // n elements between host fp32 and backend compute-type memory (round to nearest even).
+    void (*upload_act)(float *dst, const float *host, size_t n);
+    void (*download_act)(float *host, const float *src, size_t n);
+    // dst (n, compute type) = src (n, fp32 master parameters), both backend memory; index i is
+    // element i of the whole parameter buffer. Narrower types round STOCHASTICALLY, with the
+    // random bits a hash of (i, the fp32 bits): unbiased over steps like fresh random numbers, yet
+    // a pure function of the master weights, so a resumed run, every ZeRO-1 rank and a reloaded
+    // checkpoint get the same copy. A no-op when dst == src (the fp32 backends).
+    void (*round_params)(float *dst, const float *src, size_t n);
 
     // ---- forward and backward ops ----
     // out (B,T,C) = wte[inp] (Vp,C) + wpe[t] (maxT,C)
@@ -100,5 +118,5 @@ typedef struct Backend {
 } Backend;
 
 extern const Backend backend_cpu;
-// "cpu" (always) or "cuda" (when built with nvcc); NULL if unknown or not built in.
+// "cpu" (always), "cuda" (bf16) or "cuda-fp32" (when built with nvcc); NULL if unknown or not built in.
 const Backend *backend_get(const char *name);

@@ -6,7 +6,7 @@
 #include <string.h>
 
 size_t decoder_cache_bytes(const GPT *m, int S, int maxT) {
-    return 2 * (size_t)m->cfg.n_layer * S * maxT * m->cfg.n_embd * sizeof(float);
+    return 2 * (size_t)m->cfg.n_layer * S * maxT * m->cfg.n_embd * m->be->act_bytes;
 }
 
 void decoder_init(Decoder *d, GPT *m, int S, int maxT, int maxN) {
@@ -17,13 +17,13 @@ void decoder_init(Decoder *d, GPT *m, int S, int maxT, int maxN) {
     if (maxT < 1 || maxT > c->max_seq_len) fatal("decoder: context %d is outside 1..%d (the model's max_seq_len)", maxT, c->max_seq_len);
     const Backend *be = m->be;
     d->m = m; d->S = S; d->maxT = maxT; d->maxN = maxN;
-    size_t C = c->n_embd, N = maxN, cell = (size_t)S * maxT * C * sizeof(float);
+    // the cache and the activations are in the backend's compute type, the LayerNorm statistics fp32
+    size_t C = c->n_embd, N = maxN, f = be->act_bytes, cell = (size_t)S * maxT * C * f;
     d->k = xcalloc(c->n_layer, sizeof *d->k);
     d->v = xcalloc(c->n_layer, sizeof *d->v);
     for (int l = 0; l < c->n_layer; l++) { d->k[l] = be->alloc(cell); d->v[l] = be->alloc(cell); }
-    size_t f = sizeof(float);
     d->x = be->alloc(N * C * f);   d->ln = be->alloc(N * C * f);
-    d->mean = be->alloc(N * f);    d->rstd = be->alloc(N * f);
+    d->mean = be->alloc(N * sizeof(float)); d->rstd = be->alloc(N * sizeof(float));
     d->qkv = be->alloc(N * 3 * C * f);
     d->atty = be->alloc(N * C * f); d->proj = be->alloc(N * C * f); d->res2 = be->alloc(N * C * f);
     d->fch = be->alloc(N * 4 * C * f); d->fchg = be->alloc(N * 4 * C * f);
@@ -35,7 +35,7 @@ void decoder_init(Decoder *d, GPT *m, int S, int maxT, int maxN) {
     d->h_tok = xmalloc(N * 4); d->h_pos = xmalloc(N * 4); d->h_slot = xmalloc(N * 4);
     d->h_pslot = xmalloc(N * 4); d->h_plen = xmalloc(N * 4);
     d->out_cap = maxN;
-    d->out = xmalloc((size_t)d->out_cap * c->padded_vocab_size * f);
+    d->out = xmalloc((size_t)d->out_cap * c->padded_vocab_size * sizeof(float));
 }
 
 void decoder_free(Decoder *d) {
@@ -86,12 +86,12 @@ static void forward_chunk(Decoder *d, const DecodeRow *rows, int N, int out_base
     be->residual_forward(d->x, d->ln, d->atty, (size_t)N * C);
     for (int l = 0; l < L; l++) {
         size_t lC = (size_t)l * C;
-        float *ln1w = p[P_LN1W] + lC, *ln1b = p[P_LN1B] + lC;
-        float *qkvw = p[P_QKVW] + lC * 3 * C, *qkvb = p[P_QKVB] + lC * 3;
-        float *attprojw = p[P_ATTPROJW] + lC * C, *attprojb = p[P_ATTPROJB] + lC;
-        float *ln2w = p[P_LN2W] + lC, *ln2b = p[P_LN2B] + lC;
-        float *fcw = p[P_FCW] + lC * 4 * C, *fcb = p[P_FCB] + lC * 4;
-        float *fcprojw = p[P_FCPROJW] + lC * 4 * C, *fcprojb = p[P_FCPROJB] + lC;
+        float *ln1w = act_at(be, p[P_LN1W], lC), *ln1b = act_at(be, p[P_LN1B], lC);
+        float *qkvw = act_at(be, p[P_QKVW], lC * 3 * C), *qkvb = act_at(be, p[P_QKVB], lC * 3);
+        float *attprojw = act_at(be, p[P_ATTPROJW], lC * C), *attprojb = act_at(be, p[P_ATTPROJB], lC);
+        float *ln2w = act_at(be, p[P_LN2W], lC), *ln2b = act_at(be, p[P_LN2B], lC);
+        float *fcw = act_at(be, p[P_FCW], lC * 4 * C), *fcb = act_at(be, p[P_FCB], lC * 4);
+        float *fcprojw = act_at(be, p[P_FCPROJW], lC * 4 * C), *fcprojb = act_at(be, p[P_FCPROJB], lC);
 
         be->layernorm_forward(d->ln, d->mean, d->rstd, d->x, ln1w, ln1b, N, C);
         be->matmul_forward(d->qkv, d->ln, qkvw, qkvb, N, C, 3 * C);
@@ -108,7 +108,7 @@ static void forward_chunk(Decoder *d, const DecodeRow *rows, int N, int out_base
     if (nl == 0) return;
     be->layernorm_forward(d->ln, d->mean, d->rstd, d->x, p[P_LNFW], p[P_LNFB], nl, C);
     be->matmul_forward(d->logits, d->ln, p[P_WTE], NULL, nl, C, Vp);
-    be->download(d->out + (size_t)out_base * Vp, d->logits, (size_t)nl * Vp * sizeof(float));
+    be->download_act(d->out + (size_t)out_base * Vp, d->logits, (size_t)nl * Vp);
 }
 
 const float *decoder_forward(Decoder *d, const DecodeRow *rows, int n, int *n_logits) {

@@ -56,9 +56,10 @@ void gpt_param_sizes(const GPTConfig *cfg, size_t s[N_PARAM_TENSORS]) {
     s[P_LNFW] = s[P_LNFB] = C;
 }
 
-// Points views[i] at consecutive slices of base.
-static void point_tensors(float *base, const size_t sizes[N_PARAM_TENSORS], float *views[N_PARAM_TENSORS]) {
-    for (int i = 0; i < N_PARAM_TENSORS; i++) { views[i] = base; base += sizes[i]; }
+// Points views[i] at consecutive slices of base, elements of `bytes` bytes.
+static void point_tensors(float *base, size_t bytes, const size_t sizes[N_PARAM_TENSORS], float *views[N_PARAM_TENSORS]) {
+    char *at = (char *)base;
+    for (int i = 0; i < N_PARAM_TENSORS; i++) { views[i] = (float *)at; at += sizes[i] * bytes; }
 }
 
 void gpt_create(GPT *m, const GPTConfig *cfg, const Backend *be) {
@@ -70,7 +71,9 @@ void gpt_create(GPT *m, const GPTConfig *cfg, const Backend *be) {
     gpt_param_sizes(cfg, m->param_sizes);
     for (int i = 0; i < N_PARAM_TENSORS; i++) m->n_params += m->param_sizes[i];
     m->params = be->alloc(m->n_params * sizeof(float));
-    point_tensors(m->params, m->param_sizes, m->param);
+    // mixed precision: the ops read a compute-type copy, AdamW updates the fp32 master
+    m->params_x = be->act_bytes == sizeof(float) ? m->params : be->alloc(m->n_params * be->act_bytes);
+    point_tensors(m->params_x, be->act_bytes, m->param_sizes, m->param);
 }
 
 static void free_plan(GPT *m) {
@@ -90,6 +93,7 @@ static void free_plan(GPT *m) {
 void gpt_free(GPT *m) {
     free_plan(m);
     const Backend *be = m->be;
+    if (m->params_x != m->params) be->free(m->params_x);
     be->free(m->params);
     if (m->grads) be->free(m->grads);
     if (m->m) be->free(m->m);
@@ -101,7 +105,7 @@ void gpt_init_random(GPT *m, uint64_t seed) {
     const GPTConfig *c = &m->cfg;
     float *host = xcalloc(m->n_params, sizeof *host);
     float *view[N_PARAM_TENSORS];
-    point_tensors(host, m->param_sizes, view);
+    point_tensors(host, sizeof(float), m->param_sizes, view);
     Rng r;
     rng_seed(&r, seed);
     double proj_std = 0.02 / sqrt(2.0 * c->n_layer);  // GPT-2: scale residual projections by depth
@@ -120,7 +124,11 @@ void gpt_init_random(GPT *m, uint64_t seed) {
     free(host);
 }
 
-void gpt_set_params(GPT *m, const float *host) { m->be->upload(m->params, host, m->n_params * sizeof(float)); }
+void gpt_params_changed(GPT *m) { m->be->round_params(m->params_x, m->params, m->n_params); }
+void gpt_set_params(GPT *m, const float *host) {
+    m->be->upload(m->params, host, m->n_params * sizeof(float));
+    gpt_params_changed(m);
+}
 void gpt_get_params(const GPT *m, float *host) { m->be->download(host, m->params, m->n_params * sizeof(float)); }
 void gpt_get_grads(const GPT *m, float *host) {
     if (!m->grads) { memset(host, 0, m->n_params * sizeof(float)); return; }
@@ -129,28 +137,33 @@ void gpt_get_grads(const GPT *m, float *host) {
 
 // ---- activation plan ----
 
-// Lays out one Acts over `base` (or only counts when base is NULL); returns floats used.
+// Lays out one Acts over `base` (or only counts when base is NULL); returns bytes used. TAKE is a
+// compute-type tensor, TAKE32 an fp32 one; every tensor starts 64-byte aligned (vector loads).
 static size_t layout_acts(Acts *a, float *base, const GPTConfig *c, const Backend *be, int B, int T) {
     size_t BT = (size_t)B * T, C = c->n_embd, off = 0;
-#define TAKE(ptr, n) do { (ptr) = base ? base + off : NULL; off += (n); } while (0)
+#define TAKE_BYTES(ptr, bytes) do { (ptr) = base ? (float *)((char *)base + off) : NULL; off += ((bytes) + 63) / 64 * 64; } while (0)
+#define TAKE(ptr, n) TAKE_BYTES(ptr, (n) * be->act_bytes)
+#define TAKE32(ptr, n) TAKE_BYTES(ptr, (n) * sizeof(float))
     TAKE(a->encoded, BT * C);
     for (int l = 0; l < c->n_layer; l++) {
         LayerActs *la = &a->layer[l];
-        TAKE(la->ln1, BT * C); TAKE(la->ln1_mean, BT); TAKE(la->ln1_rstd, BT);
+        TAKE(la->ln1, BT * C); TAKE32(la->ln1_mean, BT); TAKE32(la->ln1_rstd, BT);
         TAKE(la->qkv, BT * 3 * C);
         TAKE(la->atty, BT * C);
-        TAKE(la->att, be->attention_state_size(B, T, c->n_head));
+        TAKE32(la->att, be->attention_state_size(B, T, c->n_head));
         TAKE(la->attproj, BT * C);
         TAKE(la->residual2, BT * C);
-        TAKE(la->ln2, BT * C); TAKE(la->ln2_mean, BT); TAKE(la->ln2_rstd, BT);
+        TAKE(la->ln2, BT * C); TAKE32(la->ln2_mean, BT); TAKE32(la->ln2_rstd, BT);
         TAKE(la->fch, BT * 4 * C); TAKE(la->fch_gelu, BT * 4 * C);
         TAKE(la->fcproj, BT * C);
         TAKE(la->residual3, BT * C);
     }
-    TAKE(a->lnf, BT * C); TAKE(a->lnf_mean, BT); TAKE(a->lnf_rstd, BT);
+    TAKE(a->lnf, BT * C); TAKE32(a->lnf_mean, BT); TAKE32(a->lnf_rstd, BT);
     TAKE(a->logits, BT * c->padded_vocab_size);
-    TAKE(a->losses, BT);
+    TAKE32(a->losses, BT);
+#undef TAKE32
 #undef TAKE
+#undef TAKE_BYTES
     return off;
 }
 
@@ -166,16 +179,16 @@ void gpt_plan(GPT *m, int B, int T, bool training) {
     m->B = nB; m->T = nT; m->training = tr;
     m->batch_B = nB; m->batch_T = nT;
     m->acts.layer = xcalloc(c->n_layer, sizeof(LayerActs));
-    m->n_acts = layout_acts(&m->acts, NULL, c, be, nB, nT);
-    m->act_mem = be->alloc(m->n_acts * sizeof(float));
+    m->act_mem_bytes = layout_acts(&m->acts, NULL, c, be, nB, nT);
+    m->act_mem = be->alloc(m->act_mem_bytes);
     layout_acts(&m->acts, m->act_mem, c, be, nB, nT);
     if (tr) {
         m->dacts.layer = xcalloc(c->n_layer, sizeof(LayerActs));
-        m->dact_mem = be->alloc(m->n_acts * sizeof(float));
+        m->dact_mem = be->alloc(m->act_mem_bytes);
         layout_acts(&m->dacts, m->dact_mem, c, be, nB, nT);
         if (!m->grads) {
             m->grads = be->alloc(m->n_params * sizeof(float));
-            point_tensors(m->grads, m->param_sizes, m->grad);
+            point_tensors(m->grads, sizeof(float), m->param_sizes, m->grad);
         }
     }
     size_t BT = (size_t)nB * nT;
@@ -211,13 +224,14 @@ void gpt_forward(GPT *m, const int32_t *inputs, int B, int T) {
     for (int l = 0; l < L; l++) {
         LayerActs *la = &a->layer[l];
         float *residual = l == 0 ? a->encoded : a->layer[l - 1].residual3;
-        // this layer's slices of the stacked (L, ...) parameters
-        float *ln1w = p[P_LN1W] + (size_t)l * C, *ln1b = p[P_LN1B] + (size_t)l * C;
-        float *qkvw = p[P_QKVW] + (size_t)l * 3 * C * C, *qkvb = p[P_QKVB] + (size_t)l * 3 * C;
-        float *attprojw = p[P_ATTPROJW] + (size_t)l * C * C, *attprojb = p[P_ATTPROJB] + (size_t)l * C;
-        float *ln2w = p[P_LN2W] + (size_t)l * C, *ln2b = p[P_LN2B] + (size_t)l * C;
-        float *fcw = p[P_FCW] + (size_t)l * 4 * C * C, *fcb = p[P_FCB] + (size_t)l * 4 * C;
-        float *fcprojw = p[P_FCPROJW] + (size_t)l * C * 4 * C, *fcprojb = p[P_FCPROJB] + (size_t)l * C;
+        // this layer's slices of the stacked (L, ...) parameters (compute type)
+        size_t lC = (size_t)l * C;
+        float *ln1w = act_at(be, p[P_LN1W], lC), *ln1b = act_at(be, p[P_LN1B], lC);
+        float *qkvw = act_at(be, p[P_QKVW], lC * 3 * C), *qkvb = act_at(be, p[P_QKVB], lC * 3);
+        float *attprojw = act_at(be, p[P_ATTPROJW], lC * C), *attprojb = act_at(be, p[P_ATTPROJB], lC);
+        float *ln2w = act_at(be, p[P_LN2W], lC), *ln2b = act_at(be, p[P_LN2B], lC);
+        float *fcw = act_at(be, p[P_FCW], lC * 4 * C), *fcb = act_at(be, p[P_FCB], lC * 4);
+        float *fcprojw = act_at(be, p[P_FCPROJW], lC * 4 * C), *fcprojb = act_at(be, p[P_FCPROJB], lC);
 
         be->layernorm_forward(la->ln1, la->ln1_mean, la->ln1_rstd, residual, ln1w, ln1b, BT, C);
         be->matmul_forward(la->qkv, la->ln1, qkvw, qkvb, BT, C, 3 * C);
@@ -266,7 +280,7 @@ void gpt_zero_grad(GPT *m) {
 // nothing reads their gradients, and skipping them saves a quarter of the memset.
 static void zero_act_grads(GPT *m, Acts *d, size_t BT) {
     const Backend *be = m->be;
-    size_t C = m->cfg.n_embd, f = sizeof(float);
+    size_t C = m->cfg.n_embd, f = be->act_bytes;
     be->zero(d->encoded, BT * C * f);
     for (int l = 0; l < m->cfg.n_layer; l++) {
         LayerActs *dl = &d->layer[l];
@@ -319,8 +333,9 @@ void gpt_backward(GPT *m) {
         float *residual = l == 0 ? a->encoded : a->layer[l - 1].residual3;
         float *dresidual = l == 0 ? d->encoded : d->layer[l - 1].residual3;
         size_t lC = (size_t)l * C;
-        float *ln1w = p[P_LN1W] + lC, *qkvw = p[P_QKVW] + lC * 3 * C, *attprojw = p[P_ATTPROJW] + lC * C;
-        float *ln2w = p[P_LN2W] + lC, *fcw = p[P_FCW] + lC * 4 * C, *fcprojw = p[P_FCPROJW] + lC * 4 * C;
+        float *ln1w = act_at(be, p[P_LN1W], lC), *qkvw = act_at(be, p[P_QKVW], lC * 3 * C);
+        float *attprojw = act_at(be, p[P_ATTPROJW], lC * C), *ln2w = act_at(be, p[P_LN2W], lC);
+        float *fcw = act_at(be, p[P_FCW], lC * 4 * C), *fcprojw = act_at(be, p[P_FCPROJW], lC * 4 * C);
 
         be->residual_backward(dl->residual2, dl->fcproj, dl->residual3, (size_t)BT * C);
         be->matmul_backward(dl->fch_gelu, g[P_FCPROJW] + lC * 4 * C, g[P_FCPROJB] + lC, dl->fcproj, la->fch_gelu,
@@ -360,4 +375,5 @@ void gpt_update(GPT *m, float lr, float beta1, float beta2, float eps, float wei
                   gpt_param_decays(i) ? weight_decay : 0.0f, t, grad_scale);
         off += n;
     }
+    gpt_params_changed(m);
 }

@@ -56,6 +56,8 @@ void gpt_param_sizes(const GPTConfig *cfg, size_t sizes[N_PARAM_TENSORS]);
 
 // Activations of one layer for a (B,T) plan; `l` indexes layers. The same struct describes their
 // gradients (a second buffer with the same layout).
+// Compute type (kernels/ops.h) except the LayerNorm statistics, the attention state and the
+// losses, which are fp32.
 typedef struct {
     float *ln1, *ln1_mean, *ln1_rstd;  // (B,T,C) (B,T) (B,T)
     float *qkv;                        // (B,T,3C)
@@ -90,14 +92,21 @@ typedef struct { size_t off, n; } GradRange;
 // kernels were queued, not finished).
 typedef void (*GptGradsReady)(void *ctx, const GradRange *ranges, int n);
 
+// Element n of a tensor in the backend's compute type (kernels/ops.h): activations, their
+// gradients and the parameter copy the ops read. Never `p + n` on those: bf16 elements are 2 bytes.
+static inline float *act_at(const Backend *be, const float *p, size_t n) {
+    return (float *)((char *)p + n * be->act_bytes);
+}
+
 typedef struct {
     GPTConfig cfg;
     const Backend *be;
     size_t param_sizes[N_PARAM_TENSORS];
     size_t n_params;
-    float *params;                      // one contiguous buffer (n_params)
-    float *param[N_PARAM_TENSORS];      // views into params
-    float *grads;                       // same layout, allocated on the first gpt_plan(.., training)
+    float *params;                      // fp32 master weights, one contiguous buffer (n_params)
+    float *params_x;                    // the compute-type copy the ops read (== params when fp32)
+    float *param[N_PARAM_TENSORS];      // views into params_x (compute type)
+    float *grads;                       // fp32, layout of params, allocated on the first gpt_plan(.., training)
     float *grad[N_PARAM_TENSORS];
     float *m, *v;                       // AdamW moments, allocated by gpt_update's first call
     // the activation plan
@@ -106,7 +115,7 @@ typedef struct {
     bool training;
     Acts acts, dacts;                   // dacts only when training
     float *act_mem, *dact_mem;
-    size_t n_acts;
+    size_t act_mem_bytes;               // of each of act_mem, dact_mem
     int32_t *inputs, *targets;          // (B,T) backend copies
     float *loss_weight;                 // (B,T)
     float *losses_host;                 // (B,T)
@@ -121,7 +130,10 @@ void gpt_free(GPT *m);
 // LayerNorm weight 1, biases 0, padded vocabulary rows 0. Same seed, same weights, any machine.
 void gpt_init_random(GPT *m, uint64_t seed);
 void gpt_set_params(GPT *m, const float *host);  // n_params floats in layout order
-void gpt_get_params(const GPT *m, float *host);
+void gpt_get_params(const GPT *m, float *host);   // the fp32 master weights
+// After anything but gpt_set_params / gpt_update wrote m->params (data parallelism's broadcast
+// and all-gather): refreshes the compute-type copy the ops read.
+void gpt_params_changed(GPT *m);
 void gpt_get_grads(const GPT *m, float *host);
 
 // Plans activations for batches of up to B sequences of up to T tokens (T <= maxT);

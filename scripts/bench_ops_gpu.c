@@ -6,12 +6,13 @@
 // the rest (both from scripts/gpu_ceiling.cu, passed on the command line).
 // Run by scripts/gpu_check.sh:
 //   cc -std=c11 -O2 -I. -D_GNU_SOURCE scripts/bench_ops_gpu.c BUILD/libtracellm.a ... -o bench_ops_gpu
-//   ./bench_ops_gpu [backend=cuda] [gemm_tflops=400] [copy_gbs=3000] [batch=16]
+//   ./bench_ops_gpu [backend=cuda|cuda-fp32|cpu] [gemm_tflops=400] [copy_gbs=3000] [batch=16]
 // Inputs are random (never zeros); every call is timed between two synchronisations (a 4-byte
 // download), median of 9 after 2 warm-ups.
 #include "kernels/ops.h"
 #include "util/rng.h"
 #include "util/util.h"
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,13 +25,15 @@ static float sync_sink;
 
 static void sync_backend(const void *p) { be->download(&sync_sink, p, sizeof(float)); }
 
-static float *rand_buf(size_t n, float scale, uint64_t seed) {
+// n random elements: of the backend's compute type when `act` (kernels/ops.h), else fp32
+static float *rand_buf(size_t n, float scale, uint64_t seed, bool act) {
     float *h = xmalloc(n * sizeof(float));
     Rng r;
     rng_seed(&r, seed);
     for (size_t i = 0; i < n; i++) h[i] = scale * ((float)(2.0 * rng_uniform(&r) - 1.0));
-    float *d = be->alloc(n * sizeof(float));
-    be->upload(d, h, n * sizeof(float));
+    float *d = be->alloc(n * (act ? be->act_bytes : sizeof(float)));
+    if (act) be->upload_act(d, h, n);
+    else be->upload(d, h, n * sizeof(float));
     free(h);
     return d;
 }
@@ -66,22 +69,23 @@ int main(int argc, char **argv) {
     if (argc > 4) B = atoi(argv[4]), N = B * T;
     be = backend_get(name);
     if (!be) fatal("backend %s is not built in", name);
-    const double f4 = sizeof(float);
+    // bytes per element: the compute type for activations and weight copies, fp32 for the optimizer
+    const double fx = (double)be->act_bytes, f4 = sizeof(float);
     size_t nparams = (size_t)Vp * C + (size_t)T * C + (size_t)L * 12 * C * C + (size_t)L * 13 * C + 2 * C;
 
     // activations and parameters of one layer (reused by every op of that kind)
-    float *x = rand_buf((size_t)N * 4 * C, 1.0f, 1), *y = rand_buf((size_t)N * 4 * C, 1.0f, 2);
-    float *dx = rand_buf((size_t)N * 4 * C, 0.01f, 3), *dy = rand_buf((size_t)N * 4 * C, 0.01f, 4);
-    float *qkv = rand_buf((size_t)N * 3 * C, 1.0f, 5), *dqkv = rand_buf((size_t)N * 3 * C, 0.01f, 6);
-    float *w = rand_buf((size_t)4 * C * C, 0.02f, 7), *dw = rand_buf((size_t)4 * C * C, 0.0f, 8);
-    float *bias = rand_buf(4 * C, 0.02f, 9), *dbias = rand_buf(4 * C, 0.0f, 10);
-    float *mean = rand_buf(N, 0.1f, 11), *rstd = rand_buf(N, 0.1f, 12);
+    float *x = rand_buf((size_t)N * 4 * C, 1.0f, 1, true), *y = rand_buf((size_t)N * 4 * C, 1.0f, 2, true);
+    float *dx = rand_buf((size_t)N * 4 * C, 0.01f, 3, true), *dy = rand_buf((size_t)N * 4 * C, 0.01f, 4, true);
+    float *qkv = rand_buf((size_t)N * 3 * C, 1.0f, 5, true), *dqkv = rand_buf((size_t)N * 3 * C, 0.01f, 6, true);
+    float *w = rand_buf((size_t)4 * C * C, 0.02f, 7, true), *dw = rand_buf((size_t)4 * C * C, 0.0f, 8, false);
+    float *bias = rand_buf(4 * C, 0.02f, 9, true), *dbias = rand_buf(4 * C, 0.0f, 10, false);
+    float *mean = rand_buf(N, 0.1f, 11, false), *rstd = rand_buf(N, 0.1f, 12, false);
     float *state = be->alloc(be->attention_state_size(B, T, NH) * sizeof(float));
-    float *wte = rand_buf((size_t)Vp * C, 0.02f, 13), *dwte = rand_buf((size_t)Vp * C, 0.0f, 14);
-    float *wpe = rand_buf((size_t)T * C, 0.02f, 15), *dwpe = rand_buf((size_t)T * C, 0.0f, 16);
-    float *logits = rand_buf((size_t)N * Vp, 1.0f, 17), *losses = rand_buf(N, 0.0f, 18);
-    float *p = rand_buf(nparams, 0.02f, 19), *g = rand_buf(nparams, 0.01f, 20);
-    float *m = rand_buf(nparams, 0.0f, 21), *v = rand_buf(nparams, 0.0f, 22);
+    float *wte = rand_buf((size_t)Vp * C, 0.02f, 13, true), *dwte = rand_buf((size_t)Vp * C, 0.0f, 14, false);
+    float *wpe = rand_buf((size_t)T * C, 0.02f, 15, true), *dwpe = rand_buf((size_t)T * C, 0.0f, 16, false);
+    float *logits = rand_buf((size_t)N * Vp, 1.0f, 17, true), *losses = rand_buf(N, 0.0f, 18, false);
+    float *p = rand_buf(nparams, 0.02f, 19, false), *g = rand_buf(nparams, 0.01f, 20, false);
+    float *m = rand_buf(nparams, 0.0f, 21, false), *v = rand_buf(nparams, 0.0f, 22, false);
     int32_t *tok_h = xmalloc(N * sizeof(int32_t));
     Rng r;
     rng_seed(&r, 23);
@@ -91,10 +95,10 @@ int main(int argc, char **argv) {
     float *sink = x;
 
     double nc = (double)N * C;
-    TIME("encoder fwd", 1, 0, f4 * 3 * nc, be->encoder_forward(x, tok, wte, wpe, B, T, C));
-    TIME("encoder bwd", 1, 0, f4 * 3 * nc, be->encoder_backward(dwte, dwpe, dx, tok, B, T, C));
-    TIME("layernorm fwd", 2 * L + 1, 0, f4 * 2 * nc, be->layernorm_forward(y, mean, rstd, x, w, bias, N, C));
-    TIME("layernorm bwd", 2 * L + 1, 0, f4 * 4 * nc,
+    TIME("encoder fwd", 1, 0, fx * 3 * nc, be->encoder_forward(x, tok, wte, wpe, B, T, C));
+    TIME("encoder bwd", 1, 0, fx * 3 * nc, be->encoder_backward(dwte, dwpe, dx, tok, B, T, C));
+    TIME("layernorm fwd", 2 * L + 1, 0, fx * 2 * nc, be->layernorm_forward(y, mean, rstd, x, w, bias, N, C));
+    TIME("layernorm bwd", 2 * L + 1, 0, fx * 4 * nc,
          be->layernorm_backward(dx, dw, dbias, dy, x, w, mean, rstd, N, C));
     static const struct { const char *f, *b; int ic, oc; } mm[] = {
         {"matmul qkv fwd", "matmul qkv bwd", C, 3 * C},      {"matmul attproj fwd", "matmul attproj bwd", C, C},
@@ -102,27 +106,31 @@ int main(int argc, char **argv) {
     };
     for (int i = 0; i < 4; i++) {
         int ic = mm[i].ic, oc = mm[i].oc;
-        double fl = 2.0 * N * ic * oc, by = f4 * ((double)N * ic + (double)N * oc + (double)ic * oc);
+        double fl = 2.0 * N * ic * oc, by = fx * ((double)N * ic + (double)N * oc + (double)ic * oc);
         TIME(mm[i].f, L, fl, by, be->matmul_forward(y, x, w, bias, N, ic, oc));
         TIME(mm[i].b, L, 2 * fl, 2 * by, be->matmul_backward(dx, dw, dbias, dy, x, w, N, ic, oc));
     }
-    TIME("matmul lm_head fwd", 1, 2.0 * N * C * Vp, f4 * ((double)N * Vp + nc + (double)Vp * C),
+    TIME("matmul lm_head fwd", 1, 2.0 * N * C * Vp, fx * ((double)N * Vp + nc + (double)Vp * C),
          be->matmul_forward(logits, x, wte, NULL, N, C, Vp));
-    TIME("matmul lm_head bwd", 1, 4.0 * N * C * Vp, f4 * 2 * ((double)N * Vp + nc + (double)Vp * C),
+    TIME("matmul lm_head bwd", 1, 4.0 * N * C * Vp, fx * 2 * ((double)N * Vp + nc + (double)Vp * C),
          be->matmul_backward(dx, dwte, NULL, logits, x, wte, N, C, Vp));
     // causal attention: QK^T and PV, each 2*T*T*hs per head, half of it under the mask
     double afl = 2.0 * B * NH * (double)T * T * (C / NH);
-    TIME("attention fwd", L, afl, f4 * 4 * nc, be->attention_forward(y, state, qkv, B, T, C, NH));
-    TIME("attention bwd", L, 2.5 * afl, f4 * 8 * nc, be->attention_backward(dqkv, dx, qkv, y, state, B, T, C, NH));
-    TIME("gelu fwd", L, 0, f4 * 8 * nc, be->gelu_forward(y, x, (size_t)N * 4 * C));
-    TIME("gelu bwd", L, 0, f4 * 16 * nc, be->gelu_backward(dx, y, dy, (size_t)N * 4 * C));
-    TIME("residual fwd", 2 * L, 0, f4 * 3 * nc, be->residual_forward(y, x, dx, (size_t)N * C));
-    TIME("residual bwd", 2 * L, 0, f4 * 5 * nc, be->residual_backward(dx, dy, x, (size_t)N * C));
-    TIME("classifier", 1, 0, f4 * 2 * (double)N * Vp,
+    TIME("attention fwd", L, afl, fx * 4 * nc, be->attention_forward(y, state, qkv, B, T, C, NH));
+    TIME("attention bwd", L, 2.5 * afl, fx * 8 * nc, be->attention_backward(dqkv, dx, qkv, y, state, B, T, C, NH));
+    TIME("gelu fwd", L, 0, fx * 8 * nc, be->gelu_forward(y, x, (size_t)N * 4 * C));
+    TIME("gelu bwd", L, 0, fx * 16 * nc, be->gelu_backward(dx, y, dy, (size_t)N * 4 * C));
+    TIME("residual fwd", 2 * L, 0, fx * 3 * nc, be->residual_forward(y, x, dx, (size_t)N * C));
+    TIME("residual bwd", 2 * L, 0, fx * 5 * nc, be->residual_backward(dx, dy, x, (size_t)N * C));
+    TIME("classifier", 1, 0, fx * 2 * (double)N * Vp,
          be->classifier(logits, losses, tok, NULL, 1.0f / N, N, V, Vp));
     sink = p;
     TIME("sumsq (grad norm)", 1, 0, f4 * nparams, sync_sink += (float)be->sumsq(g, nparams));
     TIME("adamw", 1, 0, f4 * 7 * nparams, be->adamw(p, g, m, v, nparams, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1, 1.0f));
+    if (be->act_bytes != sizeof(float)) {  // mixed precision: the compute copy of the master weights
+        float *px = be->alloc(nparams * be->act_bytes);
+        TIME("round params", 1, 0, (f4 + fx) * nparams, be->round_params(px, p, nparams));
+    }
 
     double total = 0;
     for (int i = 0; i < nrows; i++) total += rows[i].ms * rows[i].per_step;

@@ -53,24 +53,26 @@ hdr = b"TLLMSHRD" + struct.pack("<IIQQIIQ", 1, V, n, 1, 0, zlib.crc32(tb + db), 
 open(path, "wb").write(hdr + tb + db)
 PYEOF
 
-# ---- tracellm: TF32 GEMMs (the default), then bf16 GEMM operands (TRACELLM_CUDA_MATMUL=bf16) ----
+# ---- tracellm: bf16 mixed precision (--device cuda, the default), then fp32 storage with TF32 GEMMs
+# (--device cuda-fp32) ----
 ours=
-for mode in tf32 bf16; do
+for mode in bf16 tf32; do
   t0=$(date +%s)
   rm -rf "$TMP/run"
-  if TRACELLM_CUDA_MATMUL=$mode timeout 150 "$TRACELLM" train --device cuda --data "$TMP/bench.bin" --out "$TMP/run" \
+  dev=cuda; [ $mode = tf32 ] && dev=cuda-fp32
+  if timeout 150 "$TRACELLM" train --device $dev --data "$TMP/bench.bin" --out "$TMP/run" \
        --model "$MODEL" --batch "$B" --seq-len "$T" --steps $((STEPS + WARM)) --warmup 0 --print-every 0 \
        --save-every 0 --eval-every 0 >"$TMP/train.log" 2>&1; then
     tok=$("$PY" -c "
 import json, sys
 r = [json.loads(l)['tokens_per_s'] for l in open(sys.argv[1])][$WARM:]
 print(sorted(r)[len(r) // 2])" "$TMP/run/log.jsonl")
-    echo "tracellm train --device cuda ($mode GEMMs): ${tok} tokens/s (median), MFU $(mfu "$tok"), $(( $(date +%s) - t0 ))s in all"
+    echo "tracellm train --device $dev ($mode): ${tok} tokens/s (median), MFU $(mfu "$tok"), $(( $(date +%s) - t0 ))s in all"
     echo "RESULT tracellm_${mode}_tokens_per_s=$tok"
     echo "RESULT tracellm_${mode}_mfu=$(mfu "$tok")"
-    [ $mode = tf32 ] && ours=$tok
+    [ $mode = bf16 ] && ours=$tok
   else
-    echo "tracellm train --device cuda ($mode GEMMs) FAILED:"; tail -5 "$TMP/train.log" | sed 's/^/    /'
+    echo "tracellm train --device $dev ($mode) FAILED:"; tail -5 "$TMP/train.log" | sed 's/^/    /'
     echo "RESULT tracellm_${mode}_tokens_per_s=FAILED"
   fi
 done
@@ -97,7 +99,7 @@ if [ -n "$theirs" ]; then
 else
   echo "RESULT torch_tokens_per_s=FAILED"
 fi
-# the precision tracellm runs today (fp32 storage, TF32 GEMMs), for a like-for-like line
+# the precision of --device cuda-fp32 (fp32 storage, TF32 GEMMs), for a like-for-like line
 if ref=$(timeout 60 "$PY" "${REF[@]}" --precision tf32 2>"$TMP/tf32.err"); then
   echo "$ref"; echo "RESULT torch_tf32_eager_tokens_per_s=$(tps "$ref")"
 else

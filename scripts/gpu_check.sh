@@ -81,8 +81,11 @@ row ceiling "$(status $RC)" "$DUR" "$(grep -oE 'gemm bf16 [^:]*: [0-9.]+ ms, [0-
 # 4b. where a d12 step's time goes, op by op, against the floors of the ceilings just measured
 if [ $BUILD_RC -eq 0 ]; then
   TF=$(grep -oE 'gemm bf16 [^:]*: [0-9.]+ ms, [0-9.]+' "$LOGDIR/ceiling.log" | sed 's/.*, //'); GBS=$(grep -oE '[0-9]+ GB/s' "$LOGDIR/ceiling.log" | grep -oE '[0-9]+')
-  run_stage ops 90 bash -c "make -s BUILD='$BUILD' BIN='$BIN' ${ARCH:+GPU_ARCH='$ARCH'} '$BUILD/bench_ops_gpu' && '$BUILD/bench_ops_gpu' cuda ${TF:-400} ${GBS:-3000} && TRACELLM_CUDA_MATMUL=bf16 '$BUILD/bench_ops_gpu' cuda ${TF:-400} ${GBS:-3000} | grep -E 'matmul|RESULT' | sed 's/^/bf16 /'"
-  row ops "$(status $RC)" "$DUR" "sum of ops $(sed -n 's/^RESULT ops_step_ms=//p' "$LOGDIR/ops.log" | head -1) ms/step (tf32), $(sed -n 's/^bf16 RESULT ops_step_ms=//p' "$LOGDIR/ops.log") (bf16); top: $(awk '$NF ~ /%$/ && $1 !~ /^bf16/ {print $(NF), $0}' "$LOGDIR/ops.log" | sort -rn | head -3 | awk '{print $2, $3, $4, $NF}' | paste -sd, -)"
+  run_stage ops 120 bash -c "make -s BUILD='$BUILD' BIN='$BIN' ${ARCH:+GPU_ARCH='$ARCH'} '$BUILD/bench_ops_gpu' && '$BUILD/bench_ops_gpu' cuda-fp32 ${TF:-400} ${GBS:-3000} && '$BUILD/bench_ops_gpu' cuda ${TF:-400} ${GBS:-3000} | sed 's/^/bf16 /' && TRACELLM_CUDA_ATTENTION=wmma '$BUILD/bench_ops_gpu' cuda ${TF:-400} ${GBS:-3000} | grep '^attention' | sed 's/^/wmma /'"
+  row ops "$(status $RC)" "$DUR" "sum of ops $(sed -n 's/^RESULT ops_step_ms=//p' "$LOGDIR/ops.log" | head -1) ms/step (cuda-fp32, tf32), $(sed -n 's/^bf16 RESULT ops_step_ms=//p' "$LOGDIR/ops.log") (cuda, bf16); top (bf16): $(sed -n 's/^bf16 //p' "$LOGDIR/ops.log" | awk '$NF ~ /%$/ {print $(NF), $0}' | sort -rn | head -3 | awk '{print $2, $3, $4, $NF}' | paste -sd, -)"
+  # the bf16 table's attention: mma.sync (default) vs WMMA, ms per call
+  att() { awk -v p="$1" '$1 == p && $2 == "attention" && $3 == "'"$2"'" {print $5}' "$LOGDIR/ops.log"; }
+  row ops+ info - "bf16 attention fwd / bwd ms per call: mma $(att bf16 fwd) / $(att bf16 bwd), wmma $(att wmma fwd) / $(att wmma bwd)"
 fi
 
 # 5. training throughput (GPU_CHECK_SKIP_BENCH=1 leaves it out when only the checks are wanted)
@@ -90,8 +93,8 @@ if [ -n "${GPU_CHECK_SKIP_BENCH:-}" ]; then
   row bench skipped 0 "GPU_CHECK_SKIP_BENCH set"
 elif [ $BUILD_RC -eq 0 ]; then
   run_stage bench 300 env TRACELLM="$BIN" bash scripts/bench_train_gpu.sh
-  row bench "$(status $RC)" "$DUR" "d12 T=1024 B=16: tracellm $(result tracellm_tf32_tokens_per_s) tok/s (MFU $(result tracellm_tf32_mfu)) vs torch $(result torch_kind) $(result torch_tokens_per_s) tok/s (MFU $(result torch_mfu)): $(result ratio)"
-  row bench+ info - "tracellm bf16 GEMMs $(result tracellm_bf16_tokens_per_s) tok/s (MFU $(result tracellm_bf16_mfu)); torch tf32 eager $(result torch_tf32_eager_tokens_per_s) tok/s"
+  row bench "$(status $RC)" "$DUR" "d12 T=1024 B=16: tracellm bf16 $(result tracellm_bf16_tokens_per_s) tok/s (MFU $(result tracellm_bf16_mfu)) vs torch $(result torch_kind) $(result torch_tokens_per_s) tok/s (MFU $(result torch_mfu)): $(result ratio)"
+  row bench+ info - "tracellm cuda-fp32 (tf32) $(result tracellm_tf32_tokens_per_s) tok/s (MFU $(result tracellm_tf32_mfu)); torch tf32 eager $(result torch_tf32_eager_tokens_per_s) tok/s"
 else
   row bench skipped 0 "build failed"
 fi

@@ -1,19 +1,27 @@
-// Every op of the CUDA backend against the CPU backend (the reference) on random inputs drawn
+// Every op of both CUDA tables against the CPU backend (the reference) on random inputs drawn
 // fresh each run (the seed is printed, TRACELLM_TEST_SEED replays one), never zeros. Forward
 // outputs are poisoned with NaN on the device before each run, so an unwritten element fails;
 // backward ops start from random gradients on both sides, which checks that they ACCUMULATE.
 //
-// Tolerances, as max |gpu - cpu| <= tol * max(|cpu|) per tensor (dtype: all tensors are fp32):
-//   elementwise / row ops in fp32 ............................. 1e-5 (different summation order)
+// Tolerances, as max |gpu - cpu| <= tol * max(|cpu|) per tensor.
+// cuda-fp32 (every tensor fp32):
+//   elementwise / row ops ..................................... 1e-5 (different summation order)
 //   matmul, TRACELLM_CUDA_MATMUL=fp32 ......................... 1e-5
 //   matmul, tf32 (the default) ................................ 5e-3 (10-bit mantissa operands)
 //   matmul, bf16 operands ..................................... 3e-2 (8-bit mantissa operands)
 //   attention, fp32 mode (CUDA cores, online softmax) ......... 1e-5
 //   attention, tf32 mode (tensor cores, TF32 Q K V P dO) ...... 5e-3
-// and exact equality where the CUDA kernel adds in the CPU's order (encoder backward).
+// (the bf16 table's attention runs both its tensor-core kernels: mma.sync, then WMMA)
+// cuda (bf16 compute type): the inputs are rounded to bf16 first, so both sides see the same
+// numbers and only the op's own rounding differs:
+//   any op's bf16 output (8-bit mantissa, round to nearest) ... 1e-2
+//   fp32 outputs (statistics, losses, parameter gradients) .... as in fp32 (fp32 arithmetic inside)
+// and exact equality where the CUDA kernel adds in the CPU's order (encoder backward) or only
+// moves values (residual and KV-cache stores in fp32).
 // Without a usable GPU every case SKIPs with the CUDA error.
 #include "kernels/cuda/backend_cuda.h"
 #include "kernels/ops.h"
+#include "model/gpt.h"
 #include "test/test.h"
 #include "util/rng.h"
 #include "util/util.h"
@@ -22,8 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static const Backend *cpu = &backend_cpu, *gpu;
-static int have_gpu;
+static const Backend *cpu = &backend_cpu, *gpu;  // gpu: the table under test
+static int have_gpu, bf;                          // bf: its compute type is bf16
 static char why[256];
 static Rng rng;
 
@@ -32,6 +40,21 @@ static Rng rng;
 static float *rand_h(size_t n, double scale) {
     float *p = xmalloc((n ? n : 1) * sizeof *p);
     for (size_t i = 0; i < n; i++) p[i] = (float)(scale * (2 * rng_uniform(&rng) - 1));
+    return p;
+}
+// to the nearest bf16 (even on ties), in place
+static void round_bf16(float *p, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &p[i], 4);
+        u = (u + 0x7fffu + ((u >> 16) & 1)) & 0xffff0000u;
+        memcpy(&p[i], &u, 4);
+    }
+}
+// random values of the compute type: what a compute-type tensor of the table can hold
+static float *rand_x(size_t n, double scale) {
+    float *p = rand_h(n, scale);
+    if (bf) round_bf16(p, n);
     return p;
 }
 static float *copy_h(const float *src, size_t n) {
@@ -57,6 +80,21 @@ static float *down(const void *d, size_t n) {
     gpu->download(h, d, n * sizeof *h);
     return h;
 }
+// the same for compute-type tensors: n elements of act_bytes each
+static float *xdev(const float *host, size_t n) {
+    float *d = gpu->alloc(n * gpu->act_bytes);
+    gpu->upload_act(d, host, n);
+    return d;
+}
+static float *xalloc(size_t n) { return gpu->alloc(n * gpu->act_bytes); }
+static void xpoison(void *d, size_t n) { poison(d, n * gpu->act_bytes); }
+static float *xdown(const float *d, size_t n) {
+    float *h = xmalloc((n ? n : 1) * sizeof *h);
+    gpu->download_act(h, d, n);
+    return h;
+}
+// the tolerance of an op's compute-type output: `fp32` for the fp32 table, else bf16's
+static double xtol(double fp32) { return bf ? 1e-2 : fp32; }
 
 // max |got - want| <= tol * max|want| (+ a floor for all-tiny tensors); NaN fails.
 static void close_to(const char *what, const float *got, const float *want, size_t n, double tol) {
@@ -87,18 +125,19 @@ static void test_encoder(void) {
     size_t BT = (size_t)B * T;
     int32_t *inp = xmalloc(BT * 4);
     for (size_t i = 0; i < BT; i++) inp[i] = (int32_t)rng_below(&rng, V);
-    float *wte = rand_h((size_t)V * C, 1), *wpe = rand_h((size_t)T * C, 1), *out = xmalloc(BT * C * 4);
+    float *wte = rand_x((size_t)V * C, 1), *wpe = rand_x((size_t)T * C, 1), *out = xmalloc(BT * C * 4);
     cpu->encoder_forward(out, inp, wte, wpe, B, T, C);
     int32_t *d_inp = dev(inp, BT * 4);
-    float *d_wte = dev(wte, (size_t)V * C * 4), *d_wpe = dev(wpe, (size_t)T * C * 4), *d_out = gpu->alloc(BT * C * 4);
-    poison(d_out, BT * C * 4);
+    float *d_wte = xdev(wte, (size_t)V * C), *d_wpe = xdev(wpe, (size_t)T * C), *d_out = xalloc(BT * C);
+    xpoison(d_out, BT * C);
     gpu->encoder_forward(d_out, d_inp, d_wte, d_wpe, B, T, C);
-    float *g = down(d_out, BT * C);
-    same_bits("encoder_forward", g, out, BT * C);
+    float *g = xdown(d_out, BT * C);
+    if (bf) close_to("encoder_forward", g, out, BT * C, xtol(0));
+    else same_bits("encoder_forward", g, out, BT * C);
     free(g);
-    // backward: random starting gradients, accumulated into
-    float *dout = rand_h(BT * C, 1), *dwte = rand_h((size_t)V * C, 1), *dwpe = rand_h((size_t)T * C, 1);
-    float *d_dout = dev(dout, BT * C * 4), *d_dwte = dev(dwte, (size_t)V * C * 4), *d_dwpe = dev(dwpe, (size_t)T * C * 4);
+    // backward: random starting gradients (fp32 parameter gradients), accumulated into
+    float *dout = rand_x(BT * C, 1), *dwte = rand_h((size_t)V * C, 1), *dwpe = rand_h((size_t)T * C, 1);
+    float *d_dout = xdev(dout, BT * C), *d_dwte = dev(dwte, (size_t)V * C * 4), *d_dwpe = dev(dwpe, (size_t)T * C * 4);
     cpu->encoder_backward(dwte, dwpe, dout, inp, B, T, C);
     gpu->encoder_backward(d_dwte, d_dwpe, d_dout, d_inp, B, T, C);
     float *g1 = down(d_dwte, (size_t)V * C), *g2 = down(d_dwpe, (size_t)T * C);
@@ -114,24 +153,25 @@ static void test_layernorm(void) {
     GPU_OR_SKIP();
     int N = 300, C = 77;
     size_t NC = (size_t)N * C;
-    float *x = rand_h(NC, 2), *w = rand_h(C, 1), *b = rand_h(C, 1);
+    float *x = rand_h(NC, 2), *w = rand_x(C, 1), *b = rand_x(C, 1);
     for (size_t i = 0; i < NC; i++) x[i] += (float)(i % C) * 0.01f;  // nonzero row means
+    if (bf) round_bf16(x, NC);
     float *out = xmalloc(NC * 4), *mean = xmalloc(N * 4), *rstd = xmalloc(N * 4);
     cpu->layernorm_forward(out, mean, rstd, x, w, b, N, C);
-    float *d_x = dev(x, NC * 4), *d_w = dev(w, C * 4), *d_b = dev(b, C * 4);
-    float *d_out = gpu->alloc(NC * 4), *d_mean = gpu->alloc(N * 4), *d_rstd = gpu->alloc(N * 4);
-    poison(d_out, NC * 4); poison(d_mean, N * 4); poison(d_rstd, N * 4);
+    float *d_x = xdev(x, NC), *d_w = xdev(w, C), *d_b = xdev(b, C);
+    float *d_out = xalloc(NC), *d_mean = gpu->alloc(N * 4), *d_rstd = gpu->alloc(N * 4);
+    xpoison(d_out, NC); poison(d_mean, N * 4); poison(d_rstd, N * 4);
     gpu->layernorm_forward(d_out, d_mean, d_rstd, d_x, d_w, d_b, N, C);
-    float *g = down(d_out, NC), *gm = down(d_mean, N), *gr = down(d_rstd, N);
-    close_to("layernorm_forward out", g, out, NC, 1e-5);
+    float *g = xdown(d_out, NC), *gm = down(d_mean, N), *gr = down(d_rstd, N);
+    close_to("layernorm_forward out", g, out, NC, xtol(1e-5));
     close_to("layernorm_forward mean", gm, mean, N, 1e-5);
     close_to("layernorm_forward rstd", gr, rstd, N, 1e-5);
-    float *dout = rand_h(NC, 1), *dinp = rand_h(NC, 1), *dw = rand_h(C, 1), *db = rand_h(C, 1);
-    float *d_dout = dev(dout, NC * 4), *d_dinp = dev(dinp, NC * 4), *d_dw = dev(dw, C * 4), *d_db = dev(db, C * 4);
+    float *dout = rand_x(NC, 1), *dinp = rand_x(NC, 1), *dw = rand_h(C, 1), *db = rand_h(C, 1);
+    float *d_dout = xdev(dout, NC), *d_dinp = xdev(dinp, NC), *d_dw = dev(dw, C * 4), *d_db = dev(db, C * 4);
     cpu->layernorm_backward(dinp, dw, db, dout, x, w, mean, rstd, N, C);
     gpu->layernorm_backward(d_dinp, d_dw, d_db, d_dout, d_x, d_w, d_mean, d_rstd, N, C);
-    float *g1 = down(d_dinp, NC), *g2 = down(d_dw, C), *g3 = down(d_db, C);
-    close_to("layernorm_backward dinp", g1, dinp, NC, 1e-5);
+    float *g1 = xdown(d_dinp, NC), *g2 = down(d_dw, C), *g3 = down(d_db, C);
+    close_to("layernorm_backward dinp", g1, dinp, NC, xtol(1e-5));
     close_to("layernorm_backward dw", g2, dw, C, 1e-5);
     close_to("layernorm_backward db", g3, db, C, 1e-5);
     free(g); free(gm); free(gr); free(g1); free(g2); free(g3);
@@ -141,39 +181,39 @@ static void test_layernorm(void) {
 }
 
 // One matmul forward + backward in the given GEMM mode; `shift` offsets every device pointer by
-// one float (4-byte alignment only, as a layer's slice of the stacked weights can be).
+// one element (2- or 4-byte alignment only, as a layer's slice of the stacked weights can be).
 static void matmul_case(int mode, const char *mname, double tol, int N, int C, int OC, int with_bias, int shift) {
     cuda_set_matmul_mode(mode);
     size_t nx = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC;
-    float *x = rand_h(nx, 1), *w = rand_h(nw, 1), *bias = with_bias ? rand_h(OC, 1) : NULL, *out = xmalloc(no * 4);
+    float *x = rand_x(nx, 1), *w = rand_x(nw, 1), *bias = with_bias ? rand_x(OC, 1) : NULL, *out = xmalloc(no * 4);
     cpu->matmul_forward(out, x, w, bias, N, C, OC);
     size_t s = shift;
-    float *m_x = gpu->alloc((nx + 1) * 4), *m_w = gpu->alloc((nw + 1) * 4), *m_b = gpu->alloc((OC + 1) * 4);
-    float *m_o = gpu->alloc((no + 1) * 4);
-    float *d_x = m_x + s, *d_w = m_w + s, *d_b = with_bias ? m_b + s : NULL, *d_o = m_o + s;
-    gpu->upload(d_x, x, nx * 4); gpu->upload(d_w, w, nw * 4);
-    if (with_bias) gpu->upload(d_b, bias, OC * 4);
-    poison(d_o, no * 4);
+    float *m_x = xalloc(nx + 1), *m_w = xalloc(nw + 1), *m_b = xalloc(OC + 1), *m_o = xalloc(no + 1);
+    float *d_x = act_at(gpu, m_x, s), *d_w = act_at(gpu, m_w, s), *d_b = with_bias ? act_at(gpu, m_b, s) : NULL;
+    float *d_o = act_at(gpu, m_o, s);
+    gpu->upload_act(d_x, x, nx); gpu->upload_act(d_w, w, nw);
+    if (with_bias) gpu->upload_act(d_b, bias, OC);
+    xpoison(d_o, no);
     gpu->matmul_forward(d_o, d_x, d_w, d_b, N, C, OC);
     char what[160];
-    float *g = down(d_o, no);
+    float *g = xdown(d_o, no);
     snprintf(what, sizeof what, "matmul_forward %s N=%d C=%d OC=%d bias=%d shift=%d", mname, N, C, OC, with_bias, shift);
     close_to(what, g, out, no, tol);
     free(g);
     // backward, accumulating into random gradients
-    float *dout = rand_h(no, 1), *dinp = rand_h(nx, 1), *dw = rand_h(nw, 1), *dbias = rand_h(OC, 1);
-    float *m_do = gpu->alloc((no + 1) * 4), *m_di = gpu->alloc((nx + 1) * 4), *m_dw = gpu->alloc((nw + 1) * 4);
+    float *dout = rand_x(no, 1), *dinp = rand_x(nx, 1), *dw = rand_h(nw, 1), *dbias = rand_h(OC, 1);
+    float *m_do = xalloc(no + 1), *m_di = xalloc(nx + 1), *m_dw = gpu->alloc((nw + 1) * 4);
     float *m_db = gpu->alloc((OC + 1) * 4);
-    float *d_do = m_do + s, *d_di = m_di + s, *d_dw = m_dw + s, *d_db = m_db + s;
-    gpu->upload(d_do, dout, no * 4); gpu->upload(d_di, dinp, nx * 4);
+    float *d_do = act_at(gpu, m_do, s), *d_di = act_at(gpu, m_di, s), *d_dw = m_dw + s, *d_db = m_db + s;
+    gpu->upload_act(d_do, dout, no); gpu->upload_act(d_di, dinp, nx);
     gpu->upload(d_dw, dw, nw * 4); gpu->upload(d_db, dbias, OC * 4);
     cpu->matmul_backward(dinp, dw, with_bias ? dbias : NULL, dout, x, w, N, C, OC);
     gpu->matmul_backward(d_di, d_dw, with_bias ? d_db : NULL, d_do, d_x, d_w, N, C, OC);
-    float *g1 = down(d_di, nx), *g2 = down(d_dw, nw), *g3 = down(d_db, OC);
+    float *g1 = xdown(d_di, nx), *g2 = down(d_dw, nw), *g3 = down(d_db, OC);
     snprintf(what, sizeof what, "matmul_backward dinp %s N=%d C=%d OC=%d shift=%d", mname, N, C, OC, shift);
     close_to(what, g1, dinp, nx, tol);
     snprintf(what, sizeof what, "matmul_backward dweight %s N=%d C=%d OC=%d shift=%d", mname, N, C, OC, shift);
-    close_to(what, g2, dw, nw, tol);
+    close_to(what, g2, dw, nw, bf ? 1e-5 : tol);  // bf16 operands are exact in fp32 products: only the order differs
     snprintf(what, sizeof what, "matmul_backward dbias %s N=%d OC=%d (bias=%d)", mname, N, OC, with_bias);
     close_to(what, g3, dbias, OC, 1e-5);  // fp32 column sums whatever the GEMM mode (untouched without bias)
     free(g1); free(g2); free(g3);
@@ -185,35 +225,41 @@ static void matmul_case(int mode, const char *mname, double tol, int N, int C, i
 
 static void test_matmul(void) {
     GPU_OR_SKIP();
+    // the fp32 table in its three GEMM modes; the bf16 table's GEMMs are bf16 whatever the mode
     static const struct { int mode; const char *name; double tol; } modes[] = {
-        {CUDA_MATMUL_FP32, "fp32", 1e-5}, {CUDA_MATMUL_TF32, "tf32", 5e-3}, {CUDA_MATMUL_BF16, "bf16", 3e-2}};
-    for (int m = 0; m < 3; m++) {
-        matmul_case(modes[m].mode, modes[m].name, modes[m].tol, 67, 48, 80, 1, 0);
-        matmul_case(modes[m].mode, modes[m].name, modes[m].tol, 64, 64, 320, 0, 0);  // the tied classifier: no bias
-        matmul_case(modes[m].mode, modes[m].name, modes[m].tol, 37, 33, 19, 1, 1);   // odd sizes, 4-byte aligned
-        matmul_case(modes[m].mode, modes[m].name, modes[m].tol, 512, 256, 768, 1, 0);
+        {CUDA_MATMUL_FP32, "fp32", 1e-5}, {CUDA_MATMUL_TF32, "tf32", 5e-3}, {CUDA_MATMUL_BF16, "bf16", 3e-2}},
+        bf16_table = {CUDA_MATMUL_TF32, "bf16 table", 1e-2};
+    for (int m = 0; m < (bf ? 1 : 3); m++) {
+        int mode = bf ? bf16_table.mode : modes[m].mode;
+        const char *name = bf ? bf16_table.name : modes[m].name;
+        double tol = bf ? bf16_table.tol : modes[m].tol;
+        matmul_case(mode, name, tol, 67, 48, 80, 1, 0);
+        matmul_case(mode, name, tol, 64, 64, 320, 0, 0);  // the tied classifier: no bias
+        matmul_case(mode, name, tol, 37, 33, 19, 1, 1);   // odd sizes, element-aligned only
+        matmul_case(mode, name, tol, 512, 256, 768, 1, 0);
     }
 }
 
 static void attention_case(const char *mode, double tol, int B, int T, int C, int NH) {
     size_t nqkv = (size_t)B * T * 3 * C, no = (size_t)B * T * C;
-    float *qkv = rand_h(nqkv, 2), *out = xmalloc(no * 4);
+    float *qkv = rand_x(nqkv, 2), *out = xmalloc(no * 4);
     float *att = xmalloc(cpu->attention_state_size(B, T, NH) * 4);
     cpu->attention_forward(out, att, qkv, B, T, C, NH);
-    float *d_qkv = dev(qkv, nqkv * 4), *d_out = gpu->alloc(no * 4);
+    float *d_qkv = xdev(qkv, nqkv), *d_out = xalloc(no);
     float *d_state = gpu->alloc(gpu->attention_state_size(B, T, NH) * 4);
-    poison(d_out, no * 4);
+    xpoison(d_out, no);
     poison(d_state, gpu->attention_state_size(B, T, NH) * 4);
     gpu->attention_forward(d_out, d_state, d_qkv, B, T, C, NH);
     char what[128];
-    float *g = down(d_out, no);
+    float *g = xdown(d_out, no);
     snprintf(what, sizeof what, "attention_forward %s B=%d T=%d C=%d NH=%d", mode, B, T, C, NH);
     close_to(what, g, out, no, tol);
-    float *dout = rand_h(no, 1), *dqkv = rand_h(nqkv, 1);
-    float *d_dout = dev(dout, no * 4), *d_dqkv = dev(dqkv, nqkv * 4);
+    // the backward takes the GPU's own (rounded) output, as in training; the CPU its exact one
+    float *dout = rand_x(no, 1), *dqkv = rand_x(nqkv, 1);
+    float *d_dout = xdev(dout, no), *d_dqkv = xdev(dqkv, nqkv);
     cpu->attention_backward(dqkv, dout, qkv, out, att, B, T, C, NH);
     gpu->attention_backward(d_dqkv, d_dout, d_qkv, d_out, d_state, B, T, C, NH);
-    float *g1 = down(d_dqkv, nqkv);
+    float *g1 = xdown(d_dqkv, nqkv);
     snprintf(what, sizeof what, "attention_backward dqkv %s B=%d T=%d C=%d NH=%d", mode, B, T, C, NH);
     close_to(what, g1, dqkv, nqkv, tol);
     free(g); free(g1);
@@ -224,51 +270,68 @@ static void attention_case(const char *mode, double tol, int B, int T, int C, in
 static void test_attention(void) {
     GPU_OR_SKIP();
     // strict fp32: the CUDA-core kernels; tf32 (the default): the tensor-core kernels, except hs 8
+    // (in the bf16 table both, with bf16 inputs and outputs)
     static const struct { int mode; const char *name; double tol; } modes[] = {
         {CUDA_MATMUL_FP32, "fp32", 1e-5}, {CUDA_MATMUL_TF32, "tf32", 5e-3}};
-    for (int m = 0; m < 2; m++) {
-        cuda_set_matmul_mode(modes[m].mode);
-        attention_case(modes[m].name, modes[m].tol, 2, 70, 48, 3);    // hs 16, T crosses the 32- and 64-row tiles
-        attention_case(modes[m].name, modes[m].tol, 1, 130, 128, 2);  // hs 64 (GPT-2's)
-        attention_case(modes[m].name, modes[m].tol, 3, 5, 32, 4);     // hs 8, shorter than a tile
-        attention_case(modes[m].name, modes[m].tol, 1, 67, 256, 2);   // hs 128
-        attention_case(modes[m].name, modes[m].tol, 1, 40, 64, 2);    // hs 32
+    // the bf16 table's tensor-core attention: the mma.sync kernels (default), then the WMMA ones
+    static const struct { int kernel; const char *name; } kernels[] = {{CUDA_ATTENTION_MMA, "mma"}, {CUDA_ATTENTION_WMMA, "wmma"}};
+    for (int k = 0; k < (bf ? 2 : 1); k++) {
+        cuda_set_attention_kernel(kernels[k].kernel);
+        for (int m = 0; m < 2; m++) {
+            cuda_set_matmul_mode(modes[m].mode);
+            double tol = xtol(modes[m].tol);
+            char name[32];
+            snprintf(name, sizeof name, "%s%s%s", modes[m].name, bf ? " " : "", bf ? kernels[k].name : "");
+            attention_case(name, tol, 2, 70, 48, 3);    // hs 16, T crosses the 32- and 64-row tiles
+            attention_case(name, tol, 1, 130, 128, 2);  // hs 64 (GPT-2's)
+            attention_case(name, tol, 3, 5, 32, 4);     // hs 8, shorter than a tile
+            attention_case(name, tol, 1, 67, 256, 2);   // hs 128
+            attention_case(name, tol, 1, 40, 64, 2);    // hs 32
+            attention_case(name, tol, 2, 200, 128, 2);  // hs 64, several key tiles before the diagonal
+        }
     }
+    cuda_set_attention_kernel(CUDA_ATTENTION_MMA);
     cuda_set_matmul_mode(CUDA_MATMUL_TF32);
 }
 
 static void test_gelu_residual(void) {
     GPU_OR_SKIP();
-    size_t sizes[] = {1003, 4096};  // scalar tail path and the float4 path
+    size_t sizes[] = {1003, 4096};  // scalar tail path and the 16-byte path
     for (int k = 0; k < 2; k++) {
         size_t n = sizes[k];
-        float *x = rand_h(n, 4), *y = rand_h(n, 1), *out = xmalloc(n * 4);
-        float *d_x = dev(x, n * 4), *d_y = dev(y, n * 4), *d_out = gpu->alloc(n * 4);
+        float *x = rand_x(n, 4), *y = rand_x(n, 1), *out = xmalloc(n * 4);
+        float *d_x = xdev(x, n), *d_y = xdev(y, n), *d_out = xalloc(n);
         cpu->gelu_forward(out, x, n);
-        poison(d_out, n * 4);
+        xpoison(d_out, n);
         gpu->gelu_forward(d_out, d_x, n);
-        float *g = down(d_out, n);
-        close_to("gelu_forward", g, out, n, 1e-5);
+        float *g = xdown(d_out, n);
+        close_to("gelu_forward", g, out, n, xtol(1e-5));
         free(g);
-        float *dout = rand_h(n, 1), *dinp = rand_h(n, 1);
-        float *d_dout = dev(dout, n * 4), *d_dinp = dev(dinp, n * 4);
+        float *dout = rand_x(n, 1), *dinp = rand_x(n, 1);
+        float *d_dout = xdev(dout, n), *d_dinp = xdev(dinp, n);
         cpu->gelu_backward(dinp, x, dout, n);
         gpu->gelu_backward(d_dinp, d_x, d_dout, n);
-        g = down(d_dinp, n);
-        close_to("gelu_backward", g, dinp, n, 1e-5);
+        g = xdown(d_dinp, n);
+        close_to("gelu_backward", g, dinp, n, xtol(1e-5));
         free(g);
         cpu->residual_forward(out, x, y, n);
-        poison(d_out, n * 4);
+        xpoison(d_out, n);
         gpu->residual_forward(d_out, d_x, d_y, n);
-        g = down(d_out, n);
-        same_bits("residual_forward", g, out, n);
+        g = xdown(d_out, n);
+        if (bf) close_to("residual_forward", g, out, n, xtol(0));
+        else same_bits("residual_forward", g, out, n);
         free(g);
         // residual_backward accumulates into both: da = x, db = y start random
         cpu->residual_backward(x, y, dout, n);
         gpu->residual_backward(d_x, d_y, d_dout, n);
-        float *ga = down(d_x, n), *gb = down(d_y, n);
-        same_bits("residual_backward da", ga, x, n);
-        same_bits("residual_backward db", gb, y, n);
+        float *ga = xdown(d_x, n), *gb = xdown(d_y, n);
+        if (bf) {
+            close_to("residual_backward da", ga, x, n, xtol(0));
+            close_to("residual_backward db", gb, y, n, xtol(0));
+        } else {
+            same_bits("residual_backward da", ga, x, n);
+            same_bits("residual_backward db", gb, y, n);
+        }
         free(ga); free(gb);
         gpu->free(d_x); gpu->free(d_y); gpu->free(d_out); gpu->free(d_dout); gpu->free(d_dinp);
         free(x); free(y); free(out); free(dout); free(dinp);
@@ -279,7 +342,7 @@ static void test_classifier(void) {
     GPU_OR_SKIP();
     int N = 53, V = 300, Vp = 320;
     size_t nl = (size_t)N * Vp;
-    float *logits = rand_h(nl, 5), *weight = xmalloc(N * 4);
+    float *logits = rand_x(nl, 5), *weight = xmalloc(N * 4);
     int32_t *tg = xmalloc(N * 4);
     for (int i = 0; i < N; i++) { tg[i] = (int32_t)rng_below(&rng, V); weight[i] = rng_uniform(&rng) < 0.3 ? 0.0f : 1.0f; }
     int32_t *d_tg = dev(tg, N * 4);
@@ -288,16 +351,16 @@ static void test_classifier(void) {
         for (int grad = 0; grad < 2; grad++) {
             float dscale = grad ? 1.0f / 37 : 0.0f;
             float *l = copy_h(logits, nl), *losses = xmalloc(N * 4);
-            float *d_l = dev(logits, nl * 4);
+            float *d_l = xdev(logits, nl);
             poison(d_losses, N * 4);
             cpu->classifier(l, losses, tg, masked ? weight : NULL, dscale, N, V, Vp);
             gpu->classifier(d_l, d_losses, d_tg, masked ? d_w : NULL, dscale, N, V, Vp);
-            float *gl = down(d_l, nl), *gloss = down(d_losses, N);
+            float *gl = xdown(d_l, nl), *gloss = down(d_losses, N);
             char what[96];
             snprintf(what, sizeof what, "classifier losses (mask=%d, grad=%d)", masked, grad);
             close_to(what, gloss, losses, N, 1e-5);
             snprintf(what, sizeof what, "classifier dlogits (mask=%d)", masked);
-            if (grad) close_to(what, gl, l, nl, 1e-5);
+            if (grad) close_to(what, gl, l, nl, xtol(1e-5));
             else same_bits("classifier without gradient leaves the logits untouched", gl, logits, nl);
             if (masked)
                 for (int i = 0; i < N; i++)
@@ -337,19 +400,19 @@ static void test_attention_decode(void) {
     GPU_OR_SKIP();
     int S = 3, maxT = 40, C = 48, NH = 3, N = 6;
     size_t ncache = (size_t)S * maxT * C;
-    float *kc = rand_h(ncache, 1), *vc = rand_h(ncache, 1), *qkv = rand_h((size_t)N * 3 * C, 2);
+    float *kc = rand_x(ncache, 1), *vc = rand_x(ncache, 1), *qkv = rand_x((size_t)N * 3 * C, 2);
     // rows: a decode step, a prefix reader, two rows of one sequence (chunked prefill), the last position
     int32_t slot[6] = {0, 1, 2, 2, 1, 0}, pos[6] = {7, 12, 3, 4, 39, 20}, pslot[6] = {0, 2, 2, 2, 0, 0};
     int32_t plen[6] = {0, 3, 0, 0, 10, 5};
     float *out = xmalloc((size_t)N * C * 4);
-    float *d_kc = dev(kc, ncache * 4), *d_vc = dev(vc, ncache * 4), *d_qkv = dev(qkv, (size_t)N * 3 * C * 4);
-    float *d_out = gpu->alloc((size_t)N * C * 4);
+    float *d_kc = xdev(kc, ncache), *d_vc = xdev(vc, ncache), *d_qkv = xdev(qkv, (size_t)N * 3 * C);
+    float *d_out = xalloc((size_t)N * C);
     int32_t *d_slot = dev(slot, 24), *d_pos = dev(pos, 24), *d_pslot = dev(pslot, 24), *d_plen = dev(plen, 24);
-    poison(d_out, (size_t)N * C * 4);
+    xpoison(d_out, (size_t)N * C);
     cpu->attention_decode(out, kc, vc, qkv, slot, pos, pslot, plen, N, C, NH, maxT);
     gpu->attention_decode(d_out, d_kc, d_vc, d_qkv, d_slot, d_pos, d_pslot, d_plen, N, C, NH, maxT);
-    float *g = down(d_out, (size_t)N * C), *gk = down(d_kc, ncache), *gv = down(d_vc, ncache);
-    close_to("attention_decode out", g, out, (size_t)N * C, 1e-5);
+    float *g = xdown(d_out, (size_t)N * C), *gk = xdown(d_kc, ncache), *gv = xdown(d_vc, ncache);
+    close_to("attention_decode out", g, out, (size_t)N * C, xtol(1e-5));
     same_bits("attention_decode k cache", gk, kc, ncache);
     same_bits("attention_decode v cache", gv, vc, ncache);
     free(g); free(gk); free(gv);
@@ -358,21 +421,67 @@ static void test_attention_decode(void) {
     free(kc); free(vc); free(qkv); free(out);
 }
 
+// round_params (the compute copy of the master weights): fp32 copies; bf16 rounds stochastically
+// to one of the two neighbours, deterministically, and without bias on average.
+static void test_round_params(void) {
+    GPU_OR_SKIP();
+    size_t n = 100003;
+    float *p = rand_h(n, 3);
+    float *d_p = dev(p, n * 4), *d_x = xalloc(n), *d_y = xalloc(n);
+    gpu->round_params(d_x, d_p, n);
+    gpu->round_params(d_y, d_p, n);
+    float *x = xdown(d_x, n), *y = xdown(d_y, n);
+    same_bits("round_params twice from the same master", y, x, n);
+    if (!bf) same_bits("round_params (fp32: a copy)", x, p, n);
+    else {
+        size_t bad = 0, up = 0;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t u;
+            memcpy(&u, &p[i], 4);
+            uint32_t lo = u & 0xffff0000u, hi = lo + 0x10000u, got;
+            memcpy(&got, &x[i], 4);
+            if (got != lo && got != hi) bad++;
+            up += got == hi && lo != u;
+        }
+        CHECKF(bad == 0, "round_params: %zu of %zu values are neither bf16 neighbour of their fp32 value", bad, n);
+        CHECKF(up > n / 4 && up < 3 * n / 4, "round_params: %zu of %zu values rounded away from zero (stochastic: ~half)", up, n);
+        // unbiased: n copies of one value between two bf16 neighbours average to it
+        float v = 1.0f + 0.3f / 128, *same = xmalloc(n * 4);  // 30% of the way from 1 to 1 + 2^-7
+        for (size_t i = 0; i < n; i++) same[i] = v;
+        gpu->upload(d_p, same, n * 4);
+        gpu->round_params(d_x, d_p, n);
+        float *r = xdown(d_x, n);
+        double mean = 0;
+        for (size_t i = 0; i < n; i++) mean += r[i];
+        mean /= n;
+        CHECKF(fabs(mean - v) < 0.02 / 128, "round_params: mean of %zu roundings of %.9g is %.9g (biased)", n, v, mean);
+        free(same); free(r);
+    }
+    free(p); free(x); free(y);
+    gpu->free(d_p); gpu->free(d_x); gpu->free(d_y);
+}
+
 int main(void) {
-    gpu = backend_get("cuda");
-    if (!gpu) { printf("FAIL cuda backend not registered: backend_get(\"cuda\") is NULL in a CUDA build\n"); return 1; }
     have_gpu = cuda_device_check(why, sizeof why);
     const char *s = getenv("TRACELLM_TEST_SEED");
     uint64_t seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL) * 1000003u ^ (uint64_t)getpid();
     printf("    seed %llu (TRACELLM_TEST_SEED=%llu replays it)\n", (unsigned long long)seed, (unsigned long long)seed);
     rng_seed(&rng, seed);
-    RUN(test_encoder);
-    RUN(test_layernorm);
-    RUN(test_matmul);
-    RUN(test_attention);
-    RUN(test_gelu_residual);
-    RUN(test_classifier);
-    RUN(test_optimizer);
-    RUN(test_attention_decode);
+    static const char *const tables[] = {"cuda-fp32", "cuda"};
+    for (int t = 0; t < 2; t++) {
+        gpu = backend_get(tables[t]);
+        if (!gpu) { printf("FAIL backend_get(\"%s\") is NULL in a CUDA build\n", tables[t]); return 1; }
+        bf = gpu->act_bytes == 2;
+        printf("    table %s (compute type %s)\n", gpu->name, bf ? "bf16" : "fp32");
+        RUN(test_encoder);
+        RUN(test_layernorm);
+        RUN(test_matmul);
+        RUN(test_attention);
+        RUN(test_gelu_residual);
+        RUN(test_classifier);
+        RUN(test_optimizer);
+        RUN(test_attention_decode);
+        RUN(test_round_params);
+    }
     TEST_END();
 }

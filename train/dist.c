@@ -229,6 +229,7 @@ void dist_broadcast_params(Dist *d, GPT *m) {
     d->t->broadcast(d->t, h, m->n_params * sizeof(float));
     dist_watch_end();
     host_done(m, m->params, h, 0, m->n_params);
+    gpt_params_changed(m);
 }
 
 // ---- the overlapped reduction: buckets started during the backward pass ----
@@ -392,6 +393,7 @@ void dist_update(Dist *d, GPT *m, float lr, float beta1, float beta2, float eps,
         dist_watch_begin("NCCL all-gather of the parameters");
         nccl_all_gather(nc, m->params, d->count, d->off, d->world);
         dist_watch_end();
+        gpt_params_changed(m);  // every rank rounds the same master: the same compute copy
         return;
     }
 #endif
@@ -400,6 +402,7 @@ void dist_update(Dist *d, GPT *m, float lr, float beta1, float beta2, float eps,
     d->t->all_gather(d->t, p, d->count, d->off);
     dist_watch_end();
     host_done(m, m->params, p, 0, m->n_params);
+    gpt_params_changed(m);
 }
 
 // ---- ZeRO-1 checkpoints ----

@@ -303,7 +303,7 @@ static int sft_score_main(int argc, char **argv) {
         {"--json", OPT_STR, &json, "FILE", "also write the score as JSON", false},
         {"--answers", OPT_STR, &answers, "FILE", "write every generated answer with its verdict (JSONL)", false},
         {"--threads", OPT_INT, &threads, "N", "CPU threads (0 = all)", false},
-        {"--device", OPT_STR, &device, "NAME", "backend: cpu (cuda when built with nvcc)", false},
+        {"--device", OPT_STR, &device, "NAME", "backend: cpu; with nvcc also cuda (bf16 mixed precision) and cuda-fp32", false},
     };
     args_parse(argc, argv, "tracellm sft score --model RUN --graphs val.jsonl --tokenizer tok.bin [-n 200]",
                "Instruction following of a model (train/sft_score.h): one layer per held-out graph, its full instruction\n"

@@ -145,7 +145,7 @@ int cmd_train(int argc, char **argv) {
         {"--stop-after", OPT_INT, &o.stop_after, "K", "end this invocation after K steps with a checkpoint", false},
         {"--seed", OPT_I64, &o.seed, "S", "initialisation seed", false},
         {"--threads", OPT_INT, &o.threads, "N", "CPU threads (0 = all)", false},
-        {"--device", OPT_STR, &o.device, "NAME", "backend: cpu (cuda when built with nvcc)", false},
+        {"--device", OPT_STR, &o.device, "NAME", "backend: cpu; with nvcc also cuda (bf16 mixed precision) and cuda-fp32", false},
         {"--print-every", OPT_INT, &o.print_every, "N", "progress line every N steps", false},
         DIST_OPTIONS(dopt),
         {"--sft", OPT_FLAG, &o.sft, NULL, "instruction tuning: start from --init, train on the loss mask, SFT defaults "
@@ -198,7 +198,7 @@ int cmd_train(int argc, char **argv) {
     const Backend *be = backend_get(o.device);
     if (!be) fatal("--device %s: not built into this binary (available: cpu%s)", o.device,
 #ifdef TRACELLM_CUDA
-                   ", cuda"
+                   ", cuda, cuda-fp32"
 #else
                    ""
 #endif
@@ -331,7 +331,9 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "train: %d layers, %d heads, %d channels, vocab %d (padded %d), %.2fM parameters, %.0f MB of "
                     "activations and gradients; %" PRIu64 " tokens in %d shards, %" PRIu64 " batches of %dx%d per epoch; %" PRId64 " steps\n",
             m.cfg.n_layer, m.cfg.n_head, m.cfg.n_embd, m.cfg.vocab_size, m.cfg.padded_vocab_size, m.n_params / 1e6,
-            (2.0 * m.n_acts + 4.0 * m.n_params) * sizeof(float) / 1e6, train.usable_tokens, train.n_shards,
+            // activations and their gradients; fp32 master, gradients and moments; the compute copy
+            (2.0 * m.act_mem_bytes + m.n_params * (16.0 + (m.params_x != m.params ? be->act_bytes : 0))) / 1e6,
+            train.usable_tokens, train.n_shards,
             train.windows_per_epoch, o.batch * dist->world, o.seq_len, o.steps);  // dist: global batches
 
     // ---- the loop ----

@@ -51,6 +51,12 @@ static void cpu_zero(void *p, size_t bytes) {
     OMP(parallel for schedule(static))
     for (size_t i = 0; i < n; i++) memset((char *)p + i * chunk, 0, i == n - 1 ? bytes - i * chunk : chunk);
 }
+// fp32 is the compute type here: the act copies are plain copies and the parameter copy is the
+// master itself.
+static void cpu_copy_act(float *dst, const float *src, size_t n) { cpu_copy(dst, src, n * sizeof(float)); }
+static void cpu_round_params(float *dst, const float *src, size_t n) {
+    if (dst != src) cpu_copy(dst, src, n * sizeof(float));
+}
 static void cpu_set_threads(int n) {
 #ifdef _OPENMP
     if (n > 0) omp_set_num_threads(n);
@@ -65,6 +71,10 @@ const Backend backend_cpu = {
     .download = cpu_copy,
     .zero = cpu_zero,
     .set_threads = cpu_set_threads,
+    .act_bytes = sizeof(float),
+    .upload_act = cpu_copy_act,
+    .download_act = cpu_copy_act,
+    .round_params = cpu_round_params,
     .encoder_forward = cpu_encoder_forward,
     .encoder_backward = cpu_encoder_backward,
     .layernorm_forward = cpu_layernorm_forward,
@@ -85,13 +95,14 @@ const Backend backend_cpu = {
 };
 
 #ifdef TRACELLM_CUDA
-extern const Backend backend_cuda;
+extern const Backend backend_cuda, backend_cuda_fp32;
 #endif
 
 const Backend *backend_get(const char *name) {
     if (!strcmp(name, "cpu")) return &backend_cpu;
 #ifdef TRACELLM_CUDA
     if (!strcmp(name, "cuda")) return &backend_cuda;
+    if (!strcmp(name, "cuda-fp32")) return &backend_cuda_fp32;
 #endif
     return NULL;
 }

@@ -13,9 +13,9 @@
 // the tile's columns (or half of the head's channels for O). Every reduction has a fixed order and
 // every thread writes only its own rows, so results are deterministic without atomics.
 //
-// Why TF32 and not bf16: the activations are fp32 in memory (docs/GPU_NOTES.md), so TF32 needs no
-// conversion pass, and its 10-bit mantissa keeps attention within the tolerance the TF32 GEMMs
-// already have. Why WMMA and not wgmma: one code path for sm_80 and sm_90; the tensor cores were
+// Why TF32 and not bf16 fragments: the tiles are widened to fp32 in shared memory whatever the
+// compute type X of q, k, v, dO (fp32 or bf16: bf16 values are exact in TF32), which keeps one
+// kernel for both tables, and P and dS, made in fp32 here, lose less in TF32 than in bf16. Why WMMA and not wgmma: one code path for sm_80 and sm_90; the tensor cores were
 // not the bottleneck at 70x above the floor (docs/GPU_NOTES.md has the per-op table).
 //
 // qkv (B,T,3C): position (b,t) holds q | k | v, head h at offset h*hs in each; out, dout (B,T,C).
@@ -85,23 +85,31 @@ __device__ __forceinline__ void mma_acc(FragC (&acc)[HS / 16], const float *P, i
     }
 }
 
-// rows [r0, r0 + n) of one head's HS channels of a row-major tensor (row stride `stride` floats)
-// into shared memory with row stride ld; rows past T are zeros. Threads `tid` of `nthreads`.
-// VEC: 16-byte loads (every row start 16-byte aligned, which the launch checks); else 4-byte.
-// A template parameter, not a flag: both paths in one kernel cost ~80 registers per thread.
-template <int HS, bool VEC>
-__device__ __forceinline__ void load_rows(float *dst, int ld, const float *src, size_t stride, int r0, int n, int T,
+// rows [r0, r0 + n) of one head's HS channels of a row-major tensor of X (row stride `stride`
+// elements) into fp32 shared memory with row stride ld; rows past T are zeros. Threads `tid` of
+// `nthreads`. VEC: 16-byte loads (every row start 16-byte aligned, which the launch checks); else
+// one element at a time. A template parameter, not a flag: both paths in one kernel cost ~80
+// registers per thread.
+template <int HS, bool VEC, class X>
+__device__ __forceinline__ void load_rows(float *dst, int ld, const X *src, size_t stride, int r0, int n, int T,
                                           int tid, int nthreads) {
     if (VEC) {
-        for (int e = tid; e < n * (HS / 4); e += nthreads) {
-            int r = e / (HS / 4), d = 4 * (e % (HS / 4));
-            float4 v = r0 + r < T ? *(const float4 *)(src + (size_t)(r0 + r) * stride + d) : make_float4(0, 0, 0, 0);
-            *(float4 *)(dst + r * ld + d) = v;
+        constexpr int V = Vec<X>::N;
+        for (int e = tid; e < n * (HS / V); e += nthreads) {
+            int r = e / (HS / V), d = V * (e % (HS / V));
+            float f[V];
+            if (r0 + r < T) load_vec<X>(f, src + (size_t)(r0 + r) * stride + d);
+            else {
+#pragma unroll
+                for (int k = 0; k < V; k++) f[k] = 0.0f;
+            }
+#pragma unroll
+            for (int k = 0; k < V; k += 4) *(float4 *)(dst + r * ld + d + k) = make_float4(f[k], f[k + 1], f[k + 2], f[k + 3]);
         }
     } else {
         for (int e = tid; e < n * HS; e += nthreads) {
             int r = e / HS, d = e % HS;
-            dst[r * ld + d] = r0 + r < T ? src[(size_t)(r0 + r) * stride + d] : 0.0f;
+            dst[r * ld + d] = r0 + r < T ? ldx(src[(size_t)(r0 + r) * stride + d]) : 0.0f;
         }
     }
 }
@@ -111,9 +119,9 @@ __device__ __forceinline__ void load_rows(float *dst, int ld, const float *src, 
 // (16 x TC_LDS) and a P.V tile (16 x LD), the latter also stages the warp's Q rows.
 template <int HS> constexpr size_t fwd_smem() { return sizeof(float) * (2 * TC_TILE * (HS + 4) + 4 * 16 * (TC_LDS + HS + 4)); }
 
-template <int HS, bool VEC>
-__global__ void __launch_bounds__(TC_THREADS) attention_forward_tc_kernel(float *out, float *lse, const float *qkv,
-                                                                          int T, int C, int NH, float scale) {
+template <int HS, bool VEC, class X>
+__global__ void __launch_bounds__(TC_THREADS) attention_forward_tc_kernel(X *out, float *lse, const X *qkv, int T, int C,
+                                                                          int NH, float scale) {
     extern __shared__ __align__(128) float smem[];
     constexpr int LD = HS + 4;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, r = lane >> 1, half = lane & 1;
@@ -121,7 +129,7 @@ __global__ void __launch_bounds__(TC_THREADS) attention_forward_tc_kernel(float 
     float *Ss = Vs + TC_TILE * LD + warp * 16 * (TC_LDS + LD), *Os = Ss + 16 * TC_LDS;
     int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * TC_ROWS, wq0 = q0 + 16 * warp, i = wq0 + r;
     size_t C3 = 3 * (size_t)C;
-    const float *base = qkv + (size_t)b * T * C3 + h * HS;
+    const X *base = qkv + (size_t)b * T * C3 + h * HS;
 
     load_rows<HS, VEC>(Os, LD, base, C3, wq0, 16, T, lane, 32);
     __syncwarp();
@@ -175,9 +183,9 @@ __global__ void __launch_bounds__(TC_THREADS) attention_forward_tc_kernel(float 
     }
     if (i >= T) return;
     float inv = 1.0f / l;
-    float *y = out + ((size_t)b * T + i) * C + h * HS + (HS / 2) * half;
+    X *y = out + ((size_t)b * T + i) * C + h * HS + (HS / 2) * half;
 #pragma unroll
-    for (int d = 0; d < HS / 2; d++) y[d] = o[d] * inv;
+    for (int d = 0; d < HS / 2; d++) y[d] = stx<X>(o[d] * inv);
     if (half == 0) lse[((size_t)b * NH + h) * T + i] = m + logf(l);
 }
 
@@ -188,9 +196,9 @@ __global__ void __launch_bounds__(TC_THREADS) attention_forward_tc_kernel(float 
 // dO, then dQ on the way out).
 template <int HS> constexpr size_t dq_smem() { return sizeof(float) * (2 * TC_TILE * (HS + 4) + 4 * 16 * (2 * TC_LDS + HS + 4)); }
 
-template <int HS, bool VEC>
-__global__ void __launch_bounds__(TC_THREADS) attention_backward_dq_tc_kernel(float *dqkv, float *Dsum, const float *dout,
-                                                                              const float *qkv, const float *out,
+template <int HS, bool VEC, class X>
+__global__ void __launch_bounds__(TC_THREADS) attention_backward_dq_tc_kernel(X *dqkv, float *Dsum, const X *dout,
+                                                                              const X *qkv, const X *out,
                                                                               const float *lse, int T, int C, int NH,
                                                                               float scale) {
     extern __shared__ __align__(128) float smem[];
@@ -200,7 +208,7 @@ __global__ void __launch_bounds__(TC_THREADS) attention_backward_dq_tc_kernel(fl
     float *Ss = Vs + TC_TILE * LD + warp * 16 * (2 * TC_LDS + LD), *Ps = Ss + 16 * TC_LDS, *Xs = Ps + 16 * TC_LDS;
     int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * TC_ROWS, wq0 = q0 + 16 * warp, i = wq0 + r;
     size_t C3 = 3 * (size_t)C;
-    const float *base = qkv + (size_t)b * T * C3 + h * HS, *gbase = dout + (size_t)b * T * C + h * HS;
+    const X *base = qkv + (size_t)b * T * C3 + h * HS, *gbase = dout + (size_t)b * T * C + h * HS;
 
     FragA qf[HS / 8], gf[HS / 8];
     load_rows<HS, VEC>(Xs, LD, base, C3, wq0, 16, T, lane, 32);
@@ -213,9 +221,9 @@ __global__ void __launch_bounds__(TC_THREADS) attention_backward_dq_tc_kernel(fl
     float li = 0.0f, D = 0.0f;
     if (i < T) {
         li = lse[((size_t)b * NH + h) * T + i];
-        const float *o = out + ((size_t)b * T + i) * C + h * HS + (HS / 2) * half;
+        const X *o = out + ((size_t)b * T + i) * C + h * HS + (HS / 2) * half;
 #pragma unroll
-        for (int d = 0; d < HS / 2; d++) D += Xs[r * LD + (HS / 2) * half + d] * o[d];
+        for (int d = 0; d < HS / 2; d++) D += Xs[r * LD + (HS / 2) * half + d] * ldx(o[d]);
     }
     D += __shfl_xor_sync(0xffffffffu, D, 1);
 
@@ -246,9 +254,9 @@ __global__ void __launch_bounds__(TC_THREADS) attention_backward_dq_tc_kernel(fl
     __syncwarp();
     if (i >= T) return;
     if (half == 0) Dsum[((size_t)b * NH + h) * T + i] = D;
-    float *dq = dqkv + ((size_t)b * T + i) * C3 + h * HS + (HS / 2) * half;
+    X *dq = dqkv + ((size_t)b * T + i) * C3 + h * HS + (HS / 2) * half;
 #pragma unroll
-    for (int d = 0; d < HS / 2; d++) dq[d] += Xs[r * LD + (HS / 2) * half + d];
+    for (int d = 0; d < HS / 2; d++) dq[d] = stx<X>(ldx(dq[d]) + Xs[r * LD + (HS / 2) * half + d]);
 }
 
 // ---- backward: dk and dv ----
@@ -258,11 +266,10 @@ __global__ void __launch_bounds__(TC_THREADS) attention_backward_dq_tc_kernel(fl
 template <int HS> __host__ __device__ constexpr int dkdv_warp_floats() { return 2 * 16 * TC_LDS > 16 * (HS + 4) ? 2 * 16 * TC_LDS : 16 * (HS + 4); }
 template <int HS> constexpr size_t dkdv_smem() { return sizeof(float) * (2 * TC_TILE * (HS + 4) + 2 * TC_TILE + 4 * dkdv_warp_floats<HS>()); }
 
-template <int HS, bool VEC>
-__global__ void __launch_bounds__(TC_THREADS) attention_backward_dkdv_tc_kernel(float *dqkv, const float *Dsum,
-                                                                                const float *dout, const float *qkv,
-                                                                                const float *lse, int T, int C, int NH,
-                                                                                float scale) {
+template <int HS, bool VEC, class X>
+__global__ void __launch_bounds__(TC_THREADS) attention_backward_dkdv_tc_kernel(X *dqkv, const float *Dsum, const X *dout,
+                                                                                const X *qkv, const float *lse, int T,
+                                                                                int C, int NH, float scale) {
     extern __shared__ __align__(128) float smem[];
     constexpr int LD = HS + 4;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, r = lane >> 1, half = lane & 1;
@@ -270,7 +277,7 @@ __global__ void __launch_bounds__(TC_THREADS) attention_backward_dkdv_tc_kernel(
     float *Ws = Dl + TC_TILE + warp * dkdv_warp_floats<HS>(), *Pt = Ws, *St = Ws + 16 * TC_LDS;
     int b = blockIdx.z, h = blockIdx.y, k0b = blockIdx.x * TC_ROWS, wk0 = k0b + 16 * warp, j = wk0 + r;
     size_t C3 = 3 * (size_t)C;
-    const float *base = qkv + (size_t)b * T * C3 + h * HS, *gbase = dout + (size_t)b * T * C + h * HS;
+    const X *base = qkv + (size_t)b * T * C3 + h * HS, *gbase = dout + (size_t)b * T * C + h * HS;
     const float *lrow = lse + ((size_t)b * NH + h) * T, *drow = Dsum + ((size_t)b * NH + h) * T;
 
     FragA kf[HS / 8], vf[HS / 8];
@@ -316,9 +323,9 @@ __global__ void __launch_bounds__(TC_THREADS) attention_backward_dkdv_tc_kernel(
             wmma::store_matrix_sync(Ws + 16 * n, which == 0 ? dk[n] : dv[n], LD, wmma::mem_row_major);
         __syncwarp();
         if (j < T) {
-            float *dst = dqkv + ((size_t)b * T + j) * C3 + (1 + which) * C + h * HS + (HS / 2) * half;
+            X *dst = dqkv + ((size_t)b * T + j) * C3 + (1 + which) * C + h * HS + (HS / 2) * half;
 #pragma unroll
-            for (int d = 0; d < HS / 2; d++) dst[d] += Ws[r * LD + (HS / 2) * half + d];
+            for (int d = 0; d < HS / 2; d++) dst[d] = stx<X>(ldx(dst[d]) + Ws[r * LD + (HS / 2) * half + d]);
         }
     }
 }
@@ -332,39 +339,42 @@ template <class K> static void allow_smem(K kernel, size_t bytes, const char *wh
 }
 
 // 16-byte loads need every row start of every tensor read 16-byte aligned
-static bool aligned16(const void *p, int C) { return ((uintptr_t)p & 15) == 0 && C % 4 == 0; }
+template <class X> static bool rows_aligned16(const X *p, int C) { return aligned16(p) && C * sizeof(X) % 16 == 0; }
 
-template <int HS, bool VEC>
-static void forward_launch(float *out, float *lse, const float *qkv, int B, int T, int C, int NH, float scale) {
+template <int HS, bool VEC, class X>
+static void forward_launch(X *out, float *lse, const X *qkv, int B, int T, int C, int NH, float scale) {
     dim3 grid(cdiv(T, TC_ROWS), NH, B);
-    allow_smem(attention_forward_tc_kernel<HS, VEC>, fwd_smem<HS>(), "attention_forward (tensor cores)");
-    attention_forward_tc_kernel<HS, VEC><<<grid, TC_THREADS, fwd_smem<HS>()>>>(out, lse, qkv, T, C, NH, scale);
+    allow_smem(attention_forward_tc_kernel<HS, VEC, X>, fwd_smem<HS>(), "attention_forward (tensor cores)");
+    attention_forward_tc_kernel<HS, VEC, X><<<grid, TC_THREADS, fwd_smem<HS>()>>>(out, lse, qkv, T, C, NH, scale);
 }
-template <int HS> static void forward_hs(float *out, float *lse, const float *qkv, int B, int T, int C, int NH, float scale) {
-    if (aligned16(qkv, C)) forward_launch<HS, true>(out, lse, qkv, B, T, C, NH, scale);
+template <int HS, class X>
+static void forward_hs(X *out, float *lse, const X *qkv, int B, int T, int C, int NH, float scale) {
+    if (rows_aligned16(qkv, C)) forward_launch<HS, true>(out, lse, qkv, B, T, C, NH, scale);
     else forward_launch<HS, false>(out, lse, qkv, B, T, C, NH, scale);
 }
 
-template <int HS, bool VEC>
-static void backward_launch(float *dqkv, float *Dsum, const float *dout, const float *qkv, const float *out,
-                            const float *lse, int B, int T, int C, int NH, float scale) {
+template <int HS, bool VEC, class X>
+static void backward_launch(X *dqkv, float *Dsum, const X *dout, const X *qkv, const X *out, const float *lse, int B,
+                            int T, int C, int NH, float scale) {
     dim3 grid(cdiv(T, TC_ROWS), NH, B);
-    allow_smem(attention_backward_dq_tc_kernel<HS, VEC>, dq_smem<HS>(), "attention_backward dq (tensor cores)");
-    attention_backward_dq_tc_kernel<HS, VEC><<<grid, TC_THREADS, dq_smem<HS>()>>>(dqkv, Dsum, dout, qkv, out, lse, T, C,
-                                                                                   NH, scale);
+    allow_smem(attention_backward_dq_tc_kernel<HS, VEC, X>, dq_smem<HS>(), "attention_backward dq (tensor cores)");
+    attention_backward_dq_tc_kernel<HS, VEC, X><<<grid, TC_THREADS, dq_smem<HS>()>>>(dqkv, Dsum, dout, qkv, out, lse, T,
+                                                                                      C, NH, scale);
     LAUNCH_CHECK("attention_backward (dq, tensor cores) B=%d T=%d C=%d NH=%d", B, T, C, NH);
-    allow_smem(attention_backward_dkdv_tc_kernel<HS, VEC>, dkdv_smem<HS>(), "attention_backward dk/dv (tensor cores)");
-    attention_backward_dkdv_tc_kernel<HS, VEC><<<grid, TC_THREADS, dkdv_smem<HS>()>>>(dqkv, Dsum, dout, qkv, lse, T, C,
-                                                                                       NH, scale);
+    allow_smem(attention_backward_dkdv_tc_kernel<HS, VEC, X>, dkdv_smem<HS>(), "attention_backward dk/dv (tensor cores)");
+    attention_backward_dkdv_tc_kernel<HS, VEC, X><<<grid, TC_THREADS, dkdv_smem<HS>()>>>(dqkv, Dsum, dout, qkv, lse, T,
+                                                                                          C, NH, scale);
 }
-template <int HS>
-static void backward_hs(float *dqkv, float *Dsum, const float *dout, const float *qkv, const float *out,
-                        const float *lse, int B, int T, int C, int NH, float scale) {
-    if (aligned16(qkv, C) && aligned16(dout, C)) backward_launch<HS, true>(dqkv, Dsum, dout, qkv, out, lse, B, T, C, NH, scale);
-    else backward_launch<HS, false>(dqkv, Dsum, dout, qkv, out, lse, B, T, C, NH, scale);
+template <int HS, class X>
+static void backward_hs(X *dqkv, float *Dsum, const X *dout, const X *qkv, const X *out, const float *lse, int B, int T,
+                        int C, int NH, float scale) {
+    if (rows_aligned16(qkv, C) && rows_aligned16(dout, C))
+        backward_launch<HS, true>(dqkv, Dsum, dout, qkv, out, lse, B, T, C, NH, scale);
+    else
+        backward_launch<HS, false>(dqkv, Dsum, dout, qkv, out, lse, B, T, C, NH, scale);
 }
 
-void cu_attention_tc_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH) {
+template <class X> void cu_attention_tc_forward(X *out, float *lse, const X *qkv, int B, int T, int C, int NH) {
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     switch (hs) {
@@ -377,8 +387,9 @@ void cu_attention_tc_forward(float *out, float *lse, const float *qkv, int B, in
     LAUNCH_CHECK("attention_forward (tensor cores) B=%d T=%d C=%d NH=%d", B, T, C, NH);
 }
 
-void cu_attention_tc_backward(float *dqkv, float *Dsum, const float *dout, const float *qkv, const float *out,
-                              const float *lse, int B, int T, int C, int NH) {
+template <class X>
+void cu_attention_tc_backward(X *dqkv, float *Dsum, const X *dout, const X *qkv, const X *out, const float *lse, int B,
+                              int T, int C, int NH) {
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     switch (hs) {
@@ -390,3 +401,10 @@ void cu_attention_tc_backward(float *dqkv, float *Dsum, const float *dout, const
     }
     LAUNCH_CHECK("attention_backward (dk/dv, tensor cores) B=%d T=%d C=%d NH=%d", B, T, C, NH);
 }
+
+template void cu_attention_tc_forward<float>(float *, float *, const float *, int, int, int, int);
+template void cu_attention_tc_forward<bf16>(bf16 *, float *, const bf16 *, int, int, int, int);
+template void cu_attention_tc_backward<float>(float *, float *, const float *, const float *, const float *,
+                                              const float *, int, int, int, int);
+template void cu_attention_tc_backward<bf16>(bf16 *, float *, const bf16 *, const bf16 *, const bf16 *, const float *,
+                                             int, int, int, int);

@@ -1,4 +1,5 @@
-// The CUDA backend's table (kernels/ops.h), device memory, initialisation and error reporting.
+// The CUDA backend's two tables (kernels/ops.h), "cuda" (bf16 compute type) and "cuda-fp32", device
+// memory, initialisation and error reporting.
 // Every op runs on the legacy default stream, in issue order, so upload/download (cudaMemcpy)
 // synchronise with everything queued before them and no op needs its own fence.
 #include "kernels/cuda/common.cuh"
@@ -111,6 +112,31 @@ static void cu_zero(void *p, size_t bytes) {
 }
 static void cu_set_threads(int n) { (void)n; }  // host threads do not matter here
 
+// ---- the compute type on the host side: fp32 <-> X, converted on the host around one copy ----
+
+static uint16_t host_bf16(float f) {  // round to nearest even, NaN stays NaN
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+template <class X> static void cu_upload_act(float *dst, const float *host, size_t n) {
+    if (!n) return;
+    if (sizeof(X) == 4) { cu_upload(dst, host, n * 4); return; }
+    uint16_t *h = (uint16_t *)xmalloc(n * 2);
+    for (size_t i = 0; i < n; i++) h[i] = host_bf16(host[i]);
+    cu_upload(dst, h, n * 2);
+    free(h);
+}
+template <class X> static void cu_download_act(float *host, const float *src, size_t n) {
+    if (!n) return;
+    if (sizeof(X) == 4) { cu_download(host, src, n * 4); return; }
+    uint16_t *h = (uint16_t *)xmalloc(n * 2);
+    cu_download(h, src, n * 2);
+    for (size_t i = 0; i < n; i++) { uint32_t u = (uint32_t)h[i] << 16; memcpy(&host[i], &u, 4); }
+    free(h);
+}
+
 // Scratch buffers reused across calls (attention's row statistics, the encoder's token lists).
 void *cuda_scratch(int slot, size_t bytes) {
     static void *buf[8];
@@ -125,63 +151,30 @@ void *cuda_scratch(int slot, size_t bytes) {
     return buf[slot];
 }
 
-// ---- the ops, one file each ----
-void cu_encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe, int B, int T, int C);
-void cu_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B, int T, int C);
-void cu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
-                          int N, int C);
-void cu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
-                           const float *mean, const float *rstd, int N, int C);
-void cu_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
-void cu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                        const float *weight, int N, int C, int OC);
-size_t cu_attention_state_size(int B, int T, int NH);
-void cu_attention_forward(float *out, float *state, const float *qkv, int B, int T, int C, int NH);
-void cu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *state, int B,
-                           int T, int C,
-                           int NH);
-void cu_gelu_forward(float *out, const float *inp, size_t n);
-void cu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
-void cu_residual_forward(float *out, const float *a, const float *b, size_t n);
-void cu_residual_backward(float *da, float *db, const float *dout, size_t n);
-void cu_classifier(float *logits, float *losses, const int32_t *targets, const float *weight, float dscale, int N,
-                   int V, int Vp);
-double cu_sumsq(const float *g, size_t n);
-void cu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2, float eps,
-              float wd, int t, float grad_scale);
-void cu_attention_decode(float *out, float *kcache, float *vcache, const float *qkv, const int32_t *slot,
-                         const int32_t *pos, const int32_t *pslot, const int32_t *plen, int N, int C, int NH, int maxT);
-
-// Field by field in ops.h's order (C++17 has no designated initialisers); fields ops.h may gain
-// at its end are zero here, which every caller treats as "not provided".
-static Backend make_table() {
+// ---- the tables: memory here, the ops from each file ----
+// Field by field (C++17 has no designated initialisers); fields ops.h may gain at its end are
+// zero here, which every caller treats as "not provided".
+template <class X> static Backend make_table(const char *name) {
     Backend b;
     memset(&b, 0, sizeof b);
-    b.name = "cuda";
+    b.name = name;
     b.alloc = cu_alloc;
     b.free = cu_free;
     b.upload = cu_upload;
     b.download = cu_download;
     b.zero = cu_zero;
     b.set_threads = cu_set_threads;
-    b.encoder_forward = cu_encoder_forward;
-    b.encoder_backward = cu_encoder_backward;
-    b.layernorm_forward = cu_layernorm_forward;
-    b.layernorm_backward = cu_layernorm_backward;
-    b.matmul_forward = cu_matmul_forward;
-    b.matmul_backward = cu_matmul_backward;
-    b.attention_state_size = cu_attention_state_size;
-    b.attention_forward = cu_attention_forward;
-    b.attention_backward = cu_attention_backward;
-    b.gelu_forward = cu_gelu_forward;
-    b.gelu_backward = cu_gelu_backward;
-    b.residual_forward = cu_residual_forward;
-    b.residual_backward = cu_residual_backward;
-    b.classifier = cu_classifier;
-    b.sumsq = cu_sumsq;
-    b.adamw = cu_adamw;
-    b.attention_decode = cu_attention_decode;
+    b.act_bytes = sizeof(X);
+    b.upload_act = cu_upload_act<X>;
+    b.download_act = cu_download_act<X>;
+    cu_ops_pointwise<X>(&b);
+    cu_ops_layernorm<X>(&b);
+    cu_ops_matmul<X>(&b);
+    cu_ops_attention<X>(&b);
+    cu_ops_classifier<X>(&b);
+    cu_ops_decode<X>(&b);
     return b;
 }
 
-extern "C" const Backend backend_cuda = make_table();
+extern "C" const Backend backend_cuda = make_table<bf16>("cuda");
+extern "C" const Backend backend_cuda_fp32 = make_table<float>("cuda-fp32");

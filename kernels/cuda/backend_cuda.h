@@ -8,17 +8,24 @@
 extern "C" {
 #endif
 
-extern const struct Backend backend_cuda;
+extern const struct Backend backend_cuda, backend_cuda_fp32;  // bf16 compute type, fp32
 
 // 1 when a CUDA device can be used; else 0 and `why` (n bytes) gets the CUDA error, e.g.
 // "cudaGetDeviceCount: CUDA driver version is insufficient for CUDA runtime version".
 int cuda_device_check(char *why, size_t n);
 
-// GEMM precision for matmul_forward/backward. Default TF32 (tensor cores, ~1e-3 relative);
-// strict fp32 matches the CPU backend to ~1e-6; bf16 rounds operands to bf16 (~1e-2 relative).
+// GEMM precision of the cuda-fp32 table (the bf16 table's GEMMs are bf16 always). Default TF32
+// (tensor cores, ~1e-3 relative); strict fp32 matches the CPU backend to ~1e-6 (and also selects
+// the exact CUDA-core attention, in both tables); bf16 rounds operands to bf16 (~1e-2 relative).
 // The environment variable TRACELLM_CUDA_MATMUL=tf32|fp32|bf16 sets it at first use.
 enum { CUDA_MATMUL_TF32 = 0, CUDA_MATMUL_FP32 = 1, CUDA_MATMUL_BF16 = 2 };
 void cuda_set_matmul_mode(int mode);
+
+// The tensor-core attention of the bf16 table: mma.sync kernels (attention_mma.cu, the default) or
+// the WMMA ones of attention_tc.cu, widened to TF32. TRACELLM_CUDA_ATTENTION=mma|wmma sets it at
+// first use; the benchmarks time both.
+enum { CUDA_ATTENTION_MMA = 0, CUDA_ATTENTION_WMMA = 1 };
+void cuda_set_attention_kernel(int kernel);
 
 // Waits for every queued op (for timing); dies with the CUDA error if one failed.
 void cuda_synchronize(void);

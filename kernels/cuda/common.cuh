@@ -1,12 +1,15 @@
 // What every kernels/cuda/*.cu file shares: the C headers of the project, error checking that
 // names the op and its shapes, the one stream every op runs on, and small reduction helpers.
 //
-// Precision (see docs/GPU_NOTES.md): this backend stores every tensor in fp32, exactly the layout
-// of the CPU backend, so upload/download are plain copies and checkpoints are interchangeable.
-// The GEMMs run through cuBLASLt in TF32 by default (tensor cores); TRACELLM_CUDA_MATMUL=fp32
-// makes them strict fp32, =bf16 rounds both operands to bf16 (fp32 accumulate and output).
+// Precision (kernels/ops.h, docs/GPU_NOTES.md): every op is a template over the compute type X,
+// and backend.cu builds two tables from them: "cuda" with X = bf16 (mixed precision: bf16
+// activations and weight copies, fp32 master weights, gradients, moments and statistics, fp32
+// arithmetic inside every kernel) and "cuda-fp32" with X = float (the layout of the CPU backend).
+// GEMMs go through cuBLASLt: bf16 in the bf16 table; TF32 by default in the fp32 table, where
+// TRACELLM_CUDA_MATMUL=fp32 makes them strict fp32 and =bf16 rounds both operands to bf16.
 #pragma once
 #include <cuda_runtime.h>
+#include <cuda_bf16.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,11 +43,74 @@ int cuda_matmul_mode(void);
 // Tensor-core attention (kernels/cuda/attention_tc.cu), chosen by attention.cu unless the matmul
 // mode is strict fp32: head sizes 16, 32, 64, 128; Dsum (B,NH,T) is scratch for the backward.
 int cu_attention_tc_supported(int hs);
-void cu_attention_tc_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH);
-void cu_attention_tc_backward(float *dqkv, float *Dsum, const float *dout, const float *qkv, const float *out,
-                              const float *lse, int B, int T, int C, int NH);
+template <class X> void cu_attention_tc_forward(X *out, float *lse, const X *qkv, int B, int T, int C, int NH);
+template <class X>
+void cu_attention_tc_backward(X *dqkv, float *Dsum, const X *dout, const X *qkv, const X *out, const float *lse, int B,
+                              int T, int C, int NH);
+
+// ---- the compute type ----
+typedef __nv_bfloat16 bf16;
+
+// The bf16 table's attention on mma.sync (kernels/cuda/attention_mma.cu): head sizes 16, 32, 64,
+// 128, unless TRACELLM_CUDA_ATTENTION=wmma picks attention_tc.cu's kernels. Dsum (B,NH,T) scratch.
+int cu_attention_mma_supported(int hs);
+void cu_attention_mma_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH);
+void cu_attention_mma_backward(bf16 *dqkv, float *Dsum, const bf16 *dout, const bf16 *qkv, const bf16 *out,
+                               const float *lse, int B, int T, int C, int NH);
+
+// Each .cu file puts its ops for compute type X into a table (instantiated for float and bf16).
+template <class X> void cu_ops_pointwise(Backend *b);
+template <class X> void cu_ops_layernorm(Backend *b);
+template <class X> void cu_ops_matmul(Backend *b);
+template <class X> void cu_ops_attention(Backend *b);
+template <class X> void cu_ops_classifier(Backend *b);
+template <class X> void cu_ops_decode(Backend *b);
+#define CU_OPS_INSTANTIATE(fill) template void fill<float>(Backend *); template void fill<bf16>(Backend *);
+
+// Loads widen to fp32, stores round to nearest even: all arithmetic is fp32 whatever X is.
+__device__ __forceinline__ float ldx(float v) { return v; }
+__device__ __forceinline__ float ldx(bf16 v) { return __bfloat162float(v); }
+template <class X> __device__ __forceinline__ X stx(float v);
+template <> __device__ __forceinline__ float stx<float>(float v) { return v; }
+template <> __device__ __forceinline__ bf16 stx<bf16>(float v) { return __float2bfloat16_rn(v); }
+
+// 16 bytes of X (4 floats or 8 bf16) widened to fp32 registers, and back. p must be 16-byte
+// aligned. bf16 pairs travel as the bits of one 32-bit word: element 2k is the low half.
+template <class X> struct Vec { static constexpr int N = 16 / sizeof(X); };
+template <class X> __device__ __forceinline__ void load_vec(float (&f)[Vec<X>::N], const X *p) {
+    float4 v = *(const float4 *)p;
+    float w[4] = {v.x, v.y, v.z, v.w};
+    if constexpr (sizeof(X) == 4) {
+#pragma unroll
+        for (int k = 0; k < 4; k++) f[k] = w[k];
+    } else {
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            unsigned u = __float_as_uint(w[k]);
+            f[2 * k] = __uint_as_float(u << 16);
+            f[2 * k + 1] = __uint_as_float(u & 0xffff0000u);
+        }
+    }
+}
+template <class X> __device__ __forceinline__ void store_vec(X *p, const float (&f)[Vec<X>::N]) {
+    float w[4];
+    if constexpr (sizeof(X) == 4) {
+#pragma unroll
+        for (int k = 0; k < 4; k++) w[k] = f[k];
+    } else {
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            unsigned lo = __bfloat16_as_ushort(__float2bfloat16_rn(f[2 * k]));
+            unsigned hi = __bfloat16_as_ushort(__float2bfloat16_rn(f[2 * k + 1]));
+            w[k] = __uint_as_float(lo | hi << 16);
+        }
+    }
+    *(float4 *)p = make_float4(w[0], w[1], w[2], w[3]);
+}
+static inline bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
 // dbias (OC,) += column sums of dout (N,OC), deterministic (kernels/cuda/layernorm.cu).
-void cuda_colsum_add(float *dbias, const float *dout, int N, int OC);
+template <class X> void cuda_colsum_add(float *dbias, const X *dout, int N, int OC);
 
 static inline unsigned cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
 

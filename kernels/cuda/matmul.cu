@@ -4,8 +4,10 @@
 // cuBLASLt is column-major: a row-major (R,K) matrix is a column-major (K,R) one, so every
 // product below is written for the transposed problem, e.g. out^T (OC,N) = W (OC,C) . inp^T (C,N)
 // with W read "transposed" from its column-major (C,OC) view. The bias is the GEMM's epilogue.
-// Precision (cuda_matmul_mode): TF32 tensor cores by default, strict fp32, or bf16 operands
-// (converted into scratch buffers first) with fp32 accumulation and fp32 output.
+// Precision: in the bf16 table (X = bf16) every GEMM reads bf16 and accumulates in fp32; out and
+// dinp are written in bf16, dweight in fp32 (the fp32 gradients of kernels/ops.h). In the fp32
+// table (cuda_matmul_mode): TF32 tensor cores by default, strict fp32, or bf16 operands (converted
+// into scratch buffers first) with fp32 accumulation and output.
 #include "kernels/cuda/common.cuh"
 #include <cublasLt.h>
 #include <cuda_bf16.h>
@@ -58,25 +60,27 @@ static const void *as_bf16(int slot, const float *x, size_t n, const char *op) {
 }
 
 // D (m,n) col-major += bias (m,) on every column: the bias when it cannot be the epilogue.
-__global__ void add_bias_kernel(float *D, const float *bias, int m, size_t total) {
+template <class X> __global__ void add_bias_kernel(X *D, const X *bias, int m, size_t total) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < total) D[i] += bias[i % m];
+    if (i < total) D[i] = stx<X>(ldx(D[i]) + ldx(bias[i % m]));
 }
 
 // D (m,n) col-major, ld m  =  alpha op(A) op(B) + beta D  [+ bias (m,) broadcast over columns]
 // A is (m,k) after op: stored (k,m) when transA (ld k), else (m,k) (ld m); likewise B (k,n).
-static void gemm(float *D, const float *A, const float *B, const float *bias, int m, int n, int k, bool transA,
+// A, B, bias in the compute type X; D in X, or in fp32 when d_fp32 (the weight gradients).
+template <class X>
+static void gemm(void *D, bool d_fp32, const X *A, const X *B, const X *bias, int m, int n, int k, bool transA,
                  bool transB, float beta, const char *op, int N, int C, int OC) {
     lt_init();
-    int mode = cuda_matmul_mode();
-    bool bf = mode == CUDA_MATMUL_BF16;
+    constexpr bool native_bf16 = sizeof(X) == 2;
+    int mode = native_bf16 ? CUDA_MATMUL_BF16 : cuda_matmul_mode();
+    bool bf = mode == CUDA_MATMUL_BF16, convert = bf && !native_bf16;
     size_t na = (size_t)m * k, nb = (size_t)k * n;
-    const void *a = bf ? as_bf16(4, A, na, op) : (const void *)A;
-    const void *b = bf ? as_bf16(5, B, nb, op) : (const void *)B;
+    const void *a = convert ? as_bf16(4, (const float *)A, na, op) : (const void *)A;
+    const void *b = convert ? as_bf16(5, (const float *)B, nb, op) : (const void *)B;
     cudaDataType_t ab_type = bf ? CUDA_R_16BF : CUDA_R_32F;
-    cublasComputeType_t ct = mode == CUDA_MATMUL_FP32 ? CUBLAS_COMPUTE_32F
-                             : bf                      ? CUBLAS_COMPUTE_32F
-                                                       : CUBLAS_COMPUTE_32F_FAST_TF32;
+    cudaDataType_t x_type = native_bf16 ? CUDA_R_16BF : CUDA_R_32F, d_type = d_fp32 ? CUDA_R_32F : x_type;
+    cublasComputeType_t ct = mode == CUDA_MATMUL_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
 
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, ld;
@@ -86,17 +90,17 @@ static void gemm(float *D, const float *A, const float *B, const float *bias, in
     LT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta), "%s", op);
     LT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), "%s", op);
     // cuBLASLt's bias epilogue wants an aligned vector; a 4-byte aligned slice gets its own pass
-    const float *late_bias = bias && (uintptr_t)bias % 16 ? bias : NULL;
+    const X *late_bias = bias && (uintptr_t)bias % 16 ? bias : NULL;
     if (bias && !late_bias) {
         cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-        cudaDataType_t bt = CUDA_R_32F;
+        cudaDataType_t bt = x_type;
         LT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi), "%s", op);
         LT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias), "%s", op);
         LT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt), "%s", op);
     }
     LT_CHECK(cublasLtMatrixLayoutCreate(&la, ab_type, transA ? k : m, transA ? m : k, transA ? k : m), "%s", op);
     LT_CHECK(cublasLtMatrixLayoutCreate(&lb, ab_type, transB ? n : k, transB ? k : n, transB ? n : k), "%s", op);
-    LT_CHECK(cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, m, n, m), "%s", op);
+    LT_CHECK(cublasLtMatrixLayoutCreate(&ld, d_type, m, n, m), "%s", op);
     LT_CHECK(cublasLtMatmulPreferenceCreate(&pref), "%s", op);
     size_t ws = WORKSPACE;
     uint32_t al_a = alignment(a), al_b = alignment(b), al_d = alignment(D);
@@ -120,24 +124,35 @@ static void gemm(float *D, const float *A, const float *B, const float *bias, in
     LAUNCH_CHECK("%s N=%d C=%d OC=%d", op, N, C, OC);
     if (late_bias) {
         size_t total = (size_t)m * n;
-        add_bias_kernel<<<cdiv(total, 256), 256>>>(D, late_bias, m, total);
+        add_bias_kernel<X><<<cdiv(total, 256), 256>>>((X *)D, late_bias, m, total);
         LAUNCH_CHECK("%s (bias) N=%d C=%d OC=%d", op, N, C, OC);
     }
 }
 
 // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias
-void cu_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
+template <class X>
+static void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC) {
     if (N <= 0 || OC <= 0) return;
     // out^T (OC,N) = W (OC,C) [col-major (C,OC), transposed] . inp^T (C,N)
-    gemm(out, weight, inp, bias, OC, N, C, true, false, 0.0f, "matmul_forward", N, C, OC);
+    gemm<X>(out, false, (const X *)weight, (const X *)inp, (const X *)bias, OC, N, C, true, false, 0.0f,
+            "matmul_forward", N, C, OC);
 }
 
-void cu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                        const float *weight, int N, int C, int OC) {
+template <class X>
+static void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                            const float *weight, int N, int C, int OC) {
     if (N <= 0) return;
     // dinp^T (C,N) += W^T (C,OC) [col-major (C,OC)] . dout^T (OC,N)
-    gemm(dinp, weight, dout, NULL, C, N, OC, false, false, 1.0f, "matmul_backward (dinp)", N, C, OC);
-    // dweight^T (C,OC) += inp^T (C,N) . dout (N,OC) [col-major (OC,N), transposed]
-    gemm(dweight, inp, dout, NULL, C, OC, N, false, true, 1.0f, "matmul_backward (dweight)", N, C, OC);
-    if (dbias) cuda_colsum_add(dbias, dout, N, OC);
+    gemm<X>(dinp, false, (const X *)weight, (const X *)dout, nullptr, C, N, OC, false, false, 1.0f,
+            "matmul_backward (dinp)", N, C, OC);
+    // dweight^T (C,OC) += inp^T (C,N) . dout (N,OC) [col-major (OC,N), transposed]; fp32 gradient
+    gemm<X>(dweight, true, (const X *)inp, (const X *)dout, nullptr, C, OC, N, false, true, 1.0f,
+            "matmul_backward (dweight)", N, C, OC);
+    if (dbias) cuda_colsum_add<X>(dbias, (const X *)dout, N, OC);
 }
+
+template <class X> void cu_ops_matmul(Backend *b) {
+    b->matmul_forward = matmul_forward<X>;
+    b->matmul_backward = matmul_backward<X>;
+}
+CU_OPS_INSTANTIATE(cu_ops_matmul)

@@ -1,59 +1,62 @@
 // The memory-bound ops: token + position embedding (and its deterministic backward), GELU,
-// residual add, AdamW and the squared gradient norm. One thread per element (four with float4
-// when the sizes and pointers allow 16-byte accesses).
+// residual add, AdamW, the squared gradient norm and the rounding of the master weights to the
+// compute type. One thread per element, or per 16 bytes (4 floats, 8 bf16) when the sizes and
+// pointers allow 16-byte accesses. X is the compute type (common.cuh).
 #include "kernels/cuda/common.cuh"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
-
 // ---- encoder ----
 
 // out (B,T,C) = wte[inp[b,t]] + wpe[t]
-__global__ void encoder_forward_kernel(float *out, const int32_t *inp, const float *wte, const float *wpe, int BT,
-                                       int T, int C) {
+template <class X>
+__global__ void encoder_forward_kernel(X *out, const int32_t *inp, const X *wte, const X *wpe, int BT, int T, int C) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)BT * C) return;
     int bt = (int)(i / C), c = (int)(i % C);
-    out[i] = wte[(size_t)inp[bt] * C + c] + wpe[(size_t)(bt % T) * C + c];
+    out[i] = stx<X>(ldx(wte[(size_t)inp[bt] * C + c]) + ldx(wpe[(size_t)(bt % T) * C + c]));
 }
 
-void cu_encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe, int B, int T, int C) {
+template <class X>
+static void encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe, int B, int T, int C) {
     cuda_init();
     size_t n = (size_t)B * T * C;
     if (!n) return;
-    encoder_forward_kernel<<<cdiv(n, 256), 256>>>(out, inp, wte, wpe, B * T, T, C);
+    encoder_forward_kernel<X><<<cdiv(n, 256), 256>>>((X *)out, inp, (const X *)wte, (const X *)wpe, B * T, T, C);
     LAUNCH_CHECK("encoder_forward B=%d T=%d C=%d", B, T, C);
 }
 
 // dwpe (T,C) += sum over b of dout (B,T,C), b in order (the CPU backend's order: same bits).
-__global__ void encoder_backward_wpe_kernel(float *dwpe, const float *dout, int B, int T, int C) {
+template <class X> __global__ void encoder_backward_wpe_kernel(float *dwpe, const X *dout, int B, int T, int C) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)T * C) return;
     float acc = dwpe[i];
-    for (int b = 0; b < B; b++) acc += dout[(size_t)b * T * C + i];
+    for (int b = 0; b < B; b++) acc += ldx(dout[(size_t)b * T * C + i]);
     dwpe[i] = acc;
 }
 
 // Tokens repeat, so rows of dwte collide. The host groups positions by token (a stable counting
 // sort of the B*T ids): block x owns one distinct token and adds its positions' rows in
 // position order. No atomics, and the same order of additions as the CPU backend.
-__global__ void encoder_backward_wte_kernel(float *dwte, const float *dout, const int32_t *tok, const int32_t *start,
+template <class X>
+__global__ void encoder_backward_wte_kernel(float *dwte, const X *dout, const int32_t *tok, const int32_t *start,
                                             const int32_t *order, int C) {
     int u = blockIdx.x, c = blockIdx.y * blockDim.x + threadIdx.x;
     if (c >= C) return;
     float *row = dwte + (size_t)tok[u] * C;
     float acc = row[c];
-    for (int k = start[u]; k < start[u + 1]; k++) acc += dout[(size_t)order[k] * C + c];
+    for (int k = start[u]; k < start[u + 1]; k++) acc += ldx(dout[(size_t)order[k] * C + c]);
     row[c] = acc;
 }
 
-void cu_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B, int T, int C) {
+template <class X>
+static void encoder_backward(float *dwte, float *dwpe, const float *dout_, const int32_t *inp, int B, int T, int C) {
     cuda_init();
     int BT = B * T;
     if (!BT || !C) return;
-    encoder_backward_wpe_kernel<<<cdiv((size_t)T * C, 256), 256>>>(dwpe, dout, B, T, C);
+    const X *dout = (const X *)dout_;
+    encoder_backward_wpe_kernel<X><<<cdiv((size_t)T * C, 256), 256>>>(dwpe, dout, B, T, C);
     LAUNCH_CHECK("encoder_backward (wpe) B=%d T=%d C=%d", B, T, C);
     // group positions by token on the host: ids (BT) are small next to the activations
     int32_t *ids = (int32_t *)xmalloc((size_t)BT * 4);
@@ -81,7 +84,7 @@ void cu_encoder_backward(float *dwte, float *dwpe, const float *dout, const int3
     CUDA_CHECK(cudaMemcpy(d, h, bytes, cudaMemcpyHostToDevice), "encoder_backward: upload token groups B=%d T=%d", B, T);
     free(ids); free(count); free(h); free(slot_of);
     dim3 grid(nu, cdiv(C, 128));
-    encoder_backward_wte_kernel<<<grid, 128>>>(dwte, dout, d, d + nu, d + 2 * nu + 1, C);
+    encoder_backward_wte_kernel<X><<<grid, 128>>>(dwte, dout, d, d + nu, d + 2 * nu + 1, C);
     LAUNCH_CHECK("encoder_backward (wte) B=%d T=%d C=%d distinct tokens=%d", B, T, C, nu);
 }
 
@@ -97,81 +100,109 @@ __device__ __forceinline__ float gelu_grad1(float x) {
     return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
 }
 
-__global__ void gelu_forward_kernel(float *out, const float *inp, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) out[i] = gelu1(inp[i]);
+// One thread per element, or per 16 bytes with VEC (every pointer 16-byte aligned, n a multiple).
+template <class X, bool VEC> __global__ void gelu_forward_kernel(X *out, const X *inp, size_t n) {
+    constexpr int V = VEC ? Vec<X>::N : 1;
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * V;
+    if (i >= n) return;
+    if (VEC) {
+        float x[Vec<X>::N];
+        load_vec<X>(x, inp + i);
+#pragma unroll
+        for (int k = 0; k < Vec<X>::N; k++) x[k] = gelu1(x[k]);
+        store_vec<X>(out + i, x);
+    } else {
+        out[i] = stx<X>(gelu1(ldx(inp[i])));
+    }
 }
-__global__ void gelu_forward_kernel4(float4 *out, const float4 *inp, size_t n4) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n4) return;
-    float4 x = inp[i];
-    out[i] = make_float4(gelu1(x.x), gelu1(x.y), gelu1(x.z), gelu1(x.w));
-}
-__global__ void gelu_backward_kernel(float *dinp, const float *inp, const float *dout, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) dinp[i] += gelu_grad1(inp[i]) * dout[i];
-}
-__global__ void gelu_backward_kernel4(float4 *dinp, const float4 *inp, const float4 *dout, size_t n4) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n4) return;
-    float4 x = inp[i], d = dout[i], a = dinp[i];
-    a.x += gelu_grad1(x.x) * d.x; a.y += gelu_grad1(x.y) * d.y;
-    a.z += gelu_grad1(x.z) * d.z; a.w += gelu_grad1(x.w) * d.w;
-    dinp[i] = a;
+template <class X, bool VEC> __global__ void gelu_backward_kernel(X *dinp, const X *inp, const X *dout, size_t n) {
+    constexpr int V = VEC ? Vec<X>::N : 1;
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * V;
+    if (i >= n) return;
+    if (VEC) {
+        float x[Vec<X>::N], d[Vec<X>::N], a[Vec<X>::N];
+        load_vec<X>(x, inp + i); load_vec<X>(d, dout + i); load_vec<X>(a, dinp + i);
+#pragma unroll
+        for (int k = 0; k < Vec<X>::N; k++) a[k] += gelu_grad1(x[k]) * d[k];
+        store_vec<X>(dinp + i, a);
+    } else {
+        dinp[i] = stx<X>(ldx(dinp[i]) + gelu_grad1(ldx(inp[i])) * ldx(dout[i]));
+    }
 }
 
-void cu_gelu_forward(float *out, const float *inp, size_t n) {
+template <class X> static void gelu_forward(float *out, const float *inp, size_t n) {
     cuda_init();
     if (!n) return;
-    if (n % 4 == 0 && aligned16(out) && aligned16(inp))
-        gelu_forward_kernel4<<<cdiv(n / 4, 256), 256>>>((float4 *)out, (const float4 *)inp, n / 4);
+    constexpr size_t V = Vec<X>::N;
+    if (n % V == 0 && aligned16(out) && aligned16(inp))
+        gelu_forward_kernel<X, true><<<cdiv(n / V, 256), 256>>>((X *)out, (const X *)inp, n);
     else
-        gelu_forward_kernel<<<cdiv(n, 256), 256>>>(out, inp, n);
+        gelu_forward_kernel<X, false><<<cdiv(n, 256), 256>>>((X *)out, (const X *)inp, n);
     LAUNCH_CHECK("gelu_forward n=%zu", n);
 }
-void cu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+template <class X> static void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
     cuda_init();
     if (!n) return;
-    if (n % 4 == 0 && aligned16(dinp) && aligned16(inp) && aligned16(dout))
-        gelu_backward_kernel4<<<cdiv(n / 4, 256), 256>>>((float4 *)dinp, (const float4 *)inp, (const float4 *)dout, n / 4);
+    constexpr size_t V = Vec<X>::N;
+    if (n % V == 0 && aligned16(dinp) && aligned16(inp) && aligned16(dout))
+        gelu_backward_kernel<X, true><<<cdiv(n / V, 256), 256>>>((X *)dinp, (const X *)inp, (const X *)dout, n);
     else
-        gelu_backward_kernel<<<cdiv(n, 256), 256>>>(dinp, inp, dout, n);
+        gelu_backward_kernel<X, false><<<cdiv(n, 256), 256>>>((X *)dinp, (const X *)inp, (const X *)dout, n);
     LAUNCH_CHECK("gelu_backward n=%zu", n);
 }
 
 // ---- residual ----
 
-__global__ void residual_forward_kernel(float *out, const float *a, const float *b, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) out[i] = a[i] + b[i];
-}
-__global__ void residual_forward_kernel4(float4 *out, const float4 *a, const float4 *b, size_t n4) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n4) return;
-    float4 x = a[i], y = b[i];
-    out[i] = make_float4(x.x + y.x, x.y + y.y, x.z + y.z, x.w + y.w);
-}
-__global__ void residual_backward_kernel(float *da, float *db, const float *dout, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+template <class X, bool VEC> __global__ void residual_forward_kernel(X *out, const X *a, const X *b, size_t n) {
+    constexpr int V = VEC ? Vec<X>::N : 1;
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * V;
     if (i >= n) return;
-    float d = dout[i];
-    da[i] += d;
-    db[i] += d;
+    if (VEC) {
+        float x[Vec<X>::N], y[Vec<X>::N];
+        load_vec<X>(x, a + i); load_vec<X>(y, b + i);
+#pragma unroll
+        for (int k = 0; k < Vec<X>::N; k++) x[k] += y[k];
+        store_vec<X>(out + i, x);
+    } else {
+        out[i] = stx<X>(ldx(a[i]) + ldx(b[i]));
+    }
+}
+template <class X, bool VEC> __global__ void residual_backward_kernel(X *da, X *db, const X *dout, size_t n) {
+    constexpr int V = VEC ? Vec<X>::N : 1;
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * V;
+    if (i >= n) return;
+    if (VEC) {
+        float d[Vec<X>::N], x[Vec<X>::N], y[Vec<X>::N];
+        load_vec<X>(d, dout + i); load_vec<X>(x, da + i); load_vec<X>(y, db + i);
+#pragma unroll
+        for (int k = 0; k < Vec<X>::N; k++) { x[k] += d[k]; y[k] += d[k]; }
+        store_vec<X>(da + i, x);
+        store_vec<X>(db + i, y);
+    } else {
+        float d = ldx(dout[i]);
+        da[i] = stx<X>(ldx(da[i]) + d);
+        db[i] = stx<X>(ldx(db[i]) + d);
+    }
 }
 
-void cu_residual_forward(float *out, const float *a, const float *b, size_t n) {
+template <class X> static void residual_forward(float *out, const float *a, const float *b, size_t n) {
     cuda_init();
     if (!n) return;
-    if (n % 4 == 0 && aligned16(out) && aligned16(a) && aligned16(b))
-        residual_forward_kernel4<<<cdiv(n / 4, 256), 256>>>((float4 *)out, (const float4 *)a, (const float4 *)b, n / 4);
+    constexpr size_t V = Vec<X>::N;
+    if (n % V == 0 && aligned16(out) && aligned16(a) && aligned16(b))
+        residual_forward_kernel<X, true><<<cdiv(n / V, 256), 256>>>((X *)out, (const X *)a, (const X *)b, n);
     else
-        residual_forward_kernel<<<cdiv(n, 256), 256>>>(out, a, b, n);
+        residual_forward_kernel<X, false><<<cdiv(n, 256), 256>>>((X *)out, (const X *)a, (const X *)b, n);
     LAUNCH_CHECK("residual_forward n=%zu", n);
 }
-void cu_residual_backward(float *da, float *db, const float *dout, size_t n) {
+template <class X> static void residual_backward(float *da, float *db, const float *dout, size_t n) {
     cuda_init();
     if (!n) return;
-    residual_backward_kernel<<<cdiv(n, 256), 256>>>(da, db, dout, n);
+    constexpr size_t V = Vec<X>::N;
+    if (n % V == 0 && aligned16(da) && aligned16(db) && aligned16(dout))
+        residual_backward_kernel<X, true><<<cdiv(n / V, 256), 256>>>((X *)da, (X *)db, (const X *)dout, n);
+    else
+        residual_backward_kernel<X, false><<<cdiv(n, 256), 256>>>((X *)da, (X *)db, (const X *)dout, n);
     LAUNCH_CHECK("residual_backward n=%zu", n);
 }
 
@@ -196,7 +227,7 @@ __global__ void sumsq_kernel(double *part, const float *g, size_t n) {
     }
 }
 
-double cu_sumsq(const float *g, size_t n) {
+static double sumsq(const float *g, size_t n) {
     cuda_init();
     if (!n) return 0.0;
     size_t nb = (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK;
@@ -225,8 +256,8 @@ __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, size_
     p[i] = pi - step * (mi / (sqrtf(vi) / bc2_sqrt + eps));
 }
 
-void cu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2, float eps,
-              float wd, int t, float grad_scale) {
+static void adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2, float eps,
+                  float wd, int t, float grad_scale) {
     cuda_init();
     if (!n) return;
     double bc1 = 1.0 - pow(beta1, t), bc2 = 1.0 - pow(beta2, t);
@@ -234,3 +265,49 @@ void cu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, 
     adamw_kernel<<<cdiv(n, 256), 256>>>(p, g, m, v, n, lr, beta1, beta2, eps, decay, step, bc2_sqrt, grad_scale);
     LAUNCH_CHECK("adamw n=%zu t=%d", n, t);
 }
+
+// ---- the compute copy of the master weights (kernels/ops.h round_params) ----
+
+// A 32-bit mix of (index, fp32 bits): the rounding's random bits, a pure function of the weight.
+__device__ __forceinline__ unsigned round_hash(size_t i, unsigned bits) {
+    unsigned h = (unsigned)i * 0x9E3779B1u ^ (unsigned)(i >> 32) * 0x85EBCA77u ^ bits;
+    h ^= h >> 16; h *= 0x85EBCA6Bu; h ^= h >> 13; h *= 0xC2B2AE35u; h ^= h >> 16;
+    return h;
+}
+// Stochastic rounding to bf16: add 16 random bits below the kept mantissa, then truncate, so a
+// value rounds away from zero with probability (dropped bits) / 2^16 and is unbiased on average.
+// Inf and NaN keep their class; a carry into the infinity exponent keeps the truncated value.
+__global__ void round_params_kernel(bf16 *dst, const float *src, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float f = src[i];
+    unsigned u = __float_as_uint(f);
+    if ((u & 0x7f800000u) == 0x7f800000u) { dst[i] = __float2bfloat16_rn(f); return; }
+    unsigned r = u + (round_hash(i, u) & 0xffffu);
+    if ((r & 0x7f800000u) == 0x7f800000u) r = u;
+    dst[i] = __ushort_as_bfloat16((unsigned short)(r >> 16));
+}
+
+template <class X> static void round_params(float *dst, const float *src, size_t n) {
+    if ((const void *)dst == (const void *)src || !n) return;
+    cuda_init();
+    if constexpr (sizeof(X) == 4) {
+        CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, 0), "round_params n=%zu", n);
+    } else {
+        round_params_kernel<<<cdiv(n, 256), 256>>>((bf16 *)dst, src, n);
+        LAUNCH_CHECK("round_params n=%zu", n);
+    }
+}
+
+template <class X> void cu_ops_pointwise(Backend *b) {
+    b->encoder_forward = encoder_forward<X>;
+    b->encoder_backward = encoder_backward<X>;
+    b->gelu_forward = gelu_forward<X>;
+    b->gelu_backward = gelu_backward<X>;
+    b->residual_forward = residual_forward<X>;
+    b->residual_backward = residual_backward<X>;
+    b->sumsq = sumsq;
+    b->adamw = adamw;
+    b->round_params = round_params<X>;
+}
+CU_OPS_INSTANTIATE(cu_ops_pointwise)

@@ -60,6 +60,36 @@ double __shfl_xor_sync(unsigned, double v, int m) {
     return r;
 }
 
+static float bf16_lo(unsigned v) { return __uint_as_float(v << 16); }
+static float bf16_hi(unsigned v) { return __uint_as_float(v & 0xffff0000u); }
+void emu_mma_m16n8k16_bf16(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+    static std::vector<unsigned> xa, xb;  // every thread's fragments
+    unsigned tid = fibers[current].tid, n = (unsigned)fibers.size();
+    if (xa.size() < 4 * (size_t)n) { xa.resize(4 * (size_t)n); xb.resize(2 * (size_t)n); }
+    for (int k = 0; k < 4; k++) xa[4 * tid + k] = a[k];
+    for (int k = 0; k < 2; k++) xb[2 * tid + k] = b[k];
+    barrier();
+    unsigned w = tid & ~31u, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    // A (r, k) and B (k, c) from the lanes that hold them
+    auto A = [&](unsigned r, unsigned k) {
+        unsigned owner = w + (r % 8) * 4 + (k % 8) / 2, reg = (r >= 8) + 2 * (k >= 8), v = xa[4 * owner + reg];
+        return k & 1 ? bf16_hi(v) : bf16_lo(v);
+    };
+    auto B = [&](unsigned k, unsigned c) {
+        unsigned owner = w + c * 4 + (k % 8) / 2, v = xb[2 * owner + (k >= 8)];
+        return k & 1 ? bf16_hi(v) : bf16_lo(v);
+    };
+    float out[4];
+    for (int e = 0; e < 4; e++) {
+        unsigned r = g + 8 * (e >> 1), c = 2 * t + (e & 1);
+        float acc = d[e];
+        for (unsigned k = 0; k < 16; k++) acc += A(r, k) * B(k, c);
+        out[e] = acc;
+    }
+    barrier();
+    for (int e = 0; e < 4; e++) d[e] = out[e];
+}
+
 void emu_run(const EmuCfg &cfg, const std::function<void()> &b) {
     unsigned nt = cfg.block.x * cfg.block.y * cfg.block.z;
     if (nt == 0 || nt > 1024 || cfg.grid.x == 0 || cfg.grid.y == 0 || cfg.grid.z == 0 || cfg.grid.y > 65535 ||
@@ -139,6 +169,7 @@ cudaError_t cudaFree(void *p) { free(p); return cudaSuccess; }
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind) { memmove(dst, src, n); return cudaSuccess; }
 cudaError_t cudaMemset(void *p, int v, size_t n) { memset(p, v, n); return cudaSuccess; }
 cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) { memset(p, v, n); return cudaSuccess; }
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind, cudaStream_t) { memmove(dst, src, n); return cudaSuccess; }
 cudaError_t cudaGetLastError(void) { cudaError_t e = last_error; last_error = cudaSuccess; return e; }
 cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
 
@@ -147,7 +178,7 @@ struct EmuLtHandle { int dummy; };
 cublasStatus_t cublasLtCreate(cublasLtHandle_t *h) { *h = new EmuLtHandle(); return CUBLAS_STATUS_SUCCESS; }
 const char *cublasLtGetStatusString(cublasStatus_t s) { return s == CUBLAS_STATUS_SUCCESS ? "success" : "emulated cuBLAS error"; }
 cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t c, cudaDataType_t scale) {
-    *d = new EmuLtDesc{c, scale, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, NULL, (cudaDataType_t)-1};
+    *d = new EmuLtDesc{c, scale, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, NULL, -1};
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a, const void *buf, size_t n) {
@@ -156,7 +187,7 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMa
     case CUBLASLT_MATMUL_DESC_TRANSB: if (n != sizeof d->tb) return CUBLAS_STATUS_INVALID_VALUE; memcpy(&d->tb, buf, n); break;
     case CUBLASLT_MATMUL_DESC_EPILOGUE: if (n != sizeof d->epi) return CUBLAS_STATUS_INVALID_VALUE; memcpy(&d->epi, buf, n); break;
     case CUBLASLT_MATMUL_DESC_BIAS_POINTER: if (n != sizeof d->bias) return CUBLAS_STATUS_INVALID_VALUE; memcpy(&d->bias, buf, n); break;
-    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: if (n != sizeof d->bias_type) return CUBLAS_STATUS_INVALID_VALUE; memcpy(&d->bias_type, buf, n); break;
+    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: if (n != sizeof(cudaDataType_t)) return CUBLAS_STATUS_INVALID_VALUE; memcpy(&d->bias_type, buf, n); break;
     default: return CUBLAS_STATUS_INVALID_VALUE;
     }
     return CUBLAS_STATUS_SUCCESS;
@@ -187,8 +218,10 @@ static bool shapes_ok(const EmuLtDesc *d, const EmuLtLayout *a, const EmuLtLayou
     uint64_t ar, ac, br, bc;
     op_dims(a, d->ta, &ar, &ac);
     op_dims(b, d->tb, &br, &bc);
+    // cuBLASLt's table for compute 32F: A, B of one type; C, D of one type, fp32 or (bf16 inputs only) bf16
     return ac == br && ar == dl->rows && bc == dl->cols && c->rows == dl->rows && c->cols == dl->cols &&
-           a->type == b->type && dl->type == CUDA_R_32F && c->type == CUDA_R_32F;
+           a->type == b->type && c->type == dl->type &&
+           (dl->type == CUDA_R_32F || (dl->type == CUDA_R_16BF && a->type == CUDA_R_16BF));
 }
 cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a,
                                               cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t dl,
@@ -215,7 +248,10 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const vo
                               const void *C, cublasLtMatrixLayout_t lc, void *D, cublasLtMatrixLayout_t ld,
                               const cublasLtMatmulAlgo_t *, void *, size_t, cudaStream_t) {
     if (!shapes_ok(d, la, lb, lc, ld)) return CUBLAS_STATUS_INVALID_VALUE;
-    if (d->epi == CUBLASLT_EPILOGUE_BIAS && (!d->bias || (d->bias_type != CUDA_R_32F && d->bias_type != (cudaDataType_t)-1)))
+    // the bias is of D's type unless set; a bf16 bias needs bf16 inputs
+    cudaDataType_t bias_type = d->bias_type == -1 ? ld->type : (cudaDataType_t)d->bias_type;
+    if (d->epi == CUBLASLT_EPILOGUE_BIAS &&
+        (!d->bias || (bias_type != CUDA_R_32F && !(bias_type == CUDA_R_16BF && la->type == CUDA_R_16BF))))
         return CUBLAS_STATUS_INVALID_VALUE;
     float alpha = *(const float *)alpha_, beta = *(const float *)beta_;
     uint64_t m = ld->rows, n = ld->cols, k;
@@ -235,11 +271,15 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const vo
                 acc += x * y;
             }
             float v = alpha * acc;
-            if (beta != 0.0f) v += beta * ((const float *)C)[i + j * lc->ld];
-            if (d->epi == CUBLASLT_EPILOGUE_BIAS) v += ((const float *)d->bias)[i];
+            if (beta != 0.0f) v += beta * load(C, lc->type, i + j * lc->ld);
+            if (d->epi == CUBLASLT_EPILOGUE_BIAS) v += load(d->bias, bias_type, i);
             out[i + j * m] = v;
         }
     for (uint64_t j = 0; j < n; j++)
-        for (uint64_t i = 0; i < m; i++) ((float *)D)[i + j * ld->ld] = out[i + j * m];
+        for (uint64_t i = 0; i < m; i++) {
+            size_t at = i + j * ld->ld;
+            if (ld->type == CUDA_R_16BF) ((__nv_bfloat16 *)D)[at] = __float2bfloat16_rn(out[i + j * m]);
+            else ((float *)D)[at] = out[i + j * m];
+        }
     return CUBLAS_STATUS_SUCCESS;
 }

@@ -41,6 +41,8 @@ static inline float4 make_float4(float a, float b, float c, float d) { return fl
 using std::max;
 using std::min;
 
+#define TRACELLM_CUDA_EMU 1  // kernels replace inline PTX with the emulator's functions below
+
 void __syncthreads();
 void __syncwarp(unsigned mask = 0xffffffffu);
 float __shfl_xor_sync(unsigned mask, float v, int lane_mask);
@@ -74,6 +76,7 @@ cudaError_t cudaFree(void *p);
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind k);
 cudaError_t cudaMemset(void *p, int v, size_t n);
 cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind k, cudaStream_t s);
 cudaError_t cudaGetLastError(void);
 cudaError_t cudaDeviceSynchronize(void);
 template <class F> cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int) { return cudaSuccess; }
@@ -89,6 +92,17 @@ static inline __nv_bfloat16 __float2bfloat16_rn(float f) {
 }
 static inline __nv_bfloat16 __float2bfloat16(float f) { return __float2bfloat16_rn(f); }
 static inline float __bfloat162float(__nv_bfloat16 b) { uint32_t u = (uint32_t)b.bits << 16; float f; memcpy(&f, &u, 4); return f; }
+static inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) { return b.bits; }
+static inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) { return __nv_bfloat16{u}; }
+static inline unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
+static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32: d += a . b over the 32 lanes of the warp,
+// each lane passing its fragment registers in PTX's documented layout (g = lane/4, t = lane%4):
+// a: (g, 2t..2t+1), (g+8, 2t..), (g, 2t+8..), (g+8, 2t+8..) of A (16 x 16), two bf16 a register;
+// b: (k 2t..2t+1, n g), (k 2t+8.., n g) of B (16 x 8); d: (g, 2t..2t+1), (g+8, 2t..) of D (16 x 8).
+// Acts as a warp barrier (every lane of the block must call it, as the kernels do).
+void emu_mma_m16n8k16_bf16(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]);
 
 // ---- cuBLASLt ----
 typedef enum { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_INVALID_VALUE = 7, CUBLAS_STATUS_NOT_SUPPORTED = 15 } cublasStatus_t;
@@ -105,7 +119,7 @@ typedef enum {
     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES = 7,
     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES = 8,
 } cublasLtMatmulPreferenceAttributes_t;
-struct EmuLtDesc { cublasComputeType_t compute; cudaDataType_t scale; cublasOperation_t ta, tb; cublasLtEpilogue_t epi; const void *bias; cudaDataType_t bias_type; };
+struct EmuLtDesc { cublasComputeType_t compute; cudaDataType_t scale; cublasOperation_t ta, tb; cublasLtEpilogue_t epi; const void *bias; int bias_type; /* -1: unset */ };
 struct EmuLtLayout { cudaDataType_t type; uint64_t rows, cols; int64_t ld; };
 struct EmuLtPref { size_t ws; uint32_t align[4]; };
 typedef EmuLtDesc *cublasLtMatmulDesc_t;

@@ -1,0 +1,484 @@
+// Causal self-attention of the bf16 table on the tensor cores through mma.sync (m16n8k16: bf16
+// operands, fp32 accumulate), flash-attention-2 style. Where attention_tc.cu (WMMA, TF32) must go
+// through shared memory for the softmax, because a WMMA fragment's layout is unspecified, mma.sync's
+// layout is documented: a thread holds rows g = lane/4 and g + 8, columns 2t and 2t + 1 (t = lane%4)
+// of each 16 x 8 accumulator tile, which is also, two tiles side by side, the layout of a 16 x 16
+// A operand. So the scores S stay in registers: the softmax is done where they land (a row's
+// values live in the 4 threads of a quad, reduced with two shuffles), and P (or dS) is repacked to
+// bf16 as the A operand of the next product without touching shared memory.
+//
+// Work split as in attention_tc.cu: a block of 4 warps owns 64 rows (queries in the forward and dq
+// kernels, keys in the dk/dv kernel), 16 per warp, held as A fragments in registers; the other
+// operand streams through shared memory in tiles of KT rows. B operands are read from shared
+// memory as [n][k] arrays (k contiguous), so a tile is stored both as it is (K, V, Q, dO rows,
+// for products with their rows) and transposed (for products with their columns):
+//   forward   S = Q K^T (K rows), O += P V (V^T)
+//   dq        S = Q K^T, dP = dO V^T (V rows), dS = P (dP - D), dQ += dS K (K^T)
+//   dk, dv    S^T = K Q^T (Q rows), dP^T = V dO^T (dO rows), dV += P^T dO (dO^T), dK += dS^T Q (Q^T)
+// D_i = dO_i . O_i comes from a small kernel first. Row padding of 8 bf16 puts the 8 rows a B
+// fragment load touches in different banks. Every thread writes only its own rows: deterministic
+// without atomics. The exponentials are base 2 (scale folded with log2 e); the state stays the
+// natural log-sum-exp, as in the other kernels.
+//
+// qkv (B,T,3C), out, dout (B,T,C): bf16; lse, D (B,NH,T): fp32. Head sizes 16, 32, 64, 128.
+#include "kernels/cuda/common.cuh"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MM_THREADS 128  // 4 warps
+#define MM_ROWS 64      // rows a block owns, 16 per warp
+#define LOG2E 1.4426950408889634f
+
+// ---- the warp-level product and the fragments ----
+
+// d (16 x 8, fp32) += a (16 x 16, bf16) . b (16 x 8, bf16), every lane holding its part.
+__device__ __forceinline__ void mma16816(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+#ifdef TRACELLM_CUDA_EMU
+    emu_mma_m16n8k16_bf16(d, a, b);
+#else
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+__device__ __forceinline__ unsigned ld32(const bf16 *p) { return *(const unsigned *)p; }
+// two floats as bf16 (round to nearest), the first in the low half
+__device__ __forceinline__ unsigned pack2(float lo, float hi) {
+    return (unsigned)__bfloat16_as_ushort(__float2bfloat16_rn(lo)) |
+           (unsigned)__bfloat16_as_ushort(__float2bfloat16_rn(hi)) << 16;
+}
+// A (16 x 16) from a row-major [m][k] array (ld elements a row): a0 (g, 2t), a1 (g+8, 2t),
+// a2 (g, 2t+8), a3 (g+8, 2t+8), each two consecutive k.
+__device__ __forceinline__ void frag_a(unsigned (&a)[4], const bf16 *A, int ld, int g, int t) {
+    a[0] = ld32(A + g * ld + 2 * t);
+    a[1] = ld32(A + (g + 8) * ld + 2 * t);
+    a[2] = ld32(A + g * ld + 2 * t + 8);
+    a[3] = ld32(A + (g + 8) * ld + 2 * t + 8);
+}
+// B (16 x 8) from an [n][k] array: b0 (k 2t, 2t+1 of column g), b1 (k 2t+8, 2t+9).
+__device__ __forceinline__ void frag_b(unsigned (&b)[2], const bf16 *Bt, int ld, int g, int t) {
+    b[0] = ld32(Bt + g * ld + 2 * t);
+    b[1] = ld32(Bt + g * ld + 2 * t + 8);
+}
+// A fragments of the warp's 16 rows x HS channels straight from global memory (row stride
+// `stride`); rows at or past T are zeros.
+template <int HS>
+__device__ __forceinline__ void rows_a(unsigned (&a)[HS / 16][4], const bf16 *src, size_t stride, int r0, int T, int g,
+                                       int t) {
+#pragma unroll
+    for (int kk = 0; kk < HS / 16; kk++) {
+        int c = 16 * kk + 2 * t;
+        bool lo = r0 + g < T, hi = r0 + g + 8 < T;
+        a[kk][0] = lo ? ld32(src + (size_t)(r0 + g) * stride + c) : 0u;
+        a[kk][1] = hi ? ld32(src + (size_t)(r0 + g + 8) * stride + c) : 0u;
+        a[kk][2] = lo ? ld32(src + (size_t)(r0 + g) * stride + c + 8) : 0u;
+        a[kk][3] = hi ? ld32(src + (size_t)(r0 + g + 8) * stride + c + 8) : 0u;
+    }
+}
+// An accumulator row pair (16 x 16 as two 16 x 8 tiles n, n+1) repacked as one A fragment.
+__device__ __forceinline__ void acc_to_a(unsigned (&a)[4], const float (&x)[4], const float (&y)[4]) {
+    a[0] = pack2(x[0], x[1]);
+    a[1] = pack2(x[2], x[3]);
+    a[2] = pack2(y[0], y[1]);
+    a[3] = pack2(y[2], y[3]);
+}
+
+// Rows [r0, r0 + n) x HS of a row-major global tensor (row stride `stride`) into shared memory,
+// as rows (dst[r][c], ld ldr) and/or transposed (dstT[c][r], ld ldt), whichever is given; rows past
+// T are zeros. Two bf16 at a time (every row start is 4-byte aligned: C is even).
+template <int HS>
+__device__ __forceinline__ void load_tile(bf16 *dst, int ldr, bf16 *dstT, int ldt, const bf16 *src, size_t stride,
+                                          int r0, int n, int T) {
+    for (int e = threadIdx.x; e < n * (HS / 2); e += MM_THREADS) {
+        int r = e / (HS / 2), c = 2 * (e % (HS / 2));
+        unsigned v = r0 + r < T ? ld32(src + (size_t)(r0 + r) * stride + c) : 0u;
+        if (dst) *(unsigned *)(dst + r * ldr + c) = v;
+        if (dstT) {
+            dstT[c * ldt + r] = __ushort_as_bfloat16((unsigned short)(v & 0xffffu));
+            dstT[(c + 1) * ldt + r] = __ushort_as_bfloat16((unsigned short)(v >> 16));
+        }
+    }
+}
+
+// the max (or sum) of a row over the 4 threads of its quad
+__device__ __forceinline__ float quad_max(float v) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// ---- forward ----
+// grid (T/64, NH, B). Shared: K tile (KT x HS), V^T (HS x KT).
+template <int HS, int KT> constexpr size_t fwd_smem() { return sizeof(bf16) * (KT * (HS + 8) + HS * (KT + 8)); }
+
+template <int HS, int KT>
+__global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 *out, float *lse, const bf16 *qkv, int T,
+                                                                           int C, int NH, float scale2) {
+    extern __shared__ __align__(16) float smem_f[];
+    constexpr int LDK = HS + 8, LDV = KT + 8;
+    bf16 *Ks = (bf16 *)smem_f, *Vt = Ks + KT * LDK;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * MM_ROWS, w0 = q0 + 16 * warp;
+    int row[2] = {w0 + g, w0 + g + 8};
+    size_t C3 = 3 * (size_t)C;
+    const bf16 *base = qkv + (size_t)b * T * C3 + h * HS;
+
+    unsigned qf[HS / 16][4];
+    rows_a<HS>(qf, base, C3, w0, T, g, t);
+    float o[HS / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int n = 0; n < HS / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    int last = min(T - 1, q0 + MM_ROWS - 1);
+    for (int k0 = 0; k0 <= last; k0 += KT) {
+        __syncthreads();  // every warp is done with the previous tile
+        load_tile<HS>(Ks, LDK, nullptr, 0, base + C, C3, k0, KT, T);
+        load_tile<HS>(nullptr, 0, Vt, LDV, base + 2 * C, C3, k0, KT, T);
+        __syncthreads();
+        // S = Q K^T (16 x KT), scaled to base 2 and masked
+        float s[KT / 8][4];
+#pragma unroll
+        for (int n = 0; n < KT / 8; n++) {
+            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < HS / 16; kk++) {
+                unsigned bf[2];
+                frag_b(bf, Ks + n * 8 * LDK + 16 * kk, LDK, g, t);
+                mma16816(s[n], qf[kk], bf);
+            }
+        }
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int n = 0; n < KT / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int i = row[e >> 1], j = k0 + 8 * n + 2 * t + (e & 1);
+                float v = (j <= i && i < T) ? s[n][e] * scale2 : -INFINITY;
+                s[n][e] = v;
+                mx[e >> 1] = fmaxf(mx[e >> 1], v);
+            }
+        float alpha[2], ls[2] = {0.0f, 0.0f};
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float mn = fmaxf(m[r], quad_max(mx[r]));
+            alpha[r] = mn == -INFINITY ? 1.0f : exp2f(m[r] - mn);
+            m[r] = mn;
+        }
+#pragma unroll
+        for (int n = 0; n < KT / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float p = s[n][e] == -INFINITY ? 0.0f : exp2f(s[n][e] - m[e >> 1]);
+                s[n][e] = p;
+                ls[e >> 1] += p;
+            }
+#pragma unroll
+        for (int r = 0; r < 2; r++) l[r] = l[r] * alpha[r] + quad_sum(ls[r]);
+#pragma unroll
+        for (int n = 0; n < HS / 8; n++) {
+            o[n][0] *= alpha[0]; o[n][1] *= alpha[0];
+            o[n][2] *= alpha[1]; o[n][3] *= alpha[1];
+        }
+        // O += P V: P repacked in registers, V^T from shared memory
+#pragma unroll
+        for (int kk = 0; kk < KT / 16; kk++) {
+            unsigned pa[4];
+            acc_to_a(pa, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+            for (int n = 0; n < HS / 8; n++) {
+                unsigned bf[2];
+                frag_b(bf, Vt + n * 8 * LDV + 16 * kk, LDV, g, t);
+                mma16816(o[n], pa, bf);
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        int i = row[r];
+        if (i >= T) continue;
+        float inv = 1.0f / l[r];
+        bf16 *y = out + ((size_t)b * T + i) * C + h * HS;
+#pragma unroll
+        for (int n = 0; n < HS / 8; n++) {
+            int c = 8 * n + 2 * t;
+            y[c] = stx<bf16>(o[n][2 * r] * inv);
+            y[c + 1] = stx<bf16>(o[n][2 * r + 1] * inv);
+        }
+        if (t == 0) lse[((size_t)b * NH + h) * T + i] = (m[r] + log2f(l[r])) / LOG2E;
+    }
+}
+
+// ---- backward: D_i = dO_i . O_i, one thread per (b, h, i) ----
+__global__ void attention_dsum_kernel(float *Dsum, const bf16 *dout, const bf16 *out, int B, int T, int C, int NH) {
+    size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= (size_t)B * NH * T) return;
+    int i = (int)(e % T), h = (int)(e / T % NH), b = (int)(e / ((size_t)T * NH)), hs = C / NH;
+    const bf16 *g = dout + ((size_t)b * T + i) * C + h * hs, *o = out + ((size_t)b * T + i) * C + h * hs;
+    float d = 0.0f;
+    for (int c = 0; c < hs; c++) d += ldx(g[c]) * ldx(o[c]);
+    Dsum[e] = d;
+}
+
+// ---- backward: dq ----
+// grid (T/64, NH, B). Shared: K tile, K^T, V tile.
+template <int HS, int KT> constexpr size_t dq_smem() { return sizeof(bf16) * (2 * KT * (HS + 8) + HS * (KT + 8)); }
+
+template <int HS, int KT>
+__global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(bf16 *dqkv, const bf16 *dout,
+                                                                               const bf16 *qkv, const float *lse,
+                                                                               const float *Dsum, int T, int C, int NH,
+                                                                               float scale) {
+    extern __shared__ __align__(16) float smem_f[];
+    constexpr int LDK = HS + 8, LDT = KT + 8;
+    bf16 *Ks = (bf16 *)smem_f, *Vs = Ks + KT * LDK, *Kt = Vs + KT * LDK;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * MM_ROWS, w0 = q0 + 16 * warp;
+    int row[2] = {w0 + g, w0 + g + 8};
+    size_t C3 = 3 * (size_t)C;
+    const bf16 *base = qkv + (size_t)b * T * C3 + h * HS, *gbase = dout + (size_t)b * T * C + h * HS;
+    const float *lrow = lse + ((size_t)b * NH + h) * T, *drow = Dsum + ((size_t)b * NH + h) * T;
+    float scale2 = scale * LOG2E, L2[2], D[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        L2[r] = row[r] < T ? lrow[row[r]] * LOG2E : 0.0f;
+        D[r] = row[r] < T ? drow[row[r]] : 0.0f;
+    }
+    unsigned qf[HS / 16][4], gf[HS / 16][4];
+    rows_a<HS>(qf, base, C3, w0, T, g, t);
+    rows_a<HS>(gf, gbase, C, w0, T, g, t);
+    float dq[HS / 8][4];
+#pragma unroll
+    for (int n = 0; n < HS / 8; n++) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
+    int last = min(T - 1, q0 + MM_ROWS - 1);
+    for (int k0 = 0; k0 <= last; k0 += KT) {
+        __syncthreads();
+        load_tile<HS>(Ks, LDK, Kt, LDT, base + C, C3, k0, KT, T);
+        load_tile<HS>(Vs, LDK, nullptr, 0, base + 2 * C, C3, k0, KT, T);
+        __syncthreads();
+        float s[KT / 8][4], dp[KT / 8][4];
+#pragma unroll
+        for (int n = 0; n < KT / 8; n++) {
+            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+            dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < HS / 16; kk++) {
+                unsigned bk[2], bv[2];
+                frag_b(bk, Ks + n * 8 * LDK + 16 * kk, LDK, g, t);
+                frag_b(bv, Vs + n * 8 * LDK + 16 * kk, LDK, g, t);
+                mma16816(s[n], qf[kk], bk);   // S = Q K^T
+                mma16816(dp[n], gf[kk], bv);  // dP = dO V^T
+            }
+        }
+#pragma unroll
+        for (int n = 0; n < KT / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int r = e >> 1, i = row[r], j = k0 + 8 * n + 2 * t + (e & 1);
+                float p = (j <= i && i < T) ? exp2f(s[n][e] * scale2 - L2[r]) : 0.0f;
+                s[n][e] = p * (dp[n][e] - D[r]) * scale;  // dS
+            }
+        // dQ += dS K: dS repacked in registers, K^T from shared memory
+#pragma unroll
+        for (int kk = 0; kk < KT / 16; kk++) {
+            unsigned da[4];
+            acc_to_a(da, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+            for (int n = 0; n < HS / 8; n++) {
+                unsigned bf[2];
+                frag_b(bf, Kt + n * 8 * LDT + 16 * kk, LDT, g, t);
+                mma16816(dq[n], da, bf);
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        int i = row[r];
+        if (i >= T) continue;
+        bf16 *d = dqkv + ((size_t)b * T + i) * C3 + h * HS;
+#pragma unroll
+        for (int n = 0; n < HS / 8; n++) {
+            int c = 8 * n + 2 * t;
+            d[c] = stx<bf16>(ldx(d[c]) + dq[n][2 * r]);
+            d[c + 1] = stx<bf16>(ldx(d[c + 1]) + dq[n][2 * r + 1]);
+        }
+    }
+}
+
+// ---- backward: dk and dv ----
+// grid (T/64, NH, B): the block owns keys [64 x, 64 x + 64) and streams the query tiles from its
+// first key on. Shared: Q, dO tiles (rows and transposed), their lse (base 2) and D.
+template <int HS, int QT> constexpr size_t dkdv_smem() {
+    return sizeof(bf16) * (2 * QT * (HS + 8) + 2 * HS * (QT + 8)) + sizeof(float) * 2 * QT;
+}
+
+template <int HS, int QT>
+__global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel(bf16 *dqkv, const bf16 *dout,
+                                                                                 const bf16 *qkv, const float *lse,
+                                                                                 const float *Dsum, int T, int C,
+                                                                                 int NH, float scale) {
+    extern __shared__ __align__(16) float smem_f[];
+    constexpr int LDR = HS + 8, LDT = QT + 8;
+    float *Ls = smem_f, *Ds = Ls + QT;
+    bf16 *Qs = (bf16 *)(Ds + QT), *Gs = Qs + QT * LDR, *Qt = Gs + QT * LDR, *Gt = Qt + HS * LDT;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    int b = blockIdx.z, h = blockIdx.y, kb0 = blockIdx.x * MM_ROWS, w0 = kb0 + 16 * warp;
+    int key[2] = {w0 + g, w0 + g + 8};
+    size_t C3 = 3 * (size_t)C;
+    const bf16 *base = qkv + (size_t)b * T * C3 + h * HS, *gbase = dout + (size_t)b * T * C + h * HS;
+    const float *lrow = lse + ((size_t)b * NH + h) * T, *drow = Dsum + ((size_t)b * NH + h) * T;
+    float scale2 = scale * LOG2E;
+    unsigned kf[HS / 16][4], vf[HS / 16][4];
+    rows_a<HS>(kf, base + C, C3, w0, T, g, t);
+    rows_a<HS>(vf, base + 2 * C, C3, w0, T, g, t);
+    float dk[HS / 8][4], dv[HS / 8][4];
+#pragma unroll
+    for (int n = 0; n < HS / 8; n++) {
+        dk[n][0] = dk[n][1] = dk[n][2] = dk[n][3] = 0.0f;
+        dv[n][0] = dv[n][1] = dv[n][2] = dv[n][3] = 0.0f;
+    }
+    for (int i0 = kb0 / QT * QT; i0 < T; i0 += QT) {  // queries before the block's first key see none of its keys
+        __syncthreads();
+        load_tile<HS>(Qs, LDR, Qt, LDT, base, C3, i0, QT, T);
+        load_tile<HS>(Gs, LDR, Gt, LDT, gbase, C, i0, QT, T);
+        for (int e = threadIdx.x; e < QT; e += MM_THREADS) {
+            Ls[e] = i0 + e < T ? lrow[i0 + e] * LOG2E : 0.0f;
+            Ds[e] = i0 + e < T ? drow[i0 + e] : 0.0f;
+        }
+        __syncthreads();
+        float st[QT / 8][4], dpt[QT / 8][4];
+#pragma unroll
+        for (int n = 0; n < QT / 8; n++) {
+            st[n][0] = st[n][1] = st[n][2] = st[n][3] = 0.0f;
+            dpt[n][0] = dpt[n][1] = dpt[n][2] = dpt[n][3] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < HS / 16; kk++) {
+                unsigned bq[2], bg[2];
+                frag_b(bq, Qs + n * 8 * LDR + 16 * kk, LDR, g, t);
+                frag_b(bg, Gs + n * 8 * LDR + 16 * kk, LDR, g, t);
+                mma16816(st[n], kf[kk], bq);   // S^T = K Q^T
+                mma16816(dpt[n], vf[kk], bg);  // dP^T = V dO^T
+            }
+        }
+#pragma unroll
+        for (int n = 0; n < QT / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int j = key[e >> 1], q = 8 * n + 2 * t + (e & 1), i = i0 + q;
+                float p = (i >= j && i < T && j < T) ? exp2f(st[n][e] * scale2 - Ls[q]) : 0.0f;
+                st[n][e] = p;                                 // P^T
+                dpt[n][e] = p * (dpt[n][e] - Ds[q]) * scale;  // dS^T
+            }
+        // dV += P^T dO (dO^T from shared), dK += dS^T Q (Q^T from shared)
+#pragma unroll
+        for (int kk = 0; kk < QT / 16; kk++) {
+            unsigned pa[4], da[4];
+            acc_to_a(pa, st[2 * kk], st[2 * kk + 1]);
+            acc_to_a(da, dpt[2 * kk], dpt[2 * kk + 1]);
+#pragma unroll
+            for (int n = 0; n < HS / 8; n++) {
+                unsigned bg[2], bq[2];
+                frag_b(bg, Gt + n * 8 * LDT + 16 * kk, LDT, g, t);
+                frag_b(bq, Qt + n * 8 * LDT + 16 * kk, LDT, g, t);
+                mma16816(dv[n], pa, bg);
+                mma16816(dk[n], da, bq);
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        int j = key[r];
+        if (j >= T) continue;
+        bf16 *d = dqkv + ((size_t)b * T + j) * C3 + h * HS;
+#pragma unroll
+        for (int n = 0; n < HS / 8; n++) {
+            int c = 8 * n + 2 * t;
+            d[C + c] = stx<bf16>(ldx(d[C + c]) + dk[n][2 * r]);
+            d[C + c + 1] = stx<bf16>(ldx(d[C + c + 1]) + dk[n][2 * r + 1]);
+            d[2 * C + c] = stx<bf16>(ldx(d[2 * C + c]) + dv[n][2 * r]);
+            d[2 * C + c + 1] = stx<bf16>(ldx(d[2 * C + c + 1]) + dv[n][2 * r + 1]);
+        }
+    }
+}
+
+// ---- launches ----
+// Kernels that need more than 48 KB of shared memory must say so once per kernel.
+template <class K> static void allow_smem(K kernel, size_t bytes, const char *what) {
+    if (bytes > 48 * 1024)
+        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes),
+                   "%s: %zu bytes of shared memory", what, bytes);
+}
+
+// Which kernels the bf16 table's attention runs: these (default) or attention_tc.cu's WMMA ones
+// (TRACELLM_CUDA_ATTENTION=wmma, or cuda_set_attention_kernel), to compare them on a card.
+static int attention_kernel = -1;
+void cuda_set_attention_kernel(int k) {
+    if (k != CUDA_ATTENTION_MMA && k != CUDA_ATTENTION_WMMA) fatal("cuda_set_attention_kernel: unknown kernel %d", k);
+    attention_kernel = k;
+}
+int cu_attention_mma_supported(int hs) {
+    if (attention_kernel < 0) {
+        const char *e = getenv("TRACELLM_CUDA_ATTENTION");
+        if (!e || !*e || !strcmp(e, "mma")) attention_kernel = CUDA_ATTENTION_MMA;
+        else if (!strcmp(e, "wmma")) attention_kernel = CUDA_ATTENTION_WMMA;
+        else fatal("TRACELLM_CUDA_ATTENTION=%s: expected mma or wmma", e);
+    }
+    return attention_kernel == CUDA_ATTENTION_MMA && (hs == 16 || hs == 32 || hs == 64 || hs == 128);
+}
+
+// tiles of 64 streamed rows, 32 for head size 128 (registers)
+template <int HS> struct Tile { static constexpr int N = HS == 128 ? 32 : 64; };
+
+template <int HS> static void forward_hs(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH) {
+    constexpr int KT = Tile<HS>::N;
+    dim3 grid(cdiv(T, MM_ROWS), NH, B);
+    size_t smem = fwd_smem<HS, KT>();
+    allow_smem(attention_forward_mma_kernel<HS, KT>, smem, "attention_forward (mma)");
+    float scale2 = LOG2E / sqrtf((float)HS);
+    attention_forward_mma_kernel<HS, KT><<<grid, MM_THREADS, smem>>>(out, lse, qkv, T, C, NH, scale2);
+}
+
+template <int HS>
+static void backward_hs(bf16 *dqkv, const float *Dsum, const bf16 *dout, const bf16 *qkv, const float *lse, int B, int T,
+                        int C, int NH) {
+    constexpr int KT = Tile<HS>::N;
+    dim3 grid(cdiv(T, MM_ROWS), NH, B);
+    float scale = 1.0f / sqrtf((float)HS);
+    allow_smem(attention_backward_dq_mma_kernel<HS, KT>, dq_smem<HS, KT>(), "attention_backward dq (mma)");
+    attention_backward_dq_mma_kernel<HS, KT><<<grid, MM_THREADS, dq_smem<HS, KT>()>>>(dqkv, dout, qkv, lse, Dsum, T, C,
+                                                                                       NH, scale);
+    LAUNCH_CHECK("attention_backward (dq, mma) B=%d T=%d C=%d NH=%d", B, T, C, NH);
+    allow_smem(attention_backward_dkdv_mma_kernel<HS, KT>, dkdv_smem<HS, KT>(), "attention_backward dk/dv (mma)");
+    attention_backward_dkdv_mma_kernel<HS, KT><<<grid, MM_THREADS, dkdv_smem<HS, KT>()>>>(dqkv, dout, qkv, lse, Dsum, T,
+                                                                                           C, NH, scale);
+}
+
+void cu_attention_mma_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH) {
+    switch (C / NH) {
+    case 16: forward_hs<16>(out, lse, qkv, B, T, C, NH); break;
+    case 32: forward_hs<32>(out, lse, qkv, B, T, C, NH); break;
+    case 64: forward_hs<64>(out, lse, qkv, B, T, C, NH); break;
+    case 128: forward_hs<128>(out, lse, qkv, B, T, C, NH); break;
+    default: fatal("cuda attention_forward (mma): head size %d is not compiled in", C / NH);
+    }
+    LAUNCH_CHECK("attention_forward (mma) B=%d T=%d C=%d NH=%d", B, T, C, NH);
+}
+
+void cu_attention_mma_backward(bf16 *dqkv, float *Dsum, const bf16 *dout, const bf16 *qkv, const bf16 *out,
+                               const float *lse, int B, int T, int C, int NH) {
+    size_t rows = (size_t)B * NH * T;
+    attention_dsum_kernel<<<cdiv(rows, 256), 256>>>(Dsum, dout, out, B, T, C, NH);
+    LAUNCH_CHECK("attention_backward (D, mma) B=%d T=%d C=%d NH=%d", B, T, C, NH);
+    switch (C / NH) {
+    case 16: backward_hs<16>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH); break;
+    case 32: backward_hs<32>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH); break;
+    case 64: backward_hs<64>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH); break;
+    case 128: backward_hs<128>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH); break;
+    default: fatal("cuda attention_backward (mma): head size %d is not compiled in", C / NH);
+    }
+    LAUNCH_CHECK("attention_backward (dk/dv, mma) B=%d T=%d C=%d NH=%d", B, T, C, NH);
+}
