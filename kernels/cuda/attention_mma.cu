@@ -88,10 +88,28 @@ __device__ __forceinline__ void acc_to_a(unsigned (&a)[4], const float (&x)[4], 
 
 // Rows [r0, r0 + n) x HS of a row-major global tensor (row stride `stride`) into shared memory,
 // as rows (dst[r][c], ld ldr) and/or transposed (dstT[c][r], ld ldt), whichever is given; rows past
-// T are zeros. Two bf16 at a time (every row start is 4-byte aligned: C is even).
+// T are zeros. 16 bytes at a time when `vec` (every row start 16-byte aligned, checked at launch;
+// ldr keeps shared rows 16-byte aligned), else two bf16 (every row start is 4-byte aligned: C is even).
 template <int HS>
 __device__ __forceinline__ void load_tile(bf16 *dst, int ldr, bf16 *dstT, int ldt, const bf16 *src, size_t stride,
-                                          int r0, int n, int T) {
+                                          int r0, int n, int T, bool vec) {
+    if (vec) {
+        for (int e = threadIdx.x; e < n * (HS / 8); e += MM_THREADS) {
+            int r = e / (HS / 8), c = 8 * (e % (HS / 8));
+            float4 v = r0 + r < T ? *(const float4 *)(src + (size_t)(r0 + r) * stride + c) : make_float4(0, 0, 0, 0);
+            if (dst) *(float4 *)(dst + r * ldr + c) = v;
+            if (dstT) {
+                float w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    unsigned u = __float_as_uint(w[k]);
+                    dstT[(c + 2 * k) * ldt + r] = __ushort_as_bfloat16((unsigned short)(u & 0xffffu));
+                    dstT[(c + 2 * k + 1) * ldt + r] = __ushort_as_bfloat16((unsigned short)(u >> 16));
+                }
+            }
+        }
+        return;
+    }
     for (int e = threadIdx.x; e < n * (HS / 2); e += MM_THREADS) {
         int r = e / (HS / 2), c = 2 * (e % (HS / 2));
         unsigned v = r0 + r < T ? ld32(src + (size_t)(r0 + r) * stride + c) : 0u;
@@ -119,7 +137,7 @@ template <int HS, int KT> constexpr size_t fwd_smem() { return sizeof(bf16) * (K
 
 template <int HS, int KT>
 __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 *out, float *lse, const bf16 *qkv, int T,
-                                                                           int C, int NH, float scale2) {
+                                                                           int C, int NH, float scale2, bool vec) {
     extern __shared__ __align__(16) float smem_f[];
     constexpr int LDK = HS + 8, LDV = KT + 8;
     bf16 *Ks = (bf16 *)smem_f, *Vt = Ks + KT * LDK;
@@ -137,8 +155,8 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
     int last = min(T - 1, q0 + MM_ROWS - 1);
     for (int k0 = 0; k0 <= last; k0 += KT) {
         __syncthreads();  // every warp is done with the previous tile
-        load_tile<HS>(Ks, LDK, nullptr, 0, base + C, C3, k0, KT, T);
-        load_tile<HS>(nullptr, 0, Vt, LDV, base + 2 * C, C3, k0, KT, T);
+        load_tile<HS>(Ks, LDK, nullptr, 0, base + C, C3, k0, KT, T, vec);
+        load_tile<HS>(nullptr, 0, Vt, LDV, base + 2 * C, C3, k0, KT, T, vec);
         __syncthreads();
         // S = Q K^T (16 x KT), scaled to base 2 and masked
         float s[KT / 8][4];
@@ -232,7 +250,7 @@ template <int HS, int KT>
 __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(bf16 *dqkv, const bf16 *dout,
                                                                                const bf16 *qkv, const float *lse,
                                                                                const float *Dsum, int T, int C, int NH,
-                                                                               float scale) {
+                                                                               float scale, bool vec) {
     extern __shared__ __align__(16) float smem_f[];
     constexpr int LDK = HS + 8, LDT = KT + 8;
     bf16 *Ks = (bf16 *)smem_f, *Vs = Ks + KT * LDK, *Kt = Vs + KT * LDK;
@@ -257,8 +275,8 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
     int last = min(T - 1, q0 + MM_ROWS - 1);
     for (int k0 = 0; k0 <= last; k0 += KT) {
         __syncthreads();
-        load_tile<HS>(Ks, LDK, Kt, LDT, base + C, C3, k0, KT, T);
-        load_tile<HS>(Vs, LDK, nullptr, 0, base + 2 * C, C3, k0, KT, T);
+        load_tile<HS>(Ks, LDK, Kt, LDT, base + C, C3, k0, KT, T, vec);
+        load_tile<HS>(Vs, LDK, nullptr, 0, base + 2 * C, C3, k0, KT, T, vec);
         __syncthreads();
         float s[KT / 8][4], dp[KT / 8][4];
 #pragma unroll
@@ -320,7 +338,7 @@ template <int HS, int QT>
 __global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel(bf16 *dqkv, const bf16 *dout,
                                                                                  const bf16 *qkv, const float *lse,
                                                                                  const float *Dsum, int T, int C,
-                                                                                 int NH, float scale) {
+                                                                                 int NH, float scale, bool vec) {
     extern __shared__ __align__(16) float smem_f[];
     constexpr int LDR = HS + 8, LDT = QT + 8;
     float *Ls = smem_f, *Ds = Ls + QT;
@@ -343,8 +361,8 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel
     }
     for (int i0 = kb0 / QT * QT; i0 < T; i0 += QT) {  // queries before the block's first key see none of its keys
         __syncthreads();
-        load_tile<HS>(Qs, LDR, Qt, LDT, base, C3, i0, QT, T);
-        load_tile<HS>(Gs, LDR, Gt, LDT, gbase, C, i0, QT, T);
+        load_tile<HS>(Qs, LDR, Qt, LDT, base, C3, i0, QT, T, vec);
+        load_tile<HS>(Gs, LDR, Gt, LDT, gbase, C, i0, QT, T, vec);
         for (int e = threadIdx.x; e < QT; e += MM_THREADS) {
             Ls[e] = i0 + e < T ? lrow[i0 + e] * LOG2E : 0.0f;
             Ds[e] = i0 + e < T ? drow[i0 + e] : 0.0f;
@@ -430,6 +448,9 @@ int cu_attention_mma_supported(int hs) {
     return attention_kernel == CUDA_ATTENTION_MMA && (hs == 16 || hs == 32 || hs == 64 || hs == 128);
 }
 
+// 16-byte tile loads need every row start 16-byte aligned
+static bool rows_aligned16(const bf16 *p, int C) { return aligned16(p) && C % 8 == 0; }
+
 // tiles of 64 streamed rows, 32 for head size 128 (registers)
 template <int HS> struct Tile { static constexpr int N = HS == 128 ? 32 : 64; };
 
@@ -439,7 +460,7 @@ template <int HS> static void forward_hs(bf16 *out, float *lse, const bf16 *qkv,
     size_t smem = fwd_smem<HS, KT>();
     allow_smem(attention_forward_mma_kernel<HS, KT>, smem, "attention_forward (mma)");
     float scale2 = LOG2E / sqrtf((float)HS);
-    attention_forward_mma_kernel<HS, KT><<<grid, MM_THREADS, smem>>>(out, lse, qkv, T, C, NH, scale2);
+    attention_forward_mma_kernel<HS, KT><<<grid, MM_THREADS, smem>>>(out, lse, qkv, T, C, NH, scale2, rows_aligned16(qkv, C));
 }
 
 template <int HS>
@@ -448,13 +469,14 @@ static void backward_hs(bf16 *dqkv, const float *Dsum, const bf16 *dout, const b
     constexpr int KT = Tile<HS>::N;
     dim3 grid(cdiv(T, MM_ROWS), NH, B);
     float scale = 1.0f / sqrtf((float)HS);
+    bool vec = rows_aligned16(qkv, C) && rows_aligned16(dout, C);
     allow_smem(attention_backward_dq_mma_kernel<HS, KT>, dq_smem<HS, KT>(), "attention_backward dq (mma)");
     attention_backward_dq_mma_kernel<HS, KT><<<grid, MM_THREADS, dq_smem<HS, KT>()>>>(dqkv, dout, qkv, lse, Dsum, T, C,
-                                                                                       NH, scale);
+                                                                                       NH, scale, vec);
     LAUNCH_CHECK("attention_backward (dq, mma) B=%d T=%d C=%d NH=%d", B, T, C, NH);
     allow_smem(attention_backward_dkdv_mma_kernel<HS, KT>, dkdv_smem<HS, KT>(), "attention_backward dk/dv (mma)");
     attention_backward_dkdv_mma_kernel<HS, KT><<<grid, MM_THREADS, dkdv_smem<HS, KT>()>>>(dqkv, dout, qkv, lse, Dsum, T,
-                                                                                           C, NH, scale);
+                                                                                           C, NH, scale, vec);
 }
 
 void cu_attention_mma_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH) {

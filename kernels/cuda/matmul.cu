@@ -65,6 +65,79 @@ template <class X> __global__ void add_bias_kernel(X *D, const X *bias, int m, s
     if (i < total) D[i] = stx<X>(ldx(D[i]) + ldx(bias[i % m]));
 }
 
+// A GEMM's descriptors and the algorithm cuBLASLt's heuristic chose, kept per shape: building
+// them and asking the heuristic takes longer than a small GEMM, and a training step repeats a dozen
+// shapes ~100 times. The cached algorithm is the one the heuristic returns for the same key, so
+// results keep their bits. Only the bias pointer changes between calls (set on each call).
+struct PlanKey {  // 4-byte members only: no padding, so memcmp compares exactly the fields
+    int m, n, k, ta, tb, ab_type, x_type, d_type, compute, epi_bias;
+    uint32_t al_a, al_b, al_d;
+};
+struct Plan {
+    PlanKey key;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, ld;
+    cublasLtMatmulAlgo_t algo;
+    unsigned long long used;  // last use, for eviction
+};
+enum { MAX_PLANS = 64 };
+static Plan plans[MAX_PLANS];
+static int n_plans;
+static unsigned long long plan_clock;
+
+static void plan_free(Plan *p) {
+    cublasLtMatrixLayoutDestroy(p->la);
+    cublasLtMatrixLayoutDestroy(p->lb);
+    cublasLtMatrixLayoutDestroy(p->ld);
+    cublasLtMatmulDescDestroy(p->desc);
+}
+
+static const Plan *plan_for(const PlanKey &key, const char *op, int N, int C, int OC) {
+    for (int i = 0; i < n_plans; i++)
+        if (!memcmp(&plans[i].key, &key, sizeof key)) { plans[i].used = ++plan_clock; return &plans[i]; }
+    Plan *p;
+    if (n_plans < MAX_PLANS) p = &plans[n_plans++];
+    else {  // full: replace the least recently used
+        p = &plans[0];
+        for (int i = 1; i < MAX_PLANS; i++) if (plans[i].used < p->used) p = &plans[i];
+        plan_free(p);
+    }
+    memset(p, 0, sizeof *p);
+    p->key = key;
+    int m = key.m, n = key.n, k = key.k;
+    cudaDataType_t ab = (cudaDataType_t)key.ab_type, bt = (cudaDataType_t)key.x_type, dt = (cudaDataType_t)key.d_type;
+    LT_CHECK(cublasLtMatmulDescCreate(&p->desc, (cublasComputeType_t)key.compute, CUDA_R_32F), "%s N=%d C=%d OC=%d", op, N,
+             C, OC);
+    cublasOperation_t ta = key.ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb = key.tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta), "%s", op);
+    LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), "%s", op);
+    if (key.epi_bias) {
+        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi), "%s", op);
+        LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt), "%s", op);
+    }
+    LT_CHECK(cublasLtMatrixLayoutCreate(&p->la, ab, key.ta ? k : m, key.ta ? m : k, key.ta ? k : m), "%s", op);
+    LT_CHECK(cublasLtMatrixLayoutCreate(&p->lb, ab, key.tb ? n : k, key.tb ? k : n, key.tb ? n : k), "%s", op);
+    LT_CHECK(cublasLtMatrixLayoutCreate(&p->ld, dt, m, n, m), "%s", op);
+    cublasLtMatmulPreference_t pref;
+    LT_CHECK(cublasLtMatmulPreferenceCreate(&pref), "%s", op);
+    size_t ws = WORKSPACE;
+    LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws), "%s", op);
+    LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &key.al_a, sizeof key.al_a), "%s", op);
+    LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &key.al_b, sizeof key.al_b), "%s", op);
+    LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &key.al_d, sizeof key.al_d), "%s", op);
+    LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key.al_d, sizeof key.al_d), "%s", op);
+    cublasLtMatmulHeuristicResult_t heur;
+    int found = 0;
+    LT_CHECK(cublasLtMatmulAlgoGetHeuristic(lt, p->desc, p->la, p->lb, p->ld, p->ld, pref, 1, &heur, &found),
+             "%s N=%d C=%d OC=%d", op, N, C, OC);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (found < 1) fatal("cuda: %s N=%d C=%d OC=%d: cuBLASLt has no algorithm for this GEMM (m=%d n=%d k=%d)", op, N, C, OC, m, n, k);
+    p->algo = heur.algo;
+    p->used = ++plan_clock;
+    return p;
+}
+
 // D (m,n) col-major, ld m  =  alpha op(A) op(B) + beta D  [+ bias (m,) broadcast over columns]
 // A is (m,k) after op: stored (k,m) when transA (ld k), else (m,k) (ld m); likewise B (k,n).
 // A, B, bias in the compute type X; D in X, or in fp32 when d_fp32 (the weight gradients).
@@ -82,45 +155,18 @@ static void gemm(void *D, bool d_fp32, const X *A, const X *B, const X *bias, in
     cudaDataType_t x_type = native_bf16 ? CUDA_R_16BF : CUDA_R_32F, d_type = d_fp32 ? CUDA_R_32F : x_type;
     cublasComputeType_t ct = mode == CUDA_MATMUL_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
 
-    cublasLtMatmulDesc_t desc;
-    cublasLtMatrixLayout_t la, lb, ld;
-    cublasLtMatmulPreference_t pref;
-    LT_CHECK(cublasLtMatmulDescCreate(&desc, ct, CUDA_R_32F), "%s N=%d C=%d OC=%d", op, N, C, OC);
-    cublasOperation_t ta = transA ? CUBLAS_OP_T : CUBLAS_OP_N, tb = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
-    LT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta), "%s", op);
-    LT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), "%s", op);
     // cuBLASLt's bias epilogue wants an aligned vector; a 4-byte aligned slice gets its own pass
     const X *late_bias = bias && (uintptr_t)bias % 16 ? bias : NULL;
-    if (bias && !late_bias) {
-        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-        cudaDataType_t bt = x_type;
-        LT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi), "%s", op);
-        LT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias), "%s", op);
-        LT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt), "%s", op);
-    }
-    LT_CHECK(cublasLtMatrixLayoutCreate(&la, ab_type, transA ? k : m, transA ? m : k, transA ? k : m), "%s", op);
-    LT_CHECK(cublasLtMatrixLayoutCreate(&lb, ab_type, transB ? n : k, transB ? k : n, transB ? n : k), "%s", op);
-    LT_CHECK(cublasLtMatrixLayoutCreate(&ld, d_type, m, n, m), "%s", op);
-    LT_CHECK(cublasLtMatmulPreferenceCreate(&pref), "%s", op);
-    size_t ws = WORKSPACE;
-    uint32_t al_a = alignment(a), al_b = alignment(b), al_d = alignment(D);
-    LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws), "%s", op);
-    LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a), "%s", op);
-    LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b), "%s", op);
-    LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_d, sizeof al_d), "%s", op);
-    LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_d, sizeof al_d), "%s", op);
-    cublasLtMatmulHeuristicResult_t heur;
-    int found = 0;
-    LT_CHECK(cublasLtMatmulAlgoGetHeuristic(lt, desc, la, lb, ld, ld, pref, 1, &heur, &found), "%s N=%d C=%d OC=%d", op, N, C, OC);
-    if (found < 1) fatal("cuda: %s N=%d C=%d OC=%d: cuBLASLt has no algorithm for this GEMM (m=%d n=%d k=%d)", op, N, C, OC, m, n, k);
+    bool epi_bias = bias && !late_bias;
+    const Plan *pl = plan_for(PlanKey{m, n, k, transA, transB, (int)ab_type, (int)x_type, (int)d_type, (int)ct, epi_bias,
+                                      alignment(a), alignment(b), alignment(D)},
+                              op, N, C, OC);
+    if (epi_bias)
+        LT_CHECK(cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias), "%s", op);
     float alpha = 1.0f;
-    LT_CHECK(cublasLtMatmul(lt, desc, &alpha, a, la, b, lb, &beta, D, ld, D, ld, &heur.algo, workspace, WORKSPACE, 0),
+    LT_CHECK(cublasLtMatmul(lt, pl->desc, &alpha, a, pl->la, b, pl->lb, &beta, D, pl->ld, D, pl->ld, &pl->algo, workspace,
+                            WORKSPACE, 0),
              "%s N=%d C=%d OC=%d", op, N, C, OC);
-    cublasLtMatmulPreferenceDestroy(pref);
-    cublasLtMatrixLayoutDestroy(la);
-    cublasLtMatrixLayoutDestroy(lb);
-    cublasLtMatrixLayoutDestroy(ld);
-    cublasLtMatmulDescDestroy(desc);
     LAUNCH_CHECK("%s N=%d C=%d OC=%d", op, N, C, OC);
     if (late_bias) {
         size_t total = (size_t)m * n;
