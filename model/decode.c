@@ -85,24 +85,17 @@ static void forward_chunk(Decoder *d, const DecodeRow *rows, int N, int out_base
     be->encoder_forward(d->atty, d->d_pos, p[P_WPE], d->zeros, N, 1, C);
     be->residual_forward(d->x, d->ln, d->atty, (size_t)N * C);
     for (int l = 0; l < L; l++) {
-        size_t lC = (size_t)l * C;
-        float *ln1w = act_at(be, p[P_LN1W], lC), *ln1b = act_at(be, p[P_LN1B], lC);
-        float *qkvw = act_at(be, p[P_QKVW], lC * 3 * C), *qkvb = act_at(be, p[P_QKVB], lC * 3);
-        float *attprojw = act_at(be, p[P_ATTPROJW], lC * C), *attprojb = act_at(be, p[P_ATTPROJB], lC);
-        float *ln2w = act_at(be, p[P_LN2W], lC), *ln2b = act_at(be, p[P_LN2B], lC);
-        float *fcw = act_at(be, p[P_FCW], lC * 4 * C), *fcb = act_at(be, p[P_FCB], lC * 4);
-        float *fcprojw = act_at(be, p[P_FCPROJW], lC * 4 * C), *fcprojb = act_at(be, p[P_FCPROJB], lC);
-
-        be->layernorm_forward(d->ln, d->mean, d->rstd, d->x, ln1w, ln1b, N, C);
-        be->matmul_forward(d->qkv, d->ln, qkvw, qkvb, N, C, 3 * C);
+        LayerParams lp = gpt_layer_params(m, l);
+        be->layernorm_forward(d->ln, d->mean, d->rstd, d->x, lp.ln1w, lp.ln1b, N, C);
+        be->matmul_forward(d->qkv, d->ln, lp.qkvw, lp.qkvb, N, C, 3 * C);
         be->attention_decode(d->atty, d->k[l], d->v[l], d->qkv, d->d_slot, d->d_pos, d->d_pslot, d->d_plen, N, C, NH,
                              d->maxT);
-        be->matmul_forward(d->proj, d->atty, attprojw, attprojb, N, C, C);
+        be->matmul_forward(d->proj, d->atty, lp.attprojw, lp.attprojb, N, C, C);
         be->residual_forward(d->res2, d->x, d->proj, (size_t)N * C);
-        be->layernorm_forward(d->ln, d->mean, d->rstd, d->res2, ln2w, ln2b, N, C);
-        be->matmul_forward(d->fch, d->ln, fcw, fcb, N, C, 4 * C);
+        be->layernorm_forward(d->ln, d->mean, d->rstd, d->res2, lp.ln2w, lp.ln2b, N, C);
+        be->matmul_forward(d->fch, d->ln, lp.fcw, lp.fcb, N, C, 4 * C);
         be->gelu_forward(d->fchg, d->fch, (size_t)N * 4 * C);
-        be->matmul_forward(d->proj, d->fchg, fcprojw, fcprojb, N, 4 * C, C);
+        be->matmul_forward(d->proj, d->fchg, lp.fcprojw, lp.fcprojb, N, 4 * C, C);
         be->residual_forward(d->x, d->res2, d->proj, (size_t)N * C);
     }
     if (nl == 0) return;

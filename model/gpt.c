@@ -200,6 +200,20 @@ void gpt_plan(GPT *m, int B, int T, bool training) {
 
 // ---- forward ----
 
+LayerParams gpt_layer_params(const GPT *m, int l) {
+    const Backend *be = m->be;
+    float *const *p = m->param;
+    size_t C = m->cfg.n_embd, lC = (size_t)l * C;
+    return (LayerParams){
+        .ln1w = act_at(be, p[P_LN1W], lC), .ln1b = act_at(be, p[P_LN1B], lC),
+        .qkvw = act_at(be, p[P_QKVW], lC * 3 * C), .qkvb = act_at(be, p[P_QKVB], lC * 3),
+        .attprojw = act_at(be, p[P_ATTPROJW], lC * C), .attprojb = act_at(be, p[P_ATTPROJB], lC),
+        .ln2w = act_at(be, p[P_LN2W], lC), .ln2b = act_at(be, p[P_LN2B], lC),
+        .fcw = act_at(be, p[P_FCW], lC * 4 * C), .fcb = act_at(be, p[P_FCB], lC * 4),
+        .fcprojw = act_at(be, p[P_FCPROJW], lC * 4 * C), .fcprojb = act_at(be, p[P_FCPROJB], lC),
+    };
+}
+
 // The plan may be larger than this batch; the ops see tensors of the batch's (B,T), so the
 // activations are laid out again, smaller, over the same memory.
 static void relayout(GPT *m, int B, int T) {
@@ -224,24 +238,17 @@ void gpt_forward(GPT *m, const int32_t *inputs, int B, int T) {
     for (int l = 0; l < L; l++) {
         LayerActs *la = &a->layer[l];
         float *residual = l == 0 ? a->encoded : a->layer[l - 1].residual3;
-        // this layer's slices of the stacked (L, ...) parameters (compute type)
-        size_t lC = (size_t)l * C;
-        float *ln1w = act_at(be, p[P_LN1W], lC), *ln1b = act_at(be, p[P_LN1B], lC);
-        float *qkvw = act_at(be, p[P_QKVW], lC * 3 * C), *qkvb = act_at(be, p[P_QKVB], lC * 3);
-        float *attprojw = act_at(be, p[P_ATTPROJW], lC * C), *attprojb = act_at(be, p[P_ATTPROJB], lC);
-        float *ln2w = act_at(be, p[P_LN2W], lC), *ln2b = act_at(be, p[P_LN2B], lC);
-        float *fcw = act_at(be, p[P_FCW], lC * 4 * C), *fcb = act_at(be, p[P_FCB], lC * 4);
-        float *fcprojw = act_at(be, p[P_FCPROJW], lC * 4 * C), *fcprojb = act_at(be, p[P_FCPROJB], lC);
+        LayerParams lp = gpt_layer_params(m, l);
 
-        be->layernorm_forward(la->ln1, la->ln1_mean, la->ln1_rstd, residual, ln1w, ln1b, BT, C);
-        be->matmul_forward(la->qkv, la->ln1, qkvw, qkvb, BT, C, 3 * C);
+        be->layernorm_forward(la->ln1, la->ln1_mean, la->ln1_rstd, residual, lp.ln1w, lp.ln1b, BT, C);
+        be->matmul_forward(la->qkv, la->ln1, lp.qkvw, lp.qkvb, BT, C, 3 * C);
         be->attention_forward(la->atty, la->att, la->qkv, B, T, C, NH);
-        be->matmul_forward(la->attproj, la->atty, attprojw, attprojb, BT, C, C);
+        be->matmul_forward(la->attproj, la->atty, lp.attprojw, lp.attprojb, BT, C, C);
         be->residual_forward(la->residual2, residual, la->attproj, (size_t)BT * C);
-        be->layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, la->residual2, ln2w, ln2b, BT, C);
-        be->matmul_forward(la->fch, la->ln2, fcw, fcb, BT, C, 4 * C);
+        be->layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, la->residual2, lp.ln2w, lp.ln2b, BT, C);
+        be->matmul_forward(la->fch, la->ln2, lp.fcw, lp.fcb, BT, C, 4 * C);
         be->gelu_forward(la->fch_gelu, la->fch, (size_t)BT * 4 * C);
-        be->matmul_forward(la->fcproj, la->fch_gelu, fcprojw, fcprojb, BT, 4 * C, C);
+        be->matmul_forward(la->fcproj, la->fch_gelu, lp.fcprojw, lp.fcprojb, BT, 4 * C, C);
         be->residual_forward(la->residual3, la->residual2, la->fcproj, (size_t)BT * C);
     }
     be->layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->layer[L - 1].residual3, p[P_LNFW], p[P_LNFB], BT, C);
@@ -333,24 +340,22 @@ void gpt_backward(GPT *m) {
         float *residual = l == 0 ? a->encoded : a->layer[l - 1].residual3;
         float *dresidual = l == 0 ? d->encoded : d->layer[l - 1].residual3;
         size_t lC = (size_t)l * C;
-        float *ln1w = act_at(be, p[P_LN1W], lC), *qkvw = act_at(be, p[P_QKVW], lC * 3 * C);
-        float *attprojw = act_at(be, p[P_ATTPROJW], lC * C), *ln2w = act_at(be, p[P_LN2W], lC);
-        float *fcw = act_at(be, p[P_FCW], lC * 4 * C), *fcprojw = act_at(be, p[P_FCPROJW], lC * 4 * C);
+        LayerParams lp = gpt_layer_params(m, l);
 
         be->residual_backward(dl->residual2, dl->fcproj, dl->residual3, (size_t)BT * C);
         be->matmul_backward(dl->fch_gelu, g[P_FCPROJW] + lC * 4 * C, g[P_FCPROJB] + lC, dl->fcproj, la->fch_gelu,
-                            fcprojw, BT, 4 * C, C);
+                            lp.fcprojw, BT, 4 * C, C);
         be->gelu_backward(dl->fch, la->fch, dl->fch_gelu, (size_t)BT * 4 * C);
-        be->matmul_backward(dl->ln2, g[P_FCW] + lC * 4 * C, g[P_FCB] + lC * 4, dl->fch, la->ln2, fcw, BT, C, 4 * C);
-        be->layernorm_backward(dl->residual2, g[P_LN2W] + lC, g[P_LN2B] + lC, dl->ln2, la->residual2, ln2w,
+        be->matmul_backward(dl->ln2, g[P_FCW] + lC * 4 * C, g[P_FCB] + lC * 4, dl->fch, la->ln2, lp.fcw, BT, C, 4 * C);
+        be->layernorm_backward(dl->residual2, g[P_LN2W] + lC, g[P_LN2B] + lC, dl->ln2, la->residual2, lp.ln2w,
                                la->ln2_mean, la->ln2_rstd, BT, C);
         be->residual_backward(dresidual, dl->attproj, dl->residual2, (size_t)BT * C);
-        be->matmul_backward(dl->atty, g[P_ATTPROJW] + lC * C, g[P_ATTPROJB] + lC, dl->attproj, la->atty, attprojw,
+        be->matmul_backward(dl->atty, g[P_ATTPROJW] + lC * C, g[P_ATTPROJB] + lC, dl->attproj, la->atty, lp.attprojw,
                             BT, C, C);
         be->attention_backward(dl->qkv, dl->atty, la->qkv, la->atty, la->att, B, T, C, NH);
-        be->matmul_backward(dl->ln1, g[P_QKVW] + lC * 3 * C, g[P_QKVB] + lC * 3, dl->qkv, la->ln1, qkvw, BT, C,
+        be->matmul_backward(dl->ln1, g[P_QKVW] + lC * 3 * C, g[P_QKVB] + lC * 3, dl->qkv, la->ln1, lp.qkvw, BT, C,
                             3 * C);
-        be->layernorm_backward(dresidual, g[P_LN1W] + lC, g[P_LN1B] + lC, dl->ln1, residual, ln1w, la->ln1_mean,
+        be->layernorm_backward(dresidual, g[P_LN1W] + lC, g[P_LN1B] + lC, dl->ln1, residual, lp.ln1w, la->ln1_mean,
                                la->ln1_rstd, BT, C);
         layer_grads_ready(m, l);
     }

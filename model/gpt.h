@@ -136,6 +136,12 @@ void gpt_get_params(const GPT *m, float *host);   // the fp32 master weights
 void gpt_params_changed(GPT *m);
 void gpt_get_grads(const GPT *m, float *host);
 
+// One layer's slices of the stacked (L, ...) parameters, in the compute type: what the ops read.
+typedef struct {
+    float *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb;
+} LayerParams;
+LayerParams gpt_layer_params(const GPT *m, int l);
+
 // Plans activations for batches of up to B sequences of up to T tokens (T <= maxT);
 // `training` also plans their gradients. Replans only when the shape grows or training turns on.
 void gpt_plan(GPT *m, int B, int T, bool training);
