@@ -392,9 +392,7 @@ static int expand_dir(const char *dir, char ***v, int *n, size_t *cap, int depth
     qsort(names, (size_t)nn, sizeof *names, cmp_str);
     int rc = 0;
     for (int i = 0; i < nn; i++) {
-        size_t l = strlen(dir) + strlen(names[i]) + 2;
-        char *p = xmalloc(l);
-        snprintf(p, l, "%s/%s", dir, names[i]);
+        char *p = path_join(dir, names[i]);
         if (path_is_dir(p)) {
             if (depth < 16 && rc == 0) rc = expand_dir(p, v, n, cap, depth + 1, err, errlen);
             free(p);

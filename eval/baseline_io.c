@@ -234,10 +234,9 @@ typedef struct { char **col; int ncol; } CsvHeader;
 // Reads a CSV with a header; calls row(ctx, values by wanted column, lineno) per line.
 static bool erms_csv(const char *dir, const char *name, const char **want, int nwant,
                      bool (*row)(void *ctx, char **v, char *err, size_t errlen), void *ctx, char *err, size_t errlen) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    char *path = path_join(dir, name);
     FILE *f = fopen(path, "r");
-    if (!f) { snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno)); return false; }
+    if (!f) { snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno)); free(path); return false; }
     char *line = NULL;
     size_t cap = 0;
     int idx[8], lineno = 0;
@@ -270,6 +269,7 @@ static bool erms_csv(const char *dir, const char *name, const char **want, int n
     ok = true;
 done:
     free(line);
+    free(path);
     fclose(f);
     return ok;
 }
