@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `tracellm train --device cuda` end to end (run by `make test-cuda`): a clear error without a GPU;
-# with one: it learns, its loss follows `--device cpu` on the same data, a stopped-and-resumed run
-# is bit-identical to an uninterrupted one, and a CUDA checkpoint resumes on the CPU.
+# with one: it learns (bf16 table `cuda` and `cuda-fp32`), its loss follows `--device cpu` on the
+# same data, a stopped-and-resumed run is bit-identical to an uninterrupted one, a CUDA checkpoint
+# resumes on the CPU, and two data-parallel ranks sharing the GPU (TCP rendezvous) follow one
+# process, ZeRO-1 giving the plain run's weights byte for byte.
 source test/lib.sh
 PY=/usr/bin/python3  # the standard library only: any python3 will do (GPU machines may have another)
 [ -x "$PY" ] || PY=$(command -v python3 || true)
@@ -59,7 +61,7 @@ g = [json.loads(l) for l in open('$TMP/gpu/log.jsonl')]
 c = [json.loads(l) for l in open('$TMP/cpu/log.jsonl')]
 assert [r['step'] for r in g] == list(range(1, 41)), 'one row per step'
 assert g[-1]['loss'] < g[0]['loss'] - 1.0, f\"cuda loss {g[0]['loss']} -> {g[-1]['loss']}\"
-# TF32 GEMMs: the curves agree closely at first and stay near each other
+# bf16 activations and weight copies: the curves agree closely at first and stay near each other
 assert abs(g[0]['loss'] - c[0]['loss']) < 1e-2, (g[0]['loss'], c[0]['loss'])
 worst = max(abs(a['loss'] - b['loss']) for a, b in zip(g, c))
 assert worst < 0.15, f'cuda and cpu loss curves differ by {worst}'
@@ -75,6 +77,16 @@ check resume_same_log cmp <(logcore "$TMP/gpu/log.jsonl") <(logcore "$TMP/half/l
 check repeat_same_weights train "${COMMON[@]}" --out "$TMP/gpu2" --device cuda
 check repeat_bit_identical cmp "$TMP/gpu/model.bin" "$TMP/gpu2/model.bin"
 
+check learns_cuda_fp32 train "${COMMON[@]}" --out "$TMP/gpu32" --device cuda-fp32
+check fp32_table_follows_cpu_closer "$PY" -c "
+import json
+g = [json.loads(l)['loss'] for l in open('$TMP/gpu32/log.jsonl')]
+c = [json.loads(l)['loss'] for l in open('$TMP/cpu/log.jsonl')]
+worst = max(abs(a - b) for a, b in zip(g, c))
+assert worst < 0.05, f'cuda-fp32 (TF32 GEMMs) and cpu loss curves differ by {worst}'
+print(f'    worst |cuda-fp32 - cpu| loss over 40 steps: {worst:.2e}')
+"
+
 # checkpoints are backend-independent: a CUDA run continues on the CPU
 check cross_first_part train "${COMMON[@]}" --out "$TMP/cross" --device cuda --stop-after 20
 check cross_resume_on_cpu train "${COMMON[@]}" --out "$TMP/cross" --device cpu --resume
@@ -83,4 +95,26 @@ import json
 rows = [json.loads(l) for l in open('$TMP/cross/log.jsonl')]
 assert rows[-1]['step'] == 40 and rows[-1]['loss'] < rows[0]['loss'] - 1.0, rows[-1]
 "
+
+# data parallelism on the GPU table: 2 ranks x --batch 2 take the steps of 1 process x --batch 4
+# (fp32 gradients are what the ranks sum; bf16 rounding of the split batch leaves a small gap)
+DP=(--data "$TMP/a.bin" --steps 10 --grad-accum 2 --lr 3e-3 --warmup 2 --device cuda)
+check dp_single train "${DP[@]}" --out "$TMP/dp1"
+port=$(( 20000 + RANDOM % 20000 ))
+for z in 0 1; do
+  "$TRACELLM" train "${TINY[@]}" "${DP[@]}" --batch 2 --zero $z --out "$TMP/dp2z$z" --dist tcp://127.0.0.1:$((port + z)) \
+    --world-size 2 --rank 1 --dist-timeout 120 2>/dev/null &
+  check dp_two_ranks_zero$z "$TRACELLM" train "${TINY[@]}" "${DP[@]}" --batch 2 --zero $z --out "$TMP/dp2z$z" \
+    --dist tcp://127.0.0.1:$((port + z)) --world-size 2 --rank 0 --dist-timeout 120
+  wait
+done
+check dp_follows_single "$PY" -c "
+import json
+a = [json.loads(l)['loss'] for l in open('$TMP/dp1/log.jsonl')]
+b = [json.loads(l)['loss'] for l in open('$TMP/dp2z0/log.jsonl')]
+worst = max(abs(x - y) for x, y in zip(a, b))
+assert len(a) == len(b) == 10 and worst < 1e-2, (len(a), len(b), worst)
+print(f'    worst |2 ranks - 1 process| loss over 10 steps: {worst:.2e}')
+"
+check dp_zero1_same_weights cmp "$TMP/dp2z0/model.bin" "$TMP/dp2z1/model.bin"
 done_tests
