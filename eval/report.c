@@ -468,6 +468,9 @@ void report_print_table(FILE *f, const EvalResult *r) {
     fprintf(f, "%-44s %12s\n", "metric", "value");
     fprintf(f, "%-44s %11.2f%%\n", "validity", 100 * r->validity);
     fprintf(f, "%-44s %12.4f\n", "KL top-100 calls (nats)", r->kl);
+    // beside KL, what it was computed on: with few synthetic calls the smoothing decides the KL
+    fprintf(f, "%-44s %12d\n", "  synthetic graphs", r->n_syn);
+    fprintf(f, "%-44s %11.1f%%\n", "  synthetic calls in the top-100 real calls", 100 * r->kl_syn_mass);
     char name[64];
     for (int i = 0; i < EVAL_N_HH; i++) {
         snprintf(name, sizeof name, "heavy hitters top-%d", EVAL_HH_K[i]);
