@@ -10,6 +10,8 @@
 # the attention counted without the causal half). MFU is against the card's dense bf16 peak from
 # its datasheet (H100 SXM / H200 989 TFLOP/s, H100 PCIe 756, H100 NVL 835, A100 312); the measured
 # GEMM ceiling (scripts/gpu_ceiling.cu) is reported beside it by scripts/gpu_check.sh.
+# The comparison runs both at --batch; then tracellm alone doubles the batch (2x, 4x) while it fits,
+# and reports the largest batch's tokens/s and MFU (bf16 halves the activations' memory).
 # Every result is also printed as a "RESULT key=value" line for scripts/gpu_check.sh.
 set -uo pipefail
 TRACELLM=${TRACELLM:-./tracellm}
@@ -20,7 +22,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --model) MODEL=$2; shift 2;; --batch) B=$2; shift 2;; --seq-len) T=$2; shift 2;;
     --vocab) V=$2; shift 2;; --steps) STEPS=$2; shift 2;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0;;
+    -h|--help) sed -n "2,15p" "$0"; exit 0;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -53,6 +55,14 @@ hdr = b"TLLMSHRD" + struct.pack("<IIQQIIQ", 1, V, n, 1, 0, zlib.crc32(tb + db), 
 open(path, "wb").write(hdr + tb + db)
 PYEOF
 
+# tokens/s of a run: the median of its steps after the warm-up ones
+median_tps() {
+  "$PY" -c "
+import json, sys
+r = [json.loads(l)['tokens_per_s'] for l in open(sys.argv[1])][$WARM:]
+print(sorted(r)[len(r) // 2])" "$1"
+}
+
 # ---- tracellm: bf16 mixed precision (--device cuda, the default), then fp32 storage with TF32 GEMMs
 # (--device cuda-fp32) ----
 ours=
@@ -63,10 +73,7 @@ for mode in bf16 tf32; do
   if timeout 150 "$TRACELLM" train --device $dev --data "$TMP/bench.bin" --out "$TMP/run" \
        --model "$MODEL" --batch "$B" --seq-len "$T" --steps $((STEPS + WARM)) --warmup 0 --print-every 0 \
        --save-every 0 --eval-every 0 >"$TMP/train.log" 2>&1; then
-    tok=$("$PY" -c "
-import json, sys
-r = [json.loads(l)['tokens_per_s'] for l in open(sys.argv[1])][$WARM:]
-print(sorted(r)[len(r) // 2])" "$TMP/run/log.jsonl")
+    tok=$(median_tps "$TMP/run/log.jsonl")
     echo "tracellm train --device $dev ($mode): ${tok} tokens/s (median), MFU $(mfu "$tok"), $(( $(date +%s) - t0 ))s in all"
     echo "RESULT tracellm_${mode}_tokens_per_s=$tok"
     echo "RESULT tracellm_${mode}_mfu=$(mfu "$tok")"
@@ -76,6 +83,26 @@ print(sorted(r)[len(r) // 2])" "$TMP/run/log.jsonl")
     echo "RESULT tracellm_${mode}_tokens_per_s=FAILED"
   fi
 done
+
+# ---- the largest batch that fits: bf16, doubling from --batch until a run fails (out of memory) ----
+if [ -n "$ours" ]; then
+  best=$B best_tok=$ours
+  for b2 in $((2 * B)) $((4 * B)); do
+    rm -rf "$TMP/probe"
+    if timeout 120 "$TRACELLM" train --device cuda --data "$TMP/bench.bin" --out "$TMP/probe" --model "$MODEL" \
+         --batch "$b2" --seq-len "$T" --steps $((WARM + 4)) --warmup 0 --print-every 0 --save-every 0 --eval-every 0 \
+         >"$TMP/probe.log" 2>&1; then
+      best=$b2 best_tok=$(median_tps "$TMP/probe/log.jsonl")
+      echo "tracellm train --device cuda, batch $b2: $best_tok tokens/s, MFU $(mfu "$best_tok")"
+    else
+      echo "tracellm train --device cuda, batch $b2: does not run ($(tail -1 "$TMP/probe.log" | cut -c1-160))"
+      break
+    fi
+  done
+  echo "RESULT tracellm_bf16_largest_batch=$best"
+  echo "RESULT tracellm_bf16_largest_batch_tokens_per_s=$best_tok"
+  echo "RESULT tracellm_bf16_largest_batch_mfu=$(mfu "$best_tok")"
+fi
 
 # ---- PyTorch ----
 REF=(scripts/reference/gpt_ref_gpu.py --layers "$D" --heads "$D" --embd "$C" --vocab "$V" --batch "$B"

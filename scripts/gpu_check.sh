@@ -94,7 +94,7 @@ if [ -n "${GPU_CHECK_SKIP_BENCH:-}" ]; then
 elif [ $BUILD_RC -eq 0 ]; then
   run_stage bench 300 env TRACELLM="$BIN" bash scripts/bench_train_gpu.sh
   row bench "$(status $RC)" "$DUR" "d12 T=1024 B=16: tracellm bf16 $(result tracellm_bf16_tokens_per_s) tok/s (MFU $(result tracellm_bf16_mfu)) vs torch $(result torch_kind) $(result torch_tokens_per_s) tok/s (MFU $(result torch_mfu)): $(result ratio)"
-  row bench+ info - "tracellm cuda-fp32 (tf32) $(result tracellm_tf32_tokens_per_s) tok/s (MFU $(result tracellm_tf32_mfu)); torch tf32 eager $(result torch_tf32_eager_tokens_per_s) tok/s"
+  row bench+ info - "tracellm cuda-fp32 (tf32) $(result tracellm_tf32_tokens_per_s) tok/s (MFU $(result tracellm_tf32_mfu)); largest batch $(result tracellm_bf16_largest_batch): $(result tracellm_bf16_largest_batch_tokens_per_s) tok/s (MFU $(result tracellm_bf16_largest_batch_mfu)); torch tf32 eager $(result torch_tf32_eager_tokens_per_s) tok/s"
 else
   row bench skipped 0 "build failed"
 fi
