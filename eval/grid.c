@@ -32,7 +32,7 @@
 static bool cell_feasible(int e, int d) { return d <= e && (d > 1 || e == 1); }
 
 typedef struct {
-    const char *model, *tokenizer, *out, *temps, *format, *names, *service, *latency, *constrained, *device;
+    const char *model, *tokenizer, *out, *temps, *format, *names, *callees, *service, *latency, *constrained, *device;
     int samples, max_edges, retries, top_k, batch, max_tokens, threads;
     double top_p;
     int64_t seed;
@@ -332,6 +332,8 @@ int cmd_eval_grid(int argc, char **argv) {
         {"--temperatures", OPT_STR, &o.temps, "LIST", "decodings, comma-separated; 0 = greedy", false},
         {"--format", OPT_STR, &o.format, "NAME", "instruct (SFT run) | recursive (pretrained run) | tabular (the GReaT baseline run)", false},
         {"--names", OPT_STR, &o.names, "FILE", "with --constrained on: destinations only among the microservices of this graphs JSONL (train.jsonl)", false},
+        {"--callees", OPT_STR, &o.callees, "FILE", "with --constrained on: each layer's destinations only among the callees this graphs JSONL shows "
+                                                   "for it, as `generate --callees` (beyond the paper)", false},
         {"--service", OPT_STR, &o.service, "S", "service id of every root condition (default: each sample draws one from RUN/conditions.jsonl)", false},
         {"--latency", OPT_STR, &o.latency, "none|drawn", "root latency: not given (the grid asks size and depth only), or that of the training graph the service was drawn from", false},
         {"--max-edges", OPT_INT, &o.max_edges, "E", "only cells with num_edges <= E (a quick grid; the paper: 30, 136 cells)", false},
@@ -429,6 +431,14 @@ int cmd_eval_grid(int argc, char **argv) {
             fprintf(stderr, "eval grid: --names is ignored: it works through --constrained on (recursive or instruct format)\n");
         else gen_load_names(o.names, &names);
     }
+    ConCallees entries, calls;
+    con_callees_init(&entries);
+    con_callees_init(&calls);
+    if (o.callees) {
+        if (strcmp(o.constrained, "on") || fmt == GEN_TABULAR)
+            fprintf(stderr, "eval grid: --callees is ignored: it works through --constrained on (recursive or instruct format)\n");
+        else gen_load_callees(o.callees, &entries, &calls);
+    }
 
     GridRun *runs = xcalloc(n_runs, sizeof *runs);
     int64_t total = 0;
@@ -454,6 +464,7 @@ int cmd_eval_grid(int argc, char **argv) {
         hc.format = fmt; hc.retries = o.retries; hc.max_layer_tokens = o.max_tokens;
         hc.constrained = !strcmp(o.constrained, "on") && fmt != GEN_TABULAR;
         if (hc.constrained && names.n) hc.names = &names;
+        if (hc.constrained && calls.n) { hc.entries = &entries; hc.calls = &calls; }
         Harness *h = harness_new(&m, &ec, &tok, &hc);
         char fname[64];
         snprintf(fname, sizeof fname, "samples_%s.jsonl", run->label);
@@ -514,6 +525,8 @@ int cmd_eval_grid(int argc, char **argv) {
     for (int r = 0; r < n_runs; r++) eval_result_free(&runs[r].res);
     free(runs); free(hash); free(lead_specs); free(first); free(next); free(specs);
     con_names_free(&names);
+    con_callees_free(&entries);
+    con_callees_free(&calls);
     bpe_free(&tok);
     gpt_free(&m);
     return 0;

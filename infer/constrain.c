@@ -85,7 +85,67 @@ static int names_lower(const ConNames *s, int lo, int hi, int pos, unsigned ch) 
     return lo;
 }
 
+// ---- observed callees ----
+
+void con_callees_init(ConCallees *c) { memset(c, 0, sizeof *c); }
+bool con_callees_add(ConCallees *c, const char *key, const char *name) {
+    ConNames probe;   // the same acceptance rule as a names set
+    con_names_init(&probe);
+    if (!con_names_add(&probe, name)) return false;
+    if (c->np == c->pcap) {
+        c->pcap = c->pcap ? 2 * c->pcap : 256;
+        c->pk = xrealloc(c->pk, c->pcap * sizeof *c->pk);
+        c->pv = xrealloc(c->pv, c->pcap * sizeof *c->pv);
+    }
+    c->pk[c->np] = xstrdup(key);
+    c->pv[c->np++] = probe.v[0];   // the set's copy of name, kept
+    free(probe.v);
+    return true;
+}
+static const ConCallees *sort_pairs;   // qsort has no context argument; finishing is single-threaded
+static int cmp_pair(const void *a, const void *b) {
+    int i = *(const int *)a, j = *(const int *)b;
+    int d = strcmp(sort_pairs->pk[i], sort_pairs->pk[j]);
+    return d ? d : i - j;
+}
+void con_callees_finish(ConCallees *c) {
+    int *ord = xmalloc((c->np + 1) * sizeof *ord);
+    for (int i = 0; i < c->np; i++) ord[i] = i;
+    sort_pairs = c;
+    if (c->np) qsort(ord, c->np, sizeof *ord, cmp_pair);
+    for (int a = 0; a < c->np;) {
+        int b = a;
+        while (b < c->np && !strcmp(c->pk[ord[a]], c->pk[ord[b]])) b++;
+        if (c->n == c->cap) {
+            c->cap = c->cap ? 2 * c->cap : 64;
+            c->keys = xrealloc(c->keys, c->cap * sizeof *c->keys);
+            c->sets = xrealloc(c->sets, c->cap * sizeof *c->sets);
+        }
+        c->keys[c->n] = xstrdup(c->pk[ord[a]]);
+        ConNames *s = &c->sets[c->n++];
+        con_names_init(s);
+        for (int k = a; k < b; k++) con_names_add(s, c->pv[ord[k]]);
+        con_names_finish(s);
+        a = b;
+    }
+    for (int i = 0; i < c->np; i++) { free(c->pk[i]); free(c->pv[i]); }
+    free(c->pk); free(c->pv); free(ord);
+    c->pk = c->pv = NULL; c->np = c->pcap = 0;
+}
+void con_callees_free(ConCallees *c) {
+    for (int i = 0; i < c->n; i++) { free(c->keys[i]); con_names_free(&c->sets[i]); }
+    for (int i = 0; i < c->np; i++) { free(c->pk[i]); free(c->pv[i]); }
+    free(c->keys); free(c->sets); free(c->pk); free(c->pv);
+    memset(c, 0, sizeof *c);
+}
+const ConNames *con_callees_find(const ConCallees *c, const char *key) {
+    if (!c->n) return NULL;
+    char **k = bsearch(&key, c->keys, c->n, sizeof *c->keys, cmp_str);
+    return k ? &c->sets[k - c->keys] : NULL;
+}
+
 void constrain_set_names(Constraint *k, const ConNames *s) { k->names = s && s->n ? s : NULL; }
+void constrain_set_canonical(Constraint *k, bool on) { k->canonical = on; }
 
 void constrain_init(Constraint *k, const Condition *q, bool root, bool scratchpad) {
     memset(k, 0, sizeof *k);
@@ -302,9 +362,16 @@ static bool dst_char(const Constraint *k, ConCursor *c, unsigned char ch) {
 }
 
 // ',' or ')' after a value
-static bool edge_sep(ConCursor *c, unsigned char ch) {
+// The attributes an edge's next key may name: any not written yet, or with k->canonical only the
+// first of them in enum order (the canonical order).
+static uint32_t edge_keys(const Constraint *k, uint32_t done) {
+    uint32_t left = ~done & ((1u << N_ATTR) - 1);
+    return k->canonical ? left & (~left + 1u) : left;
+}
+
+static bool edge_sep(const Constraint *k, ConCursor *c, unsigned char ch) {
     bool all = c->done == (1u << N_ATTR) - 1;
-    if (ch == ',' && !all) { c->phase = P_EDGE_KEY; c->key_len = 0; c->key_mask = ~c->done & ((1u << N_ATTR) - 1); return true; }
+    if (ch == ',' && !all) { c->phase = P_EDGE_KEY; c->key_len = 0; c->key_mask = edge_keys(k, c->done); return true; }
     if (ch == ')' && all) { c->phase = P_EDGE_END; return true; }
     return false;
 }
@@ -366,7 +433,7 @@ static bool step(const Constraint *k, Constraint *w, ConCursor *c, unsigned char
         return true;
     case P_EDGE_LINE:
         if (ch == '(' && (k->n_cur < 0 || k->n_edges < k->n_cur) && k->n_edges < CON_MAX_EDGES) {
-            c->phase = P_EDGE_KEY; c->key_len = 0; c->key_mask = (1u << N_ATTR) - 1; c->done = 0;
+            c->phase = P_EDGE_KEY; c->key_len = 0; c->key_mask = edge_keys(k, 0); c->done = 0;
             c->e_start = c->e_finish = -1;
             if (w) w->dst[0] = 0;
             return true;
@@ -388,13 +455,13 @@ static bool step(const Constraint *k, Constraint *w, ConCursor *c, unsigned char
                 return true;
             }
             if (!num_complete(c)) return false;
-            if (c->attr == A_ID) return edge_sep(c, ch) && (c->sub_id[c->sub_len] = 0, true);
+            if (c->attr == A_ID) return edge_sep(k, c, ch) && (c->sub_id[c->sub_len] = 0, true);
             if (ch != ' ') return false;
             if (c->attr == A_START) c->e_start = c->num; else c->e_finish = c->num;
             enter_lit(c, " milliseconds", 1, P_EDGE_SEP);
             return true;
         case A_TYPE: {
-            if (edge_value_done(k, c)) return edge_sep(c, ch);
+            if (edge_value_done(k, c)) return edge_sep(k, c, ch);
             uint32_t m = 0;
             for (int t = 0; t < RPC_NTYPES; t++)
                 if ((c->type_mask >> t & 1u) && TYPES[t][c->type_len] == (char)ch) m |= 1u << t;
@@ -409,10 +476,10 @@ static bool step(const Constraint *k, Constraint *w, ConCursor *c, unsigned char
                 if (w) { w->dst[at] = (char)ch; w->dst[at + 1] = 0; }
                 return true;
             }
-            return edge_value_done(k, c) && edge_sep(c, ch);
+            return edge_value_done(k, c) && edge_sep(k, c, ch);
         }
     case P_EDGE_SEP:
-        return edge_sep(c, ch);
+        return edge_sep(k, c, ch);
     case P_EDGE_END:
         if (ch != '\n') return false;
         if (w) {

@@ -20,10 +20,10 @@
 
 typedef struct {
     const char *model, *tokenizer, *format, *service, *include_edge, *prompts, *from_graphs, *out, *csv, *constrained,
-        *device, *summary, *names,
+        *device, *summary, *names, *callees,
         *number_temperature;   // a string: absent means "as --temperature", which no number can say
     int64_t n, num_edges, depth, latency, seed;
-    bool high_latency, naive, valid_only;
+    bool high_latency, naive, valid_only, canonical;
     double temperature, top_p;
     int top_k, batch, retries, max_tokens, ctx, prefix_slots, chunk, threads;
 } GenOpts;
@@ -325,6 +325,29 @@ static void sink_graph(void *ctx, const GraphResult *r) {
     progress_update(&s->prog, (double)r->index + 1, 0, -1);
 }
 
+// ---- observed callees (--callees) ----
+
+void gen_load_callees(const char *path, ConCallees *entries, ConCallees *calls) {
+    con_callees_init(entries);
+    con_callees_init(calls);
+    CallGraph *gs;
+    int n = graphs_load(path, &gs), skipped = 0;
+    for (int i = 0; i < n; i++)
+        for (int e = 0; e < gs[i].n; e++) {
+            const Edge *x = &gs[i].edges[e];
+            bool root = !strchr(x->rpc_id, '.');
+            if (root && gs[i].service && gs[i].service[0] && !con_callees_add(entries, gs[i].service, x->dst)) skipped++;
+            if (!con_callees_add(calls, x->src, x->dst)) skipped++;
+        }
+    graphs_free(gs, n);
+    con_callees_finish(entries);
+    con_callees_finish(calls);
+    if (calls->n == 0) fatal("%s: no calls to take callees from", path);
+    fprintf(stderr, "generate: callees of %d services' roots and %d callers from %s", entries->n, calls->n, path);
+    if (skipped) fprintf(stderr, "; %d calls to names outside [A-Za-z0-9_] left out", skipped);
+    fputc('\n', stderr);
+}
+
 void gen_load_model(const char *model, const char *tokenizer, const Backend *be, GPT *m, Bpe *tok) {
     char path[4096];
     if (path_is_dir(model)) snprintf(path, sizeof path, "%s/model.bin", model);
@@ -366,6 +389,11 @@ int cmd_generate(int argc, char **argv) {
         {"--retries", OPT_INT, &o.retries, "N", "extra tries of a layer that fails its checks (0 = the paper)", false},
         {"--constrained", OPT_STR, &o.constrained, "on|off", "token masks that keep layers well-formed and consistent (docs/GENERATE.md)", false},
         {"--names", OPT_STR, &o.names, "FILE", "constrained: destinations only among the microservices of this graphs JSONL (e.g. train.jsonl)", false},
+        {"--canonical-order", OPT_FLAG, &o.canonical, NULL, "constrained: edge attributes only in the canonical order (edge_id, type, destination, "
+                                                            "starts, finishes), for a model trained on `--canonical-order` text (beyond the paper)", false},
+        {"--callees", OPT_STR, &o.callees, "FILE", "constrained: each layer's destinations only among the callees this graphs JSONL shows for it "
+                                                   "(root: the service's entry microservices; else: what the layer's start_node calls), "
+                                                   "--names where it shows none; the model picks among them (beyond the paper)", false},
         {"--max-tokens", OPT_INT, &o.max_tokens, "N", "tokens per layer request at most", false},
         {"--ctx", OPT_INT, &o.ctx, "T", "positions per cache slot (0 = the model's context)", false},
         {"--prefix-cache", OPT_INT, &o.prefix_slots, "N", "shared prompt prefixes kept cached (0 = no prefix reuse)", false},
@@ -487,6 +515,8 @@ int cmd_generate(int argc, char **argv) {
     harness_config_default(&hc);
     // the tabular format has no automaton (docs/GENERATE.md): its summary says unconstrained
     hc.format = fmt; hc.retries = o.retries; hc.constrained = !strcmp(o.constrained, "on") && fmt != GEN_TABULAR; hc.max_layer_tokens = o.max_tokens;
+    hc.canonical_order = o.canonical;
+    if (o.canonical && !hc.constrained) fprintf(stderr, "generate: --canonical-order is ignored: it works through --constrained on (recursive or instruct format)\n");
     // numeric fields are known only to the automaton (constrain_in_number)
     if (o.number_temperature) {
         if (!hc.constrained)
@@ -499,6 +529,14 @@ int cmd_generate(int argc, char **argv) {
         if (!hc.constrained || fmt == GEN_TABULAR)
             fprintf(stderr, "generate: --names is ignored: it works through --constrained on (recursive or instruct format)\n");
         else { gen_load_names(o.names, &ms_names); hc.names = &ms_names; }
+    }
+    ConCallees entries, calls;
+    con_callees_init(&entries);
+    con_callees_init(&calls);
+    if (o.callees) {
+        if (!hc.constrained || fmt == GEN_TABULAR)
+            fprintf(stderr, "generate: --callees is ignored: it works through --constrained on (recursive or instruct format)\n");
+        else { gen_load_callees(o.callees, &entries, &calls); hc.entries = &entries; hc.calls = &calls; }
     }
     Harness *h = harness_new(&m, &ec, &tok, &hc);
     {
@@ -557,6 +595,8 @@ int cmd_generate(int argc, char **argv) {
     free(sum);
     harness_free(h);
     con_names_free(&ms_names);
+    con_callees_free(&entries);
+    con_callees_free(&calls);
     bpe_free(&tok);
     gpt_free(&m);
     free(specs);

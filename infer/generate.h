@@ -23,6 +23,9 @@ int gen_load_conditions(const char *path, const char *only_service, CondRecord *
 // The names destinations may take (--names): every src and dst but USER of a graphs JSONL, or the
 // "microservices" list of a stats.json. Fatal when the file has none.
 void gen_load_names(const char *path, ConNames *s);
+// The observed callees (--callees) of a graphs JSONL: entries[service] = the destinations of its
+// root calls, calls[src] = the destinations src calls (root calls under their source, USER).
+void gen_load_callees(const char *path, ConCallees *entries, ConCallees *calls);
 // model.bin of a run directory (or the file itself) on backend be, and the tokenizer it was
 // trained with: a fingerprint mismatch is fatal, naming both files.
 void gen_load_model(const char *model, const char *tokenizer, const Backend *be, GPT *m, Bpe *tok);

@@ -176,6 +176,15 @@ static int prompt_text(Harness *h, const Job *b) {
     return b->root ? 1 : 2;
 }
 
+// The names a layer's destinations may take: --callees narrows --names per layer (HarnessConfig).
+static const ConNames *layer_names(const Harness *h, const Job *b) {
+    const ConNames *s = NULL;
+    const char *from = cond_has(&b->cond, CF_START_NODE) ? b->cond.start_node : b->root ? "USER" : NULL;
+    if (b->root && h->cfg.entries && cond_has(&b->cond, CF_ID)) s = con_callees_find(h->cfg.entries, b->cond.id);
+    if (!s && h->cfg.calls && from) s = con_callees_find(h->cfg.calls, from);
+    return s ? s : h->cfg.names;
+}
+
 static void submit(Harness *h, int j) {
     Job *b = &h->jobs[j];
     b->id = mix2(b->base, (uint64_t)b->attempt, 0x7265717565737421ULL);
@@ -193,7 +202,8 @@ static void submit(Harness *h, int j) {
     if (h->cfg.constrained && h->cfg.format != GEN_TABULAR && !b->split) {
         if (!b->con) b->con = xmalloc(sizeof *b->con);
         constrain_init(b->con, &b->cond, b->root, h->cfg.format == GEN_INSTRUCT);
-        constrain_set_names(b->con, h->cfg.names);
+        constrain_set_names(b->con, layer_names(h, b));
+        constrain_set_canonical(b->con, h->cfg.canonical_order);
     } else if (b->con) b->con->active = false;
     int room = h->e.cfg.ctx - (int)h->ptoks.n;
     b->too_long = 0;

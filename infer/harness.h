@@ -47,6 +47,11 @@ typedef struct {
     int split_threshold;     // instruction format: a child with more current edges gets the split prompt
     bool keep_stops;         // keep the stop string in the answer text (default true)
     const ConNames *names;   // constrained: destinations only from this set (NULL: any name)
+    // constrained, `generate --callees`: a root layer's destinations among its service's observed
+    // entries (unseen service: among calls["USER"]), another layer's among what its start_node was
+    // seen to call; `names` (or any name) where the table has nothing. NULL: off.
+    const ConCallees *entries, *calls;
+    bool canonical_order;    // constrained: edge attributes only in the canonical order (constrain_set_canonical)
 } HarnessConfig;
 void harness_config_default(HarnessConfig *c);
 

@@ -124,6 +124,26 @@ void gpt_init_random(GPT *m, uint64_t seed) {
     free(host);
 }
 
+void gpt_init_positions_sinusoid(GPT *m) {
+    const GPTConfig *c = &m->cfg;
+    float *host = xmalloc(m->n_params * sizeof *host);
+    gpt_get_params(m, host);
+    float *view[N_PARAM_TENSORS];
+    point_tensors(host, sizeof(float), m->param_sizes, view);
+    // the Transformer's encoding, pairs (sin, cos) of frequencies 1 .. 1/10000, scaled so that a
+    // component has the random init's std 0.02 (amplitude 0.02 * sqrt 2): then position p + k is a
+    // fixed rotation of position p for every p, which attention can use from the first step
+    double amp = 0.02 * sqrt(2.0);
+    for (int p = 0; p < c->max_seq_len; p++)
+        for (int i = 0; i < c->n_embd; i += 2) {
+            double w = pow(10000.0, -(double)i / c->n_embd);
+            view[P_WPE][(size_t)p * c->n_embd + i] = (float)(amp * sin(p * w));
+            if (i + 1 < c->n_embd) view[P_WPE][(size_t)p * c->n_embd + i + 1] = (float)(amp * cos(p * w));
+        }
+    gpt_set_params(m, host);
+    free(host);
+}
+
 void gpt_params_changed(GPT *m) { m->be->round_params(m->params_x, m->params, m->n_params); }
 void gpt_set_params(GPT *m, const float *host) {
     m->be->upload(m->params, host, m->n_params * sizeof(float));
@@ -234,7 +254,10 @@ void gpt_forward(GPT *m, const int32_t *inputs, int B, int T) {
     be->upload(m->inputs, inputs, (size_t)BT * sizeof(int32_t));
     Acts *a = &m->acts;
     float **p = m->param;
-    be->encoder_forward(a->encoded, m->inputs, p[P_WTE], p[P_WPE], B, T, C);
+    if (m->pos_offset < 0 || m->pos_offset + T > c->max_seq_len)
+        fatal("positions %d..%d are outside the model's context %d", m->pos_offset, m->pos_offset + T - 1, c->max_seq_len);
+    m->batch_pos = m->pos_offset;
+    be->encoder_forward(a->encoded, m->inputs, p[P_WTE], act_at(be, p[P_WPE], (size_t)m->batch_pos * C), B, T, C);
     for (int l = 0; l < L; l++) {
         LayerActs *la = &a->layer[l];
         float *residual = l == 0 ? a->encoded : a->layer[l - 1].residual3;
@@ -359,7 +382,7 @@ void gpt_backward(GPT *m) {
                                la->ln1_rstd, BT, C);
         layer_grads_ready(m, l);
     }
-    be->encoder_backward(g[P_WTE], g[P_WPE], d->encoded, m->inputs, B, T, C);
+    be->encoder_backward(g[P_WTE], g[P_WPE] + (size_t)m->batch_pos * C, d->encoded, m->inputs, B, T, C);
     grads_ready(m, &(GradRange){0, m->param_sizes[P_WTE] + m->param_sizes[P_WPE]}, 1);
 }
 

@@ -121,6 +121,10 @@ typedef struct {
     float *losses_host;                 // (B,T)
     GptGradsReady grads_ready;          // NULL: no hook (the default)
     void *grads_ready_ctx;
+    // Position of the next forward's first token (`train --pos-offsets`): token t of every row
+    // takes wpe[pos_offset + t], so short rows can train every row of a longer context. 0 by default;
+    // the backward uses the offset its forward had.
+    int pos_offset, batch_pos;
 } GPT;
 
 // Allocates parameters (zeroed) for a valid config on a backend.
@@ -129,6 +133,10 @@ void gpt_free(GPT *m);
 // GPT-2 initialisation from a seed: N(0, 0.02), residual projections N(0, 0.02/sqrt(2L)),
 // LayerNorm weight 1, biases 0, padded vocabulary rows 0. Same seed, same weights, any machine.
 void gpt_init_random(GPT *m, uint64_t seed);
+// Overwrites the position embeddings with sinusoids (`train --pos-init sinusoid`): learned rows
+// start as random vectors that only ~B*steps tokens each ever update, so a short run ends with
+// positions the model cannot tell apart; sinusoids give every offset the same geometry at step 0.
+void gpt_init_positions_sinusoid(GPT *m);
 void gpt_set_params(GPT *m, const float *host);  // n_params floats in layout order
 void gpt_get_params(const GPT *m, float *host);   // the fp32 master weights
 // After anything but gpt_set_params / gpt_update wrote m->params (data parallelism's broadcast

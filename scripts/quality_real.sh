@@ -22,15 +22,24 @@
 # capacity on the orders. Inference prompts are canonical, so training on that order is the same
 # task with less to learn.
 #
+# Why short training sequences at random positions (`train --ctx 1536 --seq-len 512 --pos-offsets
+# --pos-init sinusoid`, docs/MODEL.md): the context must hold the longest layer, but trained on
+# 1,536-token rows for minutes this model never leaves the bigram stage (its next destination was
+# measured to be the same whatever the caller and the type); 512-token rows learn the conditioning,
+# and random starts train every position row, so the 60-call layer still generates.
+#
 # Sampling: names at temperature 1.0 (lower collapses the callee distribution), the tokens of numeric
-# fields (times, latencies, counts) at QUALITY_NUM_TEMP through `generate --number-temperature`:
-# a real child's times sit next to its parent's, which a low temperature keeps (docs/PERF.md
-# "Quality (real data)" has the measured sweep and results).
+# fields (times, latencies, counts) at QUALITY_NUM_TEMP (greedy by default) through `generate
+# --number-temperature`: a real child's times sit next to its parent's. Destinations are among the
+# training names (--names) and, unless QUALITY_CALLEES=0, among the callees the training graphs show
+# for each layer's caller (`generate --callees`, beyond the paper: a table that narrows the model's
+# choices; the model still picks). docs/PERF.md "Quality (real data)" has the measurements, with
+# and without it.
 #
 # Knobs (environment): TRACELLM (program), QUALITY_DATA (the tabular file), QUALITY_DIR (outputs,
 # default runs/quality, git-ignored), QUALITY_THREADS (0 = all cores), QUALITY_STEPS, QUALITY_LR,
-# QUALITY_REPEAT, QUALITY_SEED, QUALITY_TEMP, QUALITY_NUM_TEMP, QUALITY_EMBD, QUALITY_VOCAB. Measured 207 s on 2 quiet
-# cores (CI's budget: 6 minutes).
+# QUALITY_SEQ, QUALITY_REPEAT, QUALITY_SEED, QUALITY_TEMP, QUALITY_NUM_TEMP, QUALITY_CALLEES,
+# QUALITY_EMBD, QUALITY_VOCAB. CI's budget: 6 minutes (docs/PERF.md has the measured wall times).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRACELLM=${TRACELLM:-./tracellm}
@@ -38,15 +47,18 @@ case $TRACELLM in /*) ;; */*) TRACELLM=$PWD/$TRACELLM ;; esac
 DATA=${QUALITY_DATA:-../shared/data/tracellm/tabular_dataset.txt}
 OUT=${QUALITY_DIR:-runs/quality}
 THREADS=${QUALITY_THREADS:-0}
-STEPS=${QUALITY_STEPS:-400}
+STEPS=${QUALITY_STEPS:-800}
 LR=${QUALITY_LR:-2e-3}
 REPEAT=${QUALITY_REPEAT:-3}
 SEED=${QUALITY_SEED:-1}
 TEMP=${QUALITY_TEMP:-1.0}
-NUM_TEMP=${QUALITY_NUM_TEMP:-0.4}
+NUM_TEMP=${QUALITY_NUM_TEMP:-0}
 EMBD=${QUALITY_EMBD:-128}
 VOCAB=${QUALITY_VOCAB:-1024}
+CALLEES=${QUALITY_CALLEES:-1}   # 0: destinations among every training name (--names) only
 CTX=1536   # the longest layer of the validation split (60 calls, ~1,200 tokens) must fit in one context
+SEQ=${QUALITY_SEQ:-512}   # training sequences: short, at random starts in the context (see the header)
+BATCH=$(( 3 * CTX / SEQ ))   # 4,608 tokens a step whatever SEQ
 if [ ! -f "$DATA" ]; then
   echo "quality_real: skipped: $DATA not found (the real samples live in ../shared/data)"
   exit 0
@@ -81,19 +93,22 @@ for split in train val; do
     --out "$OUT/shards" --name "$split" --seq-len "$CTX" --seed "$SEED" --threads "$THREADS" --quiet
 done
 
-step "pretrain 4 layers x $EMBD channels, $STEPS steps of 3 x $CTX tokens"
+step "pretrain 4 layers x $EMBD channels (context $CTX), $STEPS steps of $BATCH x $SEQ tokens at random positions"
 rm -rf "$OUT/model"
 "$TRACELLM" train --data "$OUT"/shards/train_*.bin --val-data "$OUT"/shards/val_*.bin --tokenizer "$OUT/tok.bin" \
-  --layers 4 --heads 4 --embd "$EMBD" --seq-len "$CTX" --batch 3 --steps "$STEPS" --lr "$LR" --warmup 30 \
+  --layers 4 --heads 4 --embd "$EMBD" --ctx "$CTX" --seq-len "$SEQ" --batch "$BATCH" --pos-offsets --pos-init sinusoid \
+  --steps "$STEPS" --lr "$LR" --warmup 30 \
   --eval-every "$STEPS" --print-every 100 --threads "$THREADS" --seed "$SEED" --corpus "$OUT/train.jsonl" --out "$OUT/model"
 
 step "prompts: the root condition of every validation graph, $REPEAT times"
 "$TRACELLM" prompts --graphs "$OUT/val.jsonl" --out "$OUT/prompts1.jsonl"
 for _ in $(seq "$REPEAT"); do cat "$OUT/prompts1.jsonl"; done > "$OUT/prompts.jsonl"
 
-step "generate (recursive, constrained, names from the training graphs, temperature $TEMP, numbers $NUM_TEMP)"
+callees=()
+[ "$CALLEES" = 1 ] && callees=(--callees "$OUT/train.jsonl")
+step "generate (recursive, constrained, names from the training graphs${callees[0]+, observed callees}, temperature $TEMP, numbers $NUM_TEMP)"
 "$TRACELLM" generate --model "$OUT/model" --tokenizer "$OUT/tok.bin" --format recursive --prompts "$OUT/prompts.jsonl" \
-  --names "$OUT/train.jsonl" --temperature "$TEMP" --number-temperature "$NUM_TEMP" --seed "$SEED" --threads "$THREADS" --out "$OUT/llm.jsonl" --summary "$OUT/generate_summary.json" \
+  --names "$OUT/train.jsonl" ${callees[@]+"${callees[@]}"} --temperature "$TEMP" --number-temperature "$NUM_TEMP" --seed "$SEED" --threads "$THREADS" --out "$OUT/llm.jsonl" --summary "$OUT/generate_summary.json" \
   > "$OUT/generate.txt"
 
 step "probabilistic baseline: fit on the training graphs, the same prompts"

@@ -73,6 +73,34 @@ check generate_names_in_train "$PY" names.py
 expect_fail generate_names_stats "microservices" "${G[@]}" -n 2 --service S_1 --names prep/stats.json --out x.jsonl
 expect_fail generate_names_missing "nothere.jsonl" "${G[@]}" -n 2 --service S_1 --names nothere.jsonl --out x.jsonl
 
+# ---- --callees: each layer calls only what the training graphs show its caller calling (a root:
+# its service's entry microservices); with --canonical-order (edges in the training order) too ----
+check generate_callees "${G[@]}" -n 12 --from-graphs prep/val.jsonl --batch 8 --names prep/train.jsonl \
+  --callees prep/train.jsonl --canonical-order --out gcl.jsonl
+cat > callees.py <<'EOF'
+import json
+calls, entries = {}, {}
+for l in open("prep/train.jsonl"):
+    g = json.loads(l)
+    for e in g["edges"]:
+        calls.setdefault(e[2], set()).add(e[3])
+        if "." not in e[0]: entries.setdefault(g["service"], set()).add(e[3])
+names = {n for s in calls.values() for n in s} | set(calls) - {"USER"}
+gs = [g for g in map(json.loads, open("gcl.jsonl")) if g["check"]["assembled"]]
+assert len(gs) >= 8, f"only {len(gs)} of 12 graphs assembled"
+n = bad = fallback = 0
+for g in gs:
+    for e in g["edges"]:
+        allowed = entries.get(g["service"]) if "." not in e[0] else None
+        if allowed is None: allowed = calls.get(e[2])   # the caller's observed callees
+        if allowed is None: allowed = names; fallback += 1
+        n += 1; bad += e[3] not in allowed
+assert bad == 0, f"{bad} of {n} calls outside the observed callees"
+assert all(g["check"]["valid"] and g["check"]["match"] for g in gs), [g["check"] for g in gs]
+print(f"callees: {n} calls, all among their caller's observed callees ({fallback} by the names fallback)")
+EOF
+check generate_callees_observed "$PY" callees.py
+
 # ---- the same graphs whatever the batch size, prefix reuse, and without the KV cache ----
 check generate_batch3 "${G[@]}" -n 12 --from-graphs prep/val.jsonl --batch 3 --out g3.jsonl
 check generate_batch_independent cmp g3.jsonl g8.jsonl

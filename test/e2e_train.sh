@@ -74,6 +74,53 @@ check threads_run train "${COMMON[@]}" --out "$TMP/full2" --threads 2
 check threads_same_weights cmp "$TMP/full/model.bin" "$TMP/full2/model.bin"
 check resume_done_is_noop train "${COMMON[@]}" --out "$TMP/half" --resume
 
+# ---- short sequences first (--ctx), then --resume at the full context ----
+# header: magic 8, version 4, header_size 4, then n_layer n_head n_embd max_seq_len (int32)
+ckpt_ctx() { "$PY" -c "import struct,sys; print(struct.unpack_from('<i', open(sys.argv[1],'rb').read(), 28)[0])" "$1"; }
+check ctx_short_phase train "${COMMON[@]}" --seq-len 16 --ctx 32 --batch 8 --stop-after 6 --out "$TMP/ctx"
+check ctx_model_context test "$(ckpt_ctx "$TMP/ctx/model.bin")" = 32
+check ctx_long_phase train "${COMMON[@]}" --seq-len 32 --batch 4 --out "$TMP/ctx" --resume
+check ctx_long_phase_done test "$(ckpt_step "$TMP/ctx/model.bin")" = 12
+check ctx_same_context test "$(ckpt_ctx "$TMP/ctx/model.bin")" = 32
+expect_fail ctx_too_short "--ctx 8: a new model's context, at least --seq-len 32" train "${COMMON[@]}" --ctx 8 --out "$TMP/ctx2"
+expect_fail ctx_on_resume "a resumed or --init run keeps its checkpoint's" train "${COMMON[@]}" --ctx 64 --out "$TMP/ctx" --resume
+expect_fail ctx_beyond "--seq-len 64 exceeds the checkpoint's context 32" train "${COMMON[@]}" --seq-len 64 --steps 20 --out "$TMP/ctx" --resume
+# --pos-offsets: each step's rows start at a random position (from the run's saved RNG), so a short
+# --seq-len trains every position row of --ctx, and resuming stays bit-identical
+PO=("${COMMON[@]}" --seq-len 16 --ctx 32 --batch 8 --pos-offsets)
+check pos_offsets_full train "${PO[@]}" --out "$TMP/po_full"
+check pos_offsets_half train "${PO[@]}" --stop-after 6 --out "$TMP/po_half"
+check pos_offsets_resume train "${COMMON[@]}" --seq-len 16 --batch 8 --pos-offsets --out "$TMP/po_half" --resume
+check pos_offsets_same_weights cmp "$TMP/po_full/model.bin" "$TMP/po_half/model.bin"
+check pos_offsets_no_offsets train "${COMMON[@]}" --seq-len 16 --ctx 32 --batch 8 --out "$TMP/po_none"
+check pos_offsets_rows_trained "$PY" -c "
+import struct
+def wpe(path):
+    b = open(path, 'rb').read()
+    L, NH, C, T, V, Vp = struct.unpack_from('<6i', b, 16)
+    return C, T, struct.unpack_from(f'<{T * C}f', b, 128 + 4 * Vp * C)
+C, T, a = wpe('$TMP/po_full/model.bin')
+_, _, b = wpe('$TMP/po_none/model.bin')
+# positions 16..31: only decayed without offsets, trained with them
+diff = sum(abs(x - y) for x, y in zip(a[16 * C:], b[16 * C:])) / (16 * C)
+assert T == 32 and diff > 1e-3, diff
+"
+
+# ---- --pos-init sinusoid: position rows start as sin/cos pairs of amplitude 0.02 * sqrt 2 ----
+check pos_init_run train "${COMMON[@]}" --steps 1 --lr 1e-9 --warmup 0 --pos-init sinusoid --out "$TMP/pos"
+check pos_init_rows "$PY" -c "
+import math, struct
+b = open('$TMP/pos/model.bin', 'rb').read()
+L, NH, C, T, V, Vp = struct.unpack_from('<6i', b, 16)
+w = struct.unpack_from(f'<{T * C}f', b, 128 + 4 * Vp * C)   # wpe follows wte
+a = 0.02 * math.sqrt(2)
+for p in (0, 1, 7, T - 1):
+    for i in range(0, C, 2):
+        f = 10000 ** (-i / C)
+        assert abs(w[p * C + i] - a * math.sin(p * f)) < 1e-5 and abs(w[p * C + i + 1] - a * math.cos(p * f)) < 1e-5, (p, i)
+"
+expect_fail pos_init_bad "--pos-init fourier: expected random or sinusoid" train "${COMMON[@]}" --pos-init fourier --out "$TMP/pos2"
+
 # gradient accumulation: 2 micro-batches of 4 read the same tokens as one batch of 8, so the same
 # loss and (up to summation order) the same update
 check accum_batch8 train --data "$TMP/a.bin" --steps 3 --warmup 0 --batch 8 --out "$TMP/b8"

@@ -333,6 +333,88 @@ static void test_in_number(void) {
     tb_free(&tb); answer_free(&a); layers_free(&L); graph_free(&g); synth_free(s);
 }
 
+// constrain_set_canonical: the canonical edge line is accepted, the same line with two attributes
+// swapped is refused at the swapped key (and accepted without the option).
+static void test_canonical_edges(void) {
+    SynthConfig sc;
+    synth_config_default(&sc);
+    sc.graphs = 40;
+    Synth *s = synth_new(&sc);
+    CallGraph g;
+    graph_init(&g);
+    Layers L;
+    layers_init(&L);
+    LayerAnswer a;
+    answer_init(&a);
+    TextBuf tb = {0};
+    InstructOpts o;
+    instruct_opts_default(&o);
+    o.scratchpad = false;
+    int tried = 0;
+    for (int i = 0; i < 40; i++) {
+        synth_graph(s, i, &g, NULL, NULL, NULL);
+        LayerOpts lo = {0};
+        char err[200];
+        REQUIRE(layers_build(&L, &g, &lo, err, sizeof err));
+        for (int li = 0; li < L.n; li++) {
+            layers_answer(&L, li, &a);
+            tb_clear(&tb);
+            instruct_answer(&tb, &L.v[li].cond, &a, &o, NULL);
+            for (int canonical = 0; canonical < 2; canonical++) {
+                Constraint k;
+                constrain_init(&k, &L.v[li].cond, li == 0, false);
+                constrain_set_canonical(&k, canonical);
+                CHECKF(feed_until_complete(&k, tb.p, tb.n) > 0 && k.complete, "graph %d layer %d canonical %d", i, li, canonical);
+            }
+            // "(edge_id is N,type is T," -> "(type is T,edge_id is N,"
+            char *e = strstr(tb.p, "(edge_id is ");
+            REQUIRE(e);
+            char *c1 = strchr(e, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
+            REQUIRE(c2 && !memcmp(c1 + 1, "type is ", 8));
+            char swapped[128];
+            int n1 = (int)(c1 - e - 1), n2 = (int)(c2 - c1 - 1);
+            REQUIRE(n1 + n2 + 4 < (int)sizeof swapped);
+            snprintf(swapped, sizeof swapped, "(%.*s,%.*s,", n2, c1 + 1, n1, e + 1);
+            memcpy(e, swapped, (size_t)(n1 + n2 + 3));
+            long bad_at = (long)(e - tb.p) + 1;   // the 't' of "type is": refused only when canonical
+            for (int canonical = 0; canonical < 2; canonical++) {
+                Constraint k;
+                constrain_init(&k, &L.v[li].cond, li == 0, false);
+                constrain_set_canonical(&k, canonical);
+                long r = feed_until_complete(&k, tb.p, tb.n);
+                if (canonical) CHECKF(r == -bad_at - 1, "graph %d layer %d: refused at %ld, expected %ld", i, li, -r - 1, bad_at);
+                else CHECKF(r > 0 && k.complete, "graph %d layer %d: a shuffled edge refused without --canonical-order", i, li);
+            }
+            tried++;
+        }
+    }
+    CHECKF(tried > 40, "%d layers", tried);
+    tb_free(&tb); answer_free(&a); layers_free(&L); graph_free(&g); synth_free(s);
+}
+
+// The observed-callees table of `generate --callees`: pairs grouped by key, each set sorted and
+// unique, unknown keys NULL, names the automaton could not write refused.
+static void test_callees_table(void) {
+    ConCallees c;
+    con_callees_init(&c);
+    CHECK(con_callees_find(&c, "MS_1") == NULL);
+    const char *pairs[][2] = {{"MS_2", "MS_9"}, {"MS_1", "MS_5"}, {"MS_2", "MS_3"}, {"MS_1", "MS_5"}, {"USER", "MS_1"}, {"MS_2", "MS_9"}};
+    for (int i = 0; i < 6; i++) CHECK(con_callees_add(&c, pairs[i][0], pairs[i][1]));
+    CHECK(!con_callees_add(&c, "MS_1", "a,b") && !con_callees_add(&c, "MS_1", ""));
+    con_callees_finish(&c);
+    REQUIRE(c.n == 3);
+    CHECK(!strcmp(c.keys[0], "MS_1") && !strcmp(c.keys[1], "MS_2") && !strcmp(c.keys[2], "USER"));
+    const ConNames *s = con_callees_find(&c, "MS_2");
+    REQUIRE(s);
+    CHECKF(s->n == 2 && !strcmp(s->v[0], "MS_3") && !strcmp(s->v[1], "MS_9"), "%d names", s->n);
+    s = con_callees_find(&c, "MS_1");
+    CHECK(s && s->n == 1 && con_names_has(s, "MS_5") && !con_names_has(s, "MS_9"));
+    CHECK(con_callees_find(&c, "MS_3") == NULL && con_callees_find(&c, "MS_") == NULL);
+    // a set narrows destinations exactly as a names set does
+    CHECK(dst_ok(con_callees_find(&c, "MS_2"), "MS_9,") && !dst_ok(con_callees_find(&c, "MS_2"), "MS_5,"));
+    con_callees_free(&c);
+}
+
 int main(void) {
     RUN(test_destination_rules);
     RUN(test_accepts_synthetic_layers);
@@ -340,5 +422,7 @@ int main(void) {
     RUN(test_random_walk_is_valid);
     RUN(test_random_walk_names);
     RUN(test_in_number);
+    RUN(test_canonical_edges);
+    RUN(test_callees_table);
     TEST_END();
 }

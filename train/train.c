@@ -32,10 +32,13 @@ typedef struct {
     StrList data, val_data;
     const char *tokenizer, *model, *out, *schedule, *device;
     const char *init, *sft_eval;          // SFT: pretrained run to start from; val graphs to score
+    const char *pos_init;                 // random | sinusoid (gpt_init_positions_sinusoid)
     const char *corpus;                   // training graphs whose root conditions the run records
     bool sft, loss_on_all;
+    bool pos_offsets;                     // each step's rows start at a random position of the context
     int sft_eval_every, sft_eval_n, sft_eval_tokens;
     int layers, heads, embd;
+    int ctx;                              // a fresh model's context when longer than seq_len (0: seq_len)
     int batch, seq_len, grad_accum, warmup, eval_every, eval_batches, save_every, stop_after, threads, print_every;
     int64_t steps;
     double epochs, lr, min_lr_frac, weight_decay, beta1, beta2, clip;
@@ -81,6 +84,7 @@ static Dist *dist;
 
 // ---- evaluation ----
 static double eval_loss(GPT *m, Loader *val, int n_batches, int32_t *inp, int32_t *tgt, float *w) {
+    m->pos_offset = 0;   // validation: positions from 0, as generation uses them
     loader_rewind(val);
     if ((uint64_t)n_batches > val->windows_per_epoch) n_batches = (int)val->windows_per_epoch;
     double sum = 0;
@@ -110,7 +114,7 @@ static bool peek_header(const char *path, CkptHeader *h, char *err, size_t errle
 }
 
 int cmd_train(int argc, char **argv) {
-    TrainOpts o = {.schedule = "cosine", .device = "cpu", .batch = 8, .grad_accum = 1, .sft_eval_n = 50, .sft_eval_tokens = 512,
+    TrainOpts o = {.schedule = "cosine", .pos_init = "random", .device = "cpu", .batch = 8, .grad_accum = 1, .sft_eval_n = 50, .sft_eval_tokens = 512,
                    .warmup = 400, .eval_every = 250, .eval_batches = 20, .save_every = 1000, .print_every = 10,
                    .lr = 3e-4, .min_lr_frac = 0.1, .weight_decay = 0.1, .beta1 = 0.9, .beta2 = 0.95, .clip = 1.0,
                    .seed = 1337};
@@ -127,6 +131,8 @@ int cmd_train(int argc, char **argv) {
         {"--embd", OPT_INT, &o.embd, "N", "override the preset's channels", false},
         {"--batch", OPT_INT, &o.batch, "B", "sequences per micro-batch", false},
         {"--seq-len", OPT_INT, &o.seq_len, "T", "tokens per sequence (the model's context length)", false},
+        {"--ctx", OPT_INT, &o.ctx, "N", "a new model's context when longer than --seq-len: train short sequences first, then --resume "
+                                         "with a longer --seq-len up to N (default: --seq-len)", false},
         {"--grad-accum", OPT_INT, &o.grad_accum, "K", "micro-batches per optimizer step", false},
         {"--steps", OPT_I64, &o.steps, "N", "optimizer steps in total (or --epochs)", false},
         {"--epochs", OPT_DOUBLE, &o.epochs, "E", "passes over the training data (sets --steps)", false},
@@ -144,6 +150,10 @@ int cmd_train(int argc, char **argv) {
         {"--resume", OPT_FLAG, &o.resume, NULL, "continue the run in --out from its checkpoint (its model shape wins)", false},
         {"--stop-after", OPT_INT, &o.stop_after, "K", "end this invocation after K steps with a checkpoint", false},
         {"--seed", OPT_I64, &o.seed, "S", "initialisation seed", false},
+        {"--pos-offsets", OPT_FLAG, &o.pos_offsets, NULL, "each step's sequences take positions from a random start in the context "
+                                                          "(with --ctx: short sequences train every position; beyond GPT-2)", false},
+        {"--pos-init", OPT_STR, &o.pos_init, "random|sinusoid", "position embeddings at step 0: random (GPT-2) or sinusoids (beyond GPT-2: "
+                                                               "short runs on long contexts learn positions faster; still trained)", false},
         {"--threads", OPT_INT, &o.threads, "N", "CPU threads (0 = all)", false},
         {"--device", OPT_STR, &o.device, "NAME", "backend: cpu; with nvcc also cuda (bf16 mixed precision) and cuda-fp32", false},
         {"--print-every", OPT_INT, &o.print_every, "N", "progress line every N steps", false},
@@ -187,6 +197,8 @@ int cmd_train(int argc, char **argv) {
         if (!peek_header(path, &h, err, sizeof err)) fatal("%s", err);
         o.seq_len = h.max_seq_len;
     }
+    if (o.ctx && (o.ctx < o.seq_len || o.resume || o.init))
+        fatal("--ctx %d: a new model's context, at least --seq-len %d (a resumed or --init run keeps its checkpoint's)", o.ctx, o.seq_len);
     if ((int64_t)o.batch * o.seq_len > (1 << 24)) fatal("--batch * --seq-len is too large (%lld tokens)", (long long)o.batch * o.seq_len);
     if (o.steps < 0 || o.epochs < 0 || o.warmup < 0 || o.eval_every < 0 || o.save_every < 0 || o.stop_after < 0 || o.print_every < 0 || o.eval_batches < 1)
         fatal("step counts must not be negative");
@@ -195,6 +207,7 @@ int cmd_train(int argc, char **argv) {
         fatal("bad optimizer setting: need --lr > 0, 0 <= --min-lr-frac <= 1, --weight-decay >= 0, --clip >= 0, betas in [0,1)");
     int sched = schedule_parse(o.schedule);
     if (sched < 0) fatal("--schedule %s: expected cosine, linear or constant", o.schedule);
+    if (strcmp(o.pos_init, "random") && strcmp(o.pos_init, "sinusoid")) fatal("--pos-init %s: expected random or sinusoid", o.pos_init);
     const Backend *be = backend_get(o.device);
     if (!be) fatal("--device %s: not built into this binary (available: cpu%s)", o.device,
 #ifdef TRACELLM_CUDA
@@ -243,7 +256,7 @@ int cmd_train(int argc, char **argv) {
         if (o.layers) cfg.n_layer = o.layers;
         if (o.heads) cfg.n_head = o.heads;
         if (o.embd) cfg.n_embd = o.embd;
-        cfg.max_seq_len = o.seq_len;
+        cfg.max_seq_len = o.ctx ? o.ctx : o.seq_len;
         cfg.vocab_size = (int)train.vocab_size;
         cfg.padded_vocab_size = gpt_padded_vocab(cfg.vocab_size);
         const char *bad = gpt_config_check(&cfg);
@@ -314,6 +327,7 @@ int cmd_train(int argc, char **argv) {
         } else {
             gpt_create(&m, &cfg, be);
             gpt_init_random(&m, (uint64_t)o.seed);
+            if (!strcmp(o.pos_init, "sinusoid")) gpt_init_positions_sinusoid(&m);
         }
         rng_seed(&rng, (uint64_t)o.seed);
         if (dist->rank == 0) unlink(rp.log);
@@ -364,6 +378,8 @@ int cmd_train(int argc, char **argv) {
         n_counted = (long)dist_sum(dist, (double)n_counted);  // dist: the step's count over all ranks
         float dscale = n_counted ? 1.0f / (float)n_counted : 0.0f;
         gpt_zero_grad(&m);
+        // --pos-offsets: one start per step, from the run's RNG (saved, so --resume stays exact)
+        m.pos_offset = o.pos_offsets ? (int)rng_below(&rng, (uint64_t)(m.cfg.max_seq_len - o.seq_len + 1)) : 0;
         double loss_sum = 0;
         for (size_t k = 0; k < K; k++) {
             gpt_forward(&m, inp + k * BT, o.batch, o.seq_len);
