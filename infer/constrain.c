@@ -47,11 +47,18 @@ static bool is_name(unsigned char ch) {
 
 // ---- the names set ----
 
-void con_names_init(ConNames *s) { memset(s, 0, sizeof *s); }
-bool con_names_add(ConNames *s, const char *name) {
+// What a destination can be: 1..FMT_NAME_MAX-1 characters of [A-Za-z0-9_].
+static bool name_ok(const char *name) {
     size_t n = strlen(name);
     if (n == 0 || n >= FMT_NAME_MAX) return false;
     for (size_t i = 0; i < n; i++) if (!is_name((unsigned char)name[i])) return false;
+    return true;
+}
+
+void con_names_init(ConNames *s) { memset(s, 0, sizeof *s); }
+bool con_names_add(ConNames *s, const char *name) {
+    if (!name_ok(name)) return false;
+    size_t n = strlen(name);
     if (s->n == s->cap) { s->cap = s->cap ? 2 * s->cap : 256; s->v = xrealloc(s->v, s->cap * sizeof *s->v); }
     s->v[s->n++] = xstrdup(name);
     if ((int)n > s->max_len) s->max_len = (int)n;
@@ -89,17 +96,14 @@ static int names_lower(const ConNames *s, int lo, int hi, int pos, unsigned ch) 
 
 void con_callees_init(ConCallees *c) { memset(c, 0, sizeof *c); }
 bool con_callees_add(ConCallees *c, const char *key, const char *name) {
-    ConNames probe;   // the same acceptance rule as a names set
-    con_names_init(&probe);
-    if (!con_names_add(&probe, name)) return false;
+    if (!name_ok(name)) return false;   // the names set's rule: its sets get only names it accepts
     if (c->np == c->pcap) {
         c->pcap = c->pcap ? 2 * c->pcap : 256;
         c->pk = xrealloc(c->pk, c->pcap * sizeof *c->pk);
         c->pv = xrealloc(c->pv, c->pcap * sizeof *c->pv);
     }
     c->pk[c->np] = xstrdup(key);
-    c->pv[c->np++] = probe.v[0];   // the set's copy of name, kept
-    free(probe.v);
+    c->pv[c->np++] = xstrdup(name);
     return true;
 }
 static const ConCallees *sort_pairs;   // qsort has no context argument; finishing is single-threaded

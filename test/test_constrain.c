@@ -42,44 +42,69 @@ static int accept_layer(const Condition *cond, const LayerAnswer *content, bool 
     return 1;
 }
 
-static void test_accepts_synthetic_layers(void) {
+// Every layer of the first n synthetic graphs with its answer, one at a time: what the tests that
+// feed whole synthetic layers share. f.i is the graph, f.li the layer (f.L.v[f.li]), f.a its answer;
+// f.tb is a scratch buffer for the test.
+typedef struct {
+    Synth *s;
+    CallGraph g;
+    Layers L;
+    LayerAnswer a;
+    TextBuf tb;
+    int n, i, li;
+} SynthLayers;
+static void synth_layers_open(SynthLayers *f, int graphs) {
+    memset(f, 0, sizeof *f);
     SynthConfig sc;
     synth_config_default(&sc);
-    sc.graphs = 300;
-    Synth *s = synth_new(&sc);
-    CallGraph g;
-    graph_init(&g);
-    Layers L;
-    layers_init(&L);
-    LayerAnswer a;
-    answer_init(&a);
-    TextBuf tb = {0};
+    sc.graphs = graphs;
+    f->s = synth_new(&sc);
+    graph_init(&f->g);
+    layers_init(&f->L);
+    answer_init(&f->a);
+    f->n = graphs;
+    f->i = -1;
+}
+static bool synth_layers_next(SynthLayers *f) {
+    while (f->i < 0 || ++f->li >= f->L.n) {
+        if (++f->i >= f->n) return false;
+        synth_graph(f->s, f->i, &f->g, NULL, NULL, NULL);
+        LayerOpts lo = {0};
+        char err[200];
+        bool built = layers_build(&f->L, &f->g, &lo, err, sizeof err);
+        CHECKF(built, "synthetic graph %d: %s", f->i, err);
+        if (!built) return false;
+        f->li = -1;
+    }
+    layers_answer(&f->L, f->li, &f->a);
+    return true;
+}
+static void synth_layers_close(SynthLayers *f) {
+    tb_free(&f->tb); answer_free(&f->a); layers_free(&f->L); graph_free(&f->g); synth_free(f->s);
+}
+
+static void test_accepts_synthetic_layers(void) {
+    SynthLayers f;
+    synth_layers_open(&f, 300);
     Rng rng;
     rng_seed(&rng, 5);
     int layers = 0, ok = 0;
     ConNames names;   // every microservice of these graphs: the answers stay accepted under --names
     con_names_init(&names);
     for (int i = 0; i < 300; i++) {
-        synth_graph(s, i, &g, NULL, NULL, NULL);
-        for (int e = 0; e < g.n; e++) { con_names_add(&names, g.edges[e].src); con_names_add(&names, g.edges[e].dst); }
+        synth_graph(f.s, i, &f.g, NULL, NULL, NULL);
+        for (int e = 0; e < f.g.n; e++) { con_names_add(&names, f.g.edges[e].src); con_names_add(&names, f.g.edges[e].dst); }
     }
     con_names_finish(&names);
-    for (int i = 0; i < 300; i++) {
-        synth_graph(s, i, &g, NULL, NULL, NULL);
-        LayerOpts lo = {0};
-        char err[200];
-        REQUIRE(layers_build(&L, &g, &lo, err, sizeof err));
-        for (int li = 0; li < L.n; li++) {
-            layers_answer(&L, li, &a);
-            for (int pad = 0; pad < 4; pad++) {
-                layers++;
-                ok += accept_layer(&L.v[li].cond, &a, li == 0, pad & 1, &rng, &tb, pad & 1 ? "instruct" : "recursive",
-                                   pad >= 2 ? &names : NULL);
-            }
+    while (synth_layers_next(&f))
+        for (int pad = 0; pad < 4; pad++) {
+            layers++;
+            ok += accept_layer(&f.L.v[f.li].cond, &f.a, f.li == 0, pad & 1, &rng, &f.tb, pad & 1 ? "instruct" : "recursive",
+                               pad >= 2 ? &names : NULL);
         }
-    }
     CHECKF(ok == layers, "%d of %d layer answers accepted", ok, layers);
-    tb_free(&tb); answer_free(&a); layers_free(&L); graph_free(&g); synth_free(s); con_names_free(&names);
+    synth_layers_close(&f);
+    con_names_free(&names);
 }
 
 typedef struct { int layers, ok, ids_gap; TextBuf tb; Rng rng; } RealCtx;
@@ -280,49 +305,34 @@ static bool ends_with_num_key(const char *t, size_t end) {
 }
 
 static void test_in_number(void) {
-    SynthConfig sc;
-    synth_config_default(&sc);
-    sc.graphs = 60;
-    Synth *s = synth_new(&sc);
-    CallGraph g;
-    graph_init(&g);
-    Layers L;
-    layers_init(&L);
-    LayerAnswer a;
-    answer_init(&a);
-    TextBuf tb = {0};
+    SynthLayers f;
+    synth_layers_open(&f, 60);
+    TextBuf *tb = &f.tb;
     InstructOpts o;
     instruct_opts_default(&o);
     o.scratchpad = false;   // scratchpad lines hold numbers the automaton leaves free: not numeric fields
     long inside = 0, outside = 0, wrong = 0, blocks = 0;
-    for (int i = 0; i < 60; i++) {
-        synth_graph(s, i, &g, NULL, NULL, NULL);
-        LayerOpts lo = {0};
-        char err[200];
-        REQUIRE(layers_build(&L, &g, &lo, err, sizeof err));
-        for (int li = 0; li < L.n; li++) {
-            layers_answer(&L, li, &a);
-            tb_clear(&tb);
-            instruct_answer(&tb, &L.v[li].cond, &a, &o, NULL);
-            Constraint k;
-            constrain_init(&k, &L.v[li].cond, li == 0, false);
-            bool in_val = false;
-            size_t line = 0;
-            for (size_t p = 0; p < tb.n && !k.complete; p++) {
-                bool got = constrain_in_number(&k);
-                if (got != in_val && wrong++ < 3)
-                    printf("    layer %d/%d byte %zu: in_number %d, expected %d: ...%.*s|%.20s\n", i, li, p, got, in_val,
-                           (int)(p < 50 ? p : 50), tb.p + (p < 50 ? 0 : p - 50), tb.p + p);
-                got ? inside++ : outside++;
-                if (got && !memcmp(tb.p + line, "<subgraph", 9)) blocks++;   // the block conditions' numbers too
-                if (tb.p[p] == '\n') line = p + 1;
-                if (in_val && !(tb.p[p] >= '0' && tb.p[p] <= '9')) in_val = false;   // the byte that ended it
-                REQUIRE(constrain_feed(&k, (const unsigned char *)tb.p + p, 1));
-                if (ends_with_num_key(tb.p, p + 1)) in_val = true;
-            }
-            CHECK(k.complete);
-            CHECK(!constrain_in_number(&k));
+    while (synth_layers_next(&f)) {
+        tb_clear(tb);
+        instruct_answer(tb, &f.L.v[f.li].cond, &f.a, &o, NULL);
+        Constraint k;
+        constrain_init(&k, &f.L.v[f.li].cond, f.li == 0, false);
+        bool in_val = false;
+        size_t line = 0;
+        for (size_t p = 0; p < tb->n && !k.complete; p++) {
+            bool got = constrain_in_number(&k);
+            if (got != in_val && wrong++ < 3)
+                printf("    layer %d/%d byte %zu: in_number %d, expected %d: ...%.*s|%.20s\n", f.i, f.li, p, got, in_val,
+                       (int)(p < 50 ? p : 50), tb->p + (p < 50 ? 0 : p - 50), tb->p + p);
+            got ? inside++ : outside++;
+            if (got && !memcmp(tb->p + line, "<subgraph", 9)) blocks++;   // the block conditions' numbers too
+            if (tb->p[p] == '\n') line = p + 1;
+            if (in_val && !(tb->p[p] >= '0' && tb->p[p] <= '9')) in_val = false;   // the byte that ended it
+            REQUIRE(constrain_feed(&k, (const unsigned char *)tb->p + p, 1));
+            if (ends_with_num_key(tb->p, p + 1)) in_val = true;
         }
+        CHECK(k.complete);
+        CHECK(!constrain_in_number(&k));
     }
     CHECKF(wrong == 0, "%ld bytes misjudged", wrong);
     CHECKF(inside > 1000 && blocks > 100 && outside > 5 * inside, "%ld bytes inside numbers (%ld in blocks), %ld outside", inside,
@@ -330,66 +340,51 @@ static void test_in_number(void) {
     Constraint off;   // an inactive constraint (split layers, --constrained off) knows no numbers
     memset(&off, 0, sizeof off);
     CHECK(!constrain_in_number(&off));
-    tb_free(&tb); answer_free(&a); layers_free(&L); graph_free(&g); synth_free(s);
+    synth_layers_close(&f);
 }
 
 // constrain_set_canonical: the canonical edge line is accepted, the same line with two attributes
 // swapped is refused at the swapped key (and accepted without the option).
 static void test_canonical_edges(void) {
-    SynthConfig sc;
-    synth_config_default(&sc);
-    sc.graphs = 40;
-    Synth *s = synth_new(&sc);
-    CallGraph g;
-    graph_init(&g);
-    Layers L;
-    layers_init(&L);
-    LayerAnswer a;
-    answer_init(&a);
-    TextBuf tb = {0};
+    SynthLayers f;
+    synth_layers_open(&f, 40);
+    TextBuf *tb = &f.tb;
     InstructOpts o;
     instruct_opts_default(&o);
     o.scratchpad = false;
     int tried = 0;
-    for (int i = 0; i < 40; i++) {
-        synth_graph(s, i, &g, NULL, NULL, NULL);
-        LayerOpts lo = {0};
-        char err[200];
-        REQUIRE(layers_build(&L, &g, &lo, err, sizeof err));
-        for (int li = 0; li < L.n; li++) {
-            layers_answer(&L, li, &a);
-            tb_clear(&tb);
-            instruct_answer(&tb, &L.v[li].cond, &a, &o, NULL);
-            for (int canonical = 0; canonical < 2; canonical++) {
-                Constraint k;
-                constrain_init(&k, &L.v[li].cond, li == 0, false);
-                constrain_set_canonical(&k, canonical);
-                CHECKF(feed_until_complete(&k, tb.p, tb.n) > 0 && k.complete, "graph %d layer %d canonical %d", i, li, canonical);
-            }
-            // "(edge_id is N,type is T," -> "(type is T,edge_id is N,"
-            char *e = strstr(tb.p, "(edge_id is ");
-            REQUIRE(e);
-            char *c1 = strchr(e, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
-            REQUIRE(c2 && !memcmp(c1 + 1, "type is ", 8));
-            char swapped[128];
-            int n1 = (int)(c1 - e - 1), n2 = (int)(c2 - c1 - 1);
-            REQUIRE(n1 + n2 + 4 < (int)sizeof swapped);
-            snprintf(swapped, sizeof swapped, "(%.*s,%.*s,", n2, c1 + 1, n1, e + 1);
-            memcpy(e, swapped, (size_t)(n1 + n2 + 3));
-            long bad_at = (long)(e - tb.p) + 1;   // the 't' of "type is": refused only when canonical
-            for (int canonical = 0; canonical < 2; canonical++) {
-                Constraint k;
-                constrain_init(&k, &L.v[li].cond, li == 0, false);
-                constrain_set_canonical(&k, canonical);
-                long r = feed_until_complete(&k, tb.p, tb.n);
-                if (canonical) CHECKF(r == -bad_at - 1, "graph %d layer %d: refused at %ld, expected %ld", i, li, -r - 1, bad_at);
-                else CHECKF(r > 0 && k.complete, "graph %d layer %d: a shuffled edge refused without --canonical-order", i, li);
-            }
-            tried++;
+    while (synth_layers_next(&f)) {
+        tb_clear(tb);
+        instruct_answer(tb, &f.L.v[f.li].cond, &f.a, &o, NULL);
+        for (int canonical = 0; canonical < 2; canonical++) {
+            Constraint k;
+            constrain_init(&k, &f.L.v[f.li].cond, f.li == 0, false);
+            constrain_set_canonical(&k, canonical);
+            CHECKF(feed_until_complete(&k, tb->p, tb->n) > 0 && k.complete, "graph %d layer %d canonical %d", f.i, f.li, canonical);
         }
+        // "(edge_id is N,type is T," -> "(type is T,edge_id is N,"
+        char *e = strstr(tb->p, "(edge_id is ");
+        REQUIRE(e);
+        char *c1 = strchr(e, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
+        REQUIRE(c2 && !memcmp(c1 + 1, "type is ", 8));
+        char swapped[128];
+        int n1 = (int)(c1 - e - 1), n2 = (int)(c2 - c1 - 1);
+        REQUIRE(n1 + n2 + 4 < (int)sizeof swapped);
+        snprintf(swapped, sizeof swapped, "(%.*s,%.*s,", n2, c1 + 1, n1, e + 1);
+        memcpy(e, swapped, (size_t)(n1 + n2 + 3));
+        long bad_at = (long)(e - tb->p) + 1;   // the 't' of "type is": refused only when canonical
+        for (int canonical = 0; canonical < 2; canonical++) {
+            Constraint k;
+            constrain_init(&k, &f.L.v[f.li].cond, f.li == 0, false);
+            constrain_set_canonical(&k, canonical);
+            long r = feed_until_complete(&k, tb->p, tb->n);
+            if (canonical) CHECKF(r == -bad_at - 1, "graph %d layer %d: refused at %ld, expected %ld", f.i, f.li, -r - 1, bad_at);
+            else CHECKF(r > 0 && k.complete, "graph %d layer %d: a shuffled edge refused without --canonical-order", f.i, f.li);
+        }
+        tried++;
     }
     CHECKF(tried > 40, "%d layers", tried);
-    tb_free(&tb); answer_free(&a); layers_free(&L); graph_free(&g); synth_free(s);
+    synth_layers_close(&f);
 }
 
 // The observed-callees table of `generate --callees`: pairs grouped by key, each set sorted and
