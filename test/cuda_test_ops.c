@@ -149,9 +149,9 @@ static void test_encoder(void) {
     free(inp); free(wte); free(wpe); free(out); free(dout); free(dwte); free(dwpe);
 }
 
-static void test_layernorm(void) {
-    GPU_OR_SKIP();
-    int N = 300, C = 77;
+// C 77: the split backward kernels (rows not 16-byte aligned); C 96 and 1024: the fused one
+static void test_layernorm_at(int C) {
+    int N = 300;
     size_t NC = (size_t)N * C;
     float *x = rand_h(NC, 2), *w = rand_x(C, 1), *b = rand_x(C, 1);
     for (size_t i = 0; i < NC; i++) x[i] += (float)(i % C) * 0.01f;  // nonzero row means
@@ -178,6 +178,12 @@ static void test_layernorm(void) {
     void *dv[] = {d_x, d_w, d_b, d_out, d_mean, d_rstd, d_dout, d_dinp, d_dw, d_db};
     for (size_t i = 0; i < 10; i++) gpu->free(dv[i]);
     free(x); free(w); free(b); free(out); free(mean); free(rstd); free(dout); free(dinp); free(dw); free(db);
+}
+static void test_layernorm(void) {
+    GPU_OR_SKIP();
+    test_layernorm_at(77);
+    test_layernorm_at(96);
+    test_layernorm_at(1024);  // fused, past the default 48 KiB of shared memory
 }
 
 // One matmul forward + backward in the given GEMM mode; `shift` offsets every device pointer by

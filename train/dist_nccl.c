@@ -39,11 +39,19 @@ void *nccl_join(Transport *t, int rank, int world, double timeout) {
     dist_watch_begin("broadcast of the NCCL id");
     t->broadcast(t, &id, sizeof id);
     dist_watch_end();
-    int dev = 0;
+    int dev = 0, count = 0;
     cudaGetDevice(&dev);
+    cudaGetDeviceCount(&count);
     dist_watch_begin("ncclCommInitRank");
-    nccheck(ncclCommInitRank(&n->comm, world, id, rank), "ncclCommInitRank");
+    ncclResult_t rc = ncclCommInitRank(&n->comm, world, id, rank);
     dist_watch_end();
+    // the usual cause of "invalid usage" here: two ranks of one node on the same GPU
+    if (rc == ncclInvalidUsage)
+        fatal("ncclCommInitRank (rank %d of %d, GPU %d of the %d this process sees): %s; NCCL needs its own GPU "
+              "for every rank: launch one rank per GPU, each with CUDA_VISIBLE_DEVICES set to its local rank "
+              "(scripts/launch/) or with its local rank in OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID or LOCAL_RANK",
+              rank, world, dev, count, ncclGetErrorString(rc));
+    nccheck(rc, "ncclCommInitRank");
     fprintf(stderr, "train: NCCL %d.%d communicator on GPU %d, %d ranks\n", NCCL_MAJOR, NCCL_MINOR, dev, world);
     return n;
 }

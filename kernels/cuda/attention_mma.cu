@@ -90,12 +90,18 @@ __device__ __forceinline__ void acc_to_a(unsigned (&a)[4], const float (&x)[4], 
 // as rows (dst[r][c], ld ldr) and/or transposed (dstT[c][r], ld ldt), whichever is given; rows past
 // T are zeros. 16 bytes at a time when `vec` (every row start 16-byte aligned, checked at launch;
 // ldr keeps shared rows 16-byte aligned), else two bf16 (every row start is 4-byte aligned: C is even).
+// With a transposed copy, consecutive threads take consecutive rows of one column block: their
+// 2-byte transposed stores then fill one shared row side by side (no bank conflicts; with the
+// column block running fastest, the 8 stores of a 16-byte load all hit one bank, 8-way), and their
+// row stores fall in distinct banks through the padding; the other half of each row's 32-byte
+// sector is read by another warp at the same time, from L1. Without one, whole rows per thread
+// group, as plain coalescing wants.
 template <int HS>
 __device__ __forceinline__ void load_tile(bf16 *dst, int ldr, bf16 *dstT, int ldt, const bf16 *src, size_t stride,
                                           int r0, int n, int T, bool vec) {
     if (vec) {
         for (int e = threadIdx.x; e < n * (HS / 8); e += MM_THREADS) {
-            int r = e / (HS / 8), c = 8 * (e % (HS / 8));
+            int r = dstT ? e % n : e / (HS / 8), c = dstT ? 8 * (e / n) : 8 * (e % (HS / 8));
             float4 v = r0 + r < T ? *(const float4 *)(src + (size_t)(r0 + r) * stride + c) : make_float4(0, 0, 0, 0);
             if (dst) *(float4 *)(dst + r * ldr + c) = v;
             if (dstT) {
@@ -111,7 +117,7 @@ __device__ __forceinline__ void load_tile(bf16 *dst, int ldr, bf16 *dstT, int ld
         return;
     }
     for (int e = threadIdx.x; e < n * (HS / 2); e += MM_THREADS) {
-        int r = e / (HS / 2), c = 2 * (e % (HS / 2));
+        int r = dstT ? e % n : e / (HS / 2), c = dstT ? 2 * (e / n) : 2 * (e % (HS / 2));
         unsigned v = r0 + r < T ? ld32(src + (size_t)(r0 + r) * stride + c) : 0u;
         if (dst) *(unsigned *)(dst + r * ldr + c) = v;
         if (dstT) {

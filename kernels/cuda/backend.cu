@@ -67,7 +67,18 @@ void cuda_init(void) {
         else if (!strcmp(m, "bf16")) matmul_mode = CUDA_MATMUL_BF16;
         else fatal("TRACELLM_CUDA_MATMUL=%s: expected tf32, fp32 or bf16", m);
     }
-    CUDA_CHECK(cudaSetDevice(0), "init");
+    // one process per GPU: a launcher that leaves every GPU visible (plain mpirun, srun, torchrun
+    // style) gives each process its local rank, which picks the device; a launcher that narrows
+    // CUDA_VISIBLE_DEVICES to one GPU per process (scripts/launch/) leaves count 1 and device 0
+    int count = 1, dev = 0;
+    cudaGetDeviceCount(&count);
+    static const char *local_rank_vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID",
+                                            "LOCAL_RANK"};
+    for (int i = 0; i < 4 && count > 1; i++) {
+        const char *v = getenv(local_rank_vars[i]);
+        if (v && *v) { dev = atoi(v) % count; break; }
+    }
+    CUDA_CHECK(cudaSetDevice(dev), "init (device %d of %d)", dev, count);
     initialised = 1;
 }
 

@@ -2,10 +2,17 @@
 // and bias gradients are column sums over all rows, done in two deterministic stages (per-chunk
 // partial sums, then the chunks added in order) so that no atomics decide the bits. Rows, weights
 // and biases are in the compute type X; statistics, dw and db are fp32.
+// The backward pass is one fused kernel (16-byte loads, the row's input gradient and the chunk's
+// column sums from one read of dout and inp) where rows are 16-byte aligned and a warp's column
+// sums fit in shared memory; else the split kernels (row kernel + column kernel), which
+// TRACELLM_CUDA_LAYERNORM=split also selects, so a card can time both.
 #include "kernels/cuda/common.cuh"
+#include <stdlib.h>
+#include <string.h>
 
 #define LN_WARPS 8         // rows per block in the row-wise kernels
 #define COL_ROWS 256       // rows per partial sum in the column reductions
+#define FUSED_ROWS 32      // rows per block (and per partial sum) in the fused backward
 
 // out (N,C), mean (N,), rstd (N,); fp32 statistics, two passes over the row (mean, then the
 // centred variance), as the CPU backend does.
@@ -84,14 +91,115 @@ __global__ void layernorm_backward_dwdb_partial(float *pw, float *pb, const X *d
     }
 }
 
-// Stage 2: per column, the chunks in order, added into dw / db.
+// Stage 2: block (32,32) covers 32 columns; thread row y adds chunks y, y+32, ... and the 32
+// sums are added in y order into dw / db (db may be null). Many chunks (the fused kernel makes
+// N/32) cost a 32nd of the serial loads each.
 __global__ void column_finish_kernel(float *dw, float *db, const float *pw, const float *pb, int R, int C) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
+    __shared__ float sw[32][33], sb[32][33];
+    int c = blockIdx.x * 32 + threadIdx.x;
     float tw = 0.0f, tb = 0.0f;
-    for (int r = 0; r < R; r++) { tw += pw[(size_t)r * C + c]; if (db) tb += pb[(size_t)r * C + c]; }
-    dw[c] += tw;
-    if (db) db[c] += tb;
+    if (c < C)
+        for (int r = threadIdx.y; r < R; r += 32) { tw += pw[(size_t)r * C + c]; if (db) tb += pb[(size_t)r * C + c]; }
+    sw[threadIdx.y][threadIdx.x] = tw;
+    sb[threadIdx.y][threadIdx.x] = tb;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < C) {
+        tw = tb = 0.0f;
+        for (int y = 0; y < 32; y++) { tw += sw[y][threadIdx.x]; tb += sb[y][threadIdx.x]; }
+        dw[c] += tw;
+        if (db) db[c] += tb;
+    }
+}
+static void column_finish(float *dw, float *db, const float *pw, const float *pb, int R, int C, const char *op,
+                          int N) {
+    column_finish_kernel<<<cdiv(C, 32), dim3(32, 32)>>>(dw, db, pw, pb, R, C);
+    LAUNCH_CHECK("%s (column sums) N=%d C=%d", op, N, C);
+}
+
+// Fused: block (256) = LN_WARPS warps over FUSED_ROWS rows, warp q taking rows r0+q, r0+q+8, ...
+// Each warp adds its rows' norm*dout and dout into its own fp32 columns in shared memory (lane l
+// owns vectors l, l+32, ...; stored element-major, [k][vector], so a warp's accesses hit 32
+// different banks); at the end the warps' columns are added in warp order into the block's
+// partial sums pw/pb (R, C), which column_finish adds up in its fixed order. Fixed order
+// everywhere: the same bits every run. Needs C % Vec<X>::N == 0 and 16-byte aligned rows.
+template <class X>
+__global__ void __launch_bounds__(32 * LN_WARPS)
+    layernorm_backward_fused_kernel(X *dinp, float *pw, float *pb, const X *dout, const X *inp, const X *w,
+                                    const float *mean, const float *rstd, int N, int C) {
+    constexpr int VN = Vec<X>::N;
+    extern __shared__ __align__(16) float ln_cols[];  // (LN_WARPS, 2, C): dw then db columns per warp
+    int q = threadIdx.x >> 5, lane = threadIdx.x & 31, nv = C / VN;
+    float *aw = ln_cols + (size_t)q * 2 * C, *ab = aw + C;
+    for (int i = lane; i < 2 * C; i += 32) aw[i] = 0.0f;
+    __syncwarp();
+    int r0 = blockIdx.x * FUSED_ROWS, r1 = min(r0 + FUSED_ROWS, N);
+    for (int r = r0 + q; r < r1; r += LN_WARPS) {
+        const X *x = inp + (size_t)r * C, *d = dout + (size_t)r * C;
+        float m = mean[r], s = rstd[r], dmean = 0.0f, dnorm_mean = 0.0f;
+        for (int v = lane; v < nv; v += 32) {
+            float xf[VN], df[VN], wf[VN];
+            load_vec<X>(xf, x + v * VN);
+            load_vec<X>(df, d + v * VN);
+            load_vec<X>(wf, w + v * VN);
+#pragma unroll
+            for (int k = 0; k < VN; k++) {
+                float norm = (xf[k] - m) * s, dn = wf[k] * df[k];
+                dmean += dn;
+                dnorm_mean += dn * norm;
+                aw[k * nv + v] += norm * df[k];
+                ab[k * nv + v] += df[k];
+            }
+        }
+        dmean = warp_sum(dmean) / C;
+        dnorm_mean = warp_sum(dnorm_mean) / C;
+        X *di = dinp + (size_t)r * C;
+        for (int v = lane; v < nv; v += 32) {  // the row again: an L1 hit
+            float xf[VN], df[VN], wf[VN], gf[VN];
+            load_vec<X>(xf, x + v * VN);
+            load_vec<X>(df, d + v * VN);
+            load_vec<X>(wf, w + v * VN);
+            load_vec<X>(gf, di + v * VN);
+#pragma unroll
+            for (int k = 0; k < VN; k++) {
+                float norm = (xf[k] - m) * s, dn = wf[k] * df[k];
+                gf[k] += (dn - dmean - norm * dnorm_mean) * s;
+            }
+            store_vec<X>(di + v * VN, gf);
+        }
+    }
+    __syncthreads();
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        int i = (c % VN) * nv + c / VN;
+        float tw = 0.0f, tb = 0.0f;
+        for (int p = 0; p < LN_WARPS; p++) { tw += ln_cols[(size_t)p * 2 * C + i]; tb += ln_cols[(size_t)p * 2 * C + C + i]; }
+        pw[(size_t)blockIdx.x * C + c] = tw;
+        pb[(size_t)blockIdx.x * C + c] = tb;
+    }
+}
+
+// Whether the fused kernel takes this call: aligned rows, columns that fit the card's shared
+// memory (48 KiB by default, more on request), and not TRACELLM_CUDA_LAYERNORM=split.
+template <class X>
+static bool fused_backward_ok(const void *dinp, const void *dout, const void *inp, const void *w, int C, size_t smem) {
+    static int split = -1;
+    if (split < 0) {
+        const char *e = getenv("TRACELLM_CUDA_LAYERNORM");
+        if (e && *e && strcmp(e, "split") && strcmp(e, "fused"))
+            fatal("TRACELLM_CUDA_LAYERNORM=%s: expected fused or split", e);
+        split = e && !strcmp(e, "split");
+    }
+    if (split || C % Vec<X>::N || !aligned16(dinp) || !aligned16(dout) || !aligned16(inp) || !aligned16(w)) return false;
+    static size_t smem_set = 48 << 10;  // the default limit of dynamic shared memory
+    if (smem <= smem_set) return true;
+    int dev = 0, limit = 0;
+    CUDA_CHECK(cudaGetDevice(&dev), "layernorm_backward");
+    CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "layernorm_backward");
+    if (smem > (size_t)limit) return false;
+    CUDA_CHECK(cudaFuncSetAttribute(layernorm_backward_fused_kernel<X>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)smem),
+               "layernorm_backward C=%d: %zu bytes of shared memory", C, smem);
+    smem_set = smem;
+    return true;
 }
 
 template <class X>
@@ -101,6 +209,16 @@ static void layernorm_backward(float *dinp_, float *dw, float *db, const float *
     if (N <= 0) return;
     X *dinp = (X *)dinp_;
     const X *dout = (const X *)dout_, *inp = (const X *)inp_;
+    size_t smem = (size_t)LN_WARPS * 2 * C * sizeof(float);
+    if (fused_backward_ok<X>(dinp, dout, inp, w, C, smem)) {
+        int R = (int)cdiv(N, FUSED_ROWS);
+        float *pw = (float *)cuda_scratch(0, (size_t)2 * R * C * sizeof(float)), *pb = pw + (size_t)R * C;
+        layernorm_backward_fused_kernel<X><<<R, 32 * LN_WARPS, smem>>>(dinp, pw, pb, dout, inp, (const X *)w, mean,
+                                                                       rstd, N, C);
+        LAUNCH_CHECK("layernorm_backward (fused) N=%d C=%d", N, C);
+        column_finish(dw, db, pw, pb, R, C, "layernorm_backward", N);
+        return;
+    }
     layernorm_backward_dinp_kernel<X><<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>(dinp, dout, inp, (const X *)w, mean, rstd, N, C);
     LAUNCH_CHECK("layernorm_backward (dinp) N=%d C=%d", N, C);
     int R = (int)cdiv(N, COL_ROWS);
@@ -108,8 +226,7 @@ static void layernorm_backward(float *dinp_, float *dw, float *db, const float *
     dim3 grid(cdiv(C, 32), R), block(32, 8);
     layernorm_backward_dwdb_partial<X><<<grid, block>>>(pw, pb, dout, inp, mean, rstd, N, C);
     LAUNCH_CHECK("layernorm_backward (dw,db partial) N=%d C=%d", N, C);
-    column_finish_kernel<<<cdiv(C, 256), 256>>>(dw, db, pw, pb, R, C);
-    LAUNCH_CHECK("layernorm_backward (dw,db) N=%d C=%d", N, C);
+    column_finish(dw, db, pw, pb, R, C, "layernorm_backward", N);
 }
 
 // ---- the column sum the matmul's bias gradient needs: dbias (OC,) += sum over rows of dout ----
@@ -137,8 +254,7 @@ template <class X> void cuda_colsum_add(float *dbias, const X *dout, int N, int 
     dim3 grid(cdiv(OC, 32), R), block(32, 8);
     colsum_partial_kernel<X><<<grid, block>>>(part, dout, N, OC);
     LAUNCH_CHECK("matmul_backward (dbias partial) N=%d OC=%d", N, OC);
-    column_finish_kernel<<<cdiv(OC, 256), 256>>>(dbias, nullptr, part, nullptr, R, OC);
-    LAUNCH_CHECK("matmul_backward (dbias) N=%d OC=%d", N, OC);
+    column_finish(dbias, nullptr, part, nullptr, R, OC, "matmul_backward (dbias)", N);
 }
 template void cuda_colsum_add<float>(float *, const float *, int, int);
 template void cuda_colsum_add<bf16>(float *, const bf16 *, int, int);
