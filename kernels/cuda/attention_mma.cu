@@ -9,15 +9,17 @@
 //
 // Work split as in attention_tc.cu: a block of 4 warps owns 64 rows (queries in the forward and dq
 // kernels, keys in the dk/dv kernel), 16 per warp, held as A fragments in registers; the other
-// operand streams through shared memory in tiles of KT rows. B operands are read from shared
-// memory as [n][k] arrays (k contiguous), so a tile is stored both as it is (K, V, Q, dO rows,
-// for products with their rows) and transposed (for products with their columns):
-//   forward   S = Q K^T (K rows), O += P V (V^T)
-//   dq        S = Q K^T, dP = dO V^T (V rows), dS = P (dP - D), dQ += dS K (K^T)
-//   dk, dv    S^T = K Q^T (Q rows), dP^T = V dO^T (dO rows), dV += P^T dO (dO^T), dK += dS^T Q (Q^T)
-// D_i = dO_i . O_i comes from a small kernel first. Row padding of 8 bf16 puts the 8 rows a B
-// fragment load touches in different banks. Every thread writes only its own rows: deterministic
-// without atomics. The exponentials are base 2 (scale folded with log2 e); the state stays the
+// operand streams through shared memory in tiles of KT rows, stored as they are in memory (rows
+// of HS channels). B fragments come out of the tiles by ldmatrix: plain where the product runs
+// over the tile's channels, .trans where it runs over the tile's rows (the hardware transposes
+// 8 x 8 blocks on the way to the registers, so no transposed copy is ever written):
+//   forward   S = Q K^T (K, plain), O += P V (V, trans)
+//   dq        S = Q K^T, dP = dO V^T (V, plain), dS = P (dP - D), dQ += dS K (K, trans)
+//   dk, dv    S^T = K Q^T (Q, plain), dP^T = V dO^T (dO, plain), dV += P^T dO (dO, trans),
+//             dK += dS^T Q (Q, trans)
+// D_i = dO_i . O_i comes from a small kernel first. Row padding of 8 bf16 (16 bytes) puts the 8 rows
+// of each 8 x 8 block ldmatrix reads in different banks. Every thread writes only its own rows:
+// deterministic without atomics. The exponentials are base 2 (scale folded with log2 e); the state stays the
 // natural log-sum-exp, as in the other kernels.
 //
 // qkv (B,T,3C), out, dout (B,T,C): bf16; lse, D (B,NH,T): fp32. Head sizes 16, 32, 64, 128.
@@ -50,18 +52,33 @@ __device__ __forceinline__ unsigned pack2(float lo, float hi) {
     return (unsigned)__bfloat16_as_ushort(__float2bfloat16_rn(lo)) |
            (unsigned)__bfloat16_as_ushort(__float2bfloat16_rn(hi)) << 16;
 }
-// A (16 x 16) from a row-major [m][k] array (ld elements a row): a0 (g, 2t), a1 (g+8, 2t),
-// a2 (g, 2t+8), a3 (g+8, 2t+8), each two consecutive k.
-__device__ __forceinline__ void frag_a(unsigned (&a)[4], const bf16 *A, int ld, int g, int t) {
-    a[0] = ld32(A + g * ld + 2 * t);
-    a[1] = ld32(A + (g + 8) * ld + 2 * t);
-    a[2] = ld32(A + g * ld + 2 * t + 8);
-    a[3] = ld32(A + (g + 8) * ld + 2 * t + 8);
+// Two 8 x 8 bf16 blocks from shared memory in one warp instruction: lanes 0-7 give the row
+// addresses of block 0, lanes 8-15 those of block 1 (16-byte aligned; lanes 16-31 repeat them).
+// Register j of lane (g, t) gets block j's row g, columns 2t and 2t + 1, or with TRANS its
+// column g, rows 2t and 2t + 1: exactly an mma B fragment's pairs.
+template <bool TRANS> __device__ __forceinline__ void ldsm_x2(unsigned (&r)[2], const bf16 *row) {
+#ifdef TRACELLM_CUDA_EMU
+    emu_ldmatrix_x2(r, row, TRANS);
+#else
+    unsigned a = (unsigned)__cvta_generic_to_shared(row);
+    if constexpr (TRANS)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+                     : "=r"(r[0]), "=r"(r[1]) : "r"(a) : "memory");
+    else
+        asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+                     : "=r"(r[0]), "=r"(r[1]) : "r"(a) : "memory");
+#endif
 }
-// B (16 x 8) from an [n][k] array: b0 (k 2t, 2t+1 of column g), b1 (k 2t+8, 2t+9).
-__device__ __forceinline__ void frag_b(unsigned (&b)[2], const bf16 *Bt, int ld, int g, int t) {
-    b[0] = ld32(Bt + g * ld + 2 * t);
-    b[1] = ld32(Bt + g * ld + 2 * t + 8);
+// B (16 x 8, k x n) of a product over a tile's channels: from the tile's rows n .. n + 7 (the
+// n8 block) at channels k .. k + 15 (p points at row n, channel k; ld elements a row).
+// b0 = (k 2t, 2t+1 of column g), b1 = (k 2t+8, 2t+9).
+__device__ __forceinline__ void frag_b(unsigned (&b)[2], const bf16 *p, int ld, int lane) {
+    ldsm_x2<false>(b, p + (lane & 7) * ld + 8 * ((lane >> 3) & 1));
+}
+// B (16 x 8, k x n) of a product over a tile's rows: rows k .. k + 15 at channels n .. n + 7,
+// transposed by ldmatrix (p points at row k, channel n).
+__device__ __forceinline__ void frag_b_trans(unsigned (&b)[2], const bf16 *p, int ld, int lane) {
+    ldsm_x2<true>(b, p + (lane & 15) * ld);
 }
 // A fragments of the warp's 16 rows x HS channels straight from global memory (row stride
 // `stride`); rows at or past T are zeros.
@@ -86,44 +103,24 @@ __device__ __forceinline__ void acc_to_a(unsigned (&a)[4], const float (&x)[4], 
     a[3] = pack2(y[2], y[3]);
 }
 
-// Rows [r0, r0 + n) x HS of a row-major global tensor (row stride `stride`) into shared memory,
-// as rows (dst[r][c], ld ldr) and/or transposed (dstT[c][r], ld ldt), whichever is given; rows past
-// T are zeros. 16 bytes at a time when `vec` (every row start 16-byte aligned, checked at launch;
-// ldr keeps shared rows 16-byte aligned), else two bf16 (every row start is 4-byte aligned: C is even).
-// With a transposed copy, consecutive threads take consecutive rows of one column block: their
-// 2-byte transposed stores then fill one shared row side by side (no bank conflicts; with the
-// column block running fastest, the 8 stores of a 16-byte load all hit one bank, 8-way), and their
-// row stores fall in distinct banks through the padding; the other half of each row's 32-byte
-// sector is read by another warp at the same time, from L1. Without one, whole rows per thread
-// group, as plain coalescing wants.
+// Rows [r0, r0 + n) x HS of a row-major global tensor (row stride `stride`) into shared memory
+// (dst[r][c], ld elements a row); rows past T are zeros. 16 bytes at a time when `vec` (every row
+// start 16-byte aligned, checked at launch; ld keeps shared rows 16-byte aligned), else two bf16
+// (every row start is 4-byte aligned: C is even).
 template <int HS>
-__device__ __forceinline__ void load_tile(bf16 *dst, int ldr, bf16 *dstT, int ldt, const bf16 *src, size_t stride,
-                                          int r0, int n, int T, bool vec) {
+__device__ __forceinline__ void load_tile(bf16 *dst, int ld, const bf16 *src, size_t stride, int r0, int n, int T,
+                                          bool vec) {
     if (vec) {
         for (int e = threadIdx.x; e < n * (HS / 8); e += MM_THREADS) {
-            int r = dstT ? e % n : e / (HS / 8), c = dstT ? 8 * (e / n) : 8 * (e % (HS / 8));
-            float4 v = r0 + r < T ? *(const float4 *)(src + (size_t)(r0 + r) * stride + c) : make_float4(0, 0, 0, 0);
-            if (dst) *(float4 *)(dst + r * ldr + c) = v;
-            if (dstT) {
-                float w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-                for (int k = 0; k < 4; k++) {
-                    unsigned u = __float_as_uint(w[k]);
-                    dstT[(c + 2 * k) * ldt + r] = __ushort_as_bfloat16((unsigned short)(u & 0xffffu));
-                    dstT[(c + 2 * k + 1) * ldt + r] = __ushort_as_bfloat16((unsigned short)(u >> 16));
-                }
-            }
+            int r = e / (HS / 8), c = 8 * (e % (HS / 8));
+            *(float4 *)(dst + r * ld + c) =
+                r0 + r < T ? *(const float4 *)(src + (size_t)(r0 + r) * stride + c) : make_float4(0, 0, 0, 0);
         }
         return;
     }
     for (int e = threadIdx.x; e < n * (HS / 2); e += MM_THREADS) {
-        int r = dstT ? e % n : e / (HS / 2), c = dstT ? 2 * (e / n) : 2 * (e % (HS / 2));
-        unsigned v = r0 + r < T ? ld32(src + (size_t)(r0 + r) * stride + c) : 0u;
-        if (dst) *(unsigned *)(dst + r * ldr + c) = v;
-        if (dstT) {
-            dstT[c * ldt + r] = __ushort_as_bfloat16((unsigned short)(v & 0xffffu));
-            dstT[(c + 1) * ldt + r] = __ushort_as_bfloat16((unsigned short)(v >> 16));
-        }
+        int r = e / (HS / 2), c = 2 * (e % (HS / 2));
+        *(unsigned *)(dst + r * ld + c) = r0 + r < T ? ld32(src + (size_t)(r0 + r) * stride + c) : 0u;
     }
 }
 
@@ -138,15 +135,15 @@ __device__ __forceinline__ float quad_sum(float v) {
 }
 
 // ---- forward ----
-// grid (T/64, NH, B). Shared: K tile (KT x HS), V^T (HS x KT).
-template <int HS, int KT> constexpr size_t fwd_smem() { return sizeof(bf16) * (KT * (HS + 8) + HS * (KT + 8)); }
+// grid (T/64, NH, B). Shared: K and V tiles (KT x HS each).
+template <int HS, int KT> constexpr size_t fwd_smem() { return sizeof(bf16) * 2 * KT * (HS + 8); }
 
 template <int HS, int KT>
 __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 *out, float *lse, const bf16 *qkv, int T,
                                                                            int C, int NH, float scale2, bool vec) {
     extern __shared__ __align__(16) float smem_f[];
-    constexpr int LDK = HS + 8, LDV = KT + 8;
-    bf16 *Ks = (bf16 *)smem_f, *Vt = Ks + KT * LDK;
+    constexpr int LDK = HS + 8;
+    bf16 *Ks = (bf16 *)smem_f, *Vs = Ks + KT * LDK;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * MM_ROWS, w0 = q0 + 16 * warp;
     int row[2] = {w0 + g, w0 + g + 8};
@@ -161,8 +158,8 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
     int last = min(T - 1, q0 + MM_ROWS - 1);
     for (int k0 = 0; k0 <= last; k0 += KT) {
         __syncthreads();  // every warp is done with the previous tile
-        load_tile<HS>(Ks, LDK, nullptr, 0, base + C, C3, k0, KT, T, vec);
-        load_tile<HS>(nullptr, 0, Vt, LDV, base + 2 * C, C3, k0, KT, T, vec);
+        load_tile<HS>(Ks, LDK, base + C, C3, k0, KT, T, vec);
+        load_tile<HS>(Vs, LDK, base + 2 * C, C3, k0, KT, T, vec);
         __syncthreads();
         // S = Q K^T (16 x KT), scaled to base 2 and masked
         float s[KT / 8][4];
@@ -172,7 +169,7 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
 #pragma unroll
             for (int kk = 0; kk < HS / 16; kk++) {
                 unsigned bf[2];
-                frag_b(bf, Ks + n * 8 * LDK + 16 * kk, LDK, g, t);
+                frag_b(bf, Ks + n * 8 * LDK + 16 * kk, LDK, lane);
                 mma16816(s[n], qf[kk], bf);
             }
         }
@@ -208,7 +205,7 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
             o[n][0] *= alpha[0]; o[n][1] *= alpha[0];
             o[n][2] *= alpha[1]; o[n][3] *= alpha[1];
         }
-        // O += P V: P repacked in registers, V^T from shared memory
+        // O += P V: P repacked in registers, V transposed by ldmatrix
 #pragma unroll
         for (int kk = 0; kk < KT / 16; kk++) {
             unsigned pa[4];
@@ -216,7 +213,7 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
 #pragma unroll
             for (int n = 0; n < HS / 8; n++) {
                 unsigned bf[2];
-                frag_b(bf, Vt + n * 8 * LDV + 16 * kk, LDV, g, t);
+                frag_b_trans(bf, Vs + 16 * kk * LDK + 8 * n, LDK, lane);
                 mma16816(o[n], pa, bf);
             }
         }
@@ -249,8 +246,8 @@ __global__ void attention_dsum_kernel(float *Dsum, const bf16 *dout, const bf16 
 }
 
 // ---- backward: dq ----
-// grid (T/64, NH, B). Shared: K tile, K^T, V tile.
-template <int HS, int KT> constexpr size_t dq_smem() { return sizeof(bf16) * (2 * KT * (HS + 8) + HS * (KT + 8)); }
+// grid (T/64, NH, B). Shared: K and V tiles.
+template <int HS, int KT> constexpr size_t dq_smem() { return sizeof(bf16) * 2 * KT * (HS + 8); }
 
 template <int HS, int KT>
 __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(bf16 *dqkv, const bf16 *dout,
@@ -258,8 +255,8 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
                                                                                const float *Dsum, int T, int C, int NH,
                                                                                float scale, bool vec) {
     extern __shared__ __align__(16) float smem_f[];
-    constexpr int LDK = HS + 8, LDT = KT + 8;
-    bf16 *Ks = (bf16 *)smem_f, *Vs = Ks + KT * LDK, *Kt = Vs + KT * LDK;
+    constexpr int LDK = HS + 8;
+    bf16 *Ks = (bf16 *)smem_f, *Vs = Ks + KT * LDK;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * MM_ROWS, w0 = q0 + 16 * warp;
     int row[2] = {w0 + g, w0 + g + 8};
@@ -281,8 +278,8 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
     int last = min(T - 1, q0 + MM_ROWS - 1);
     for (int k0 = 0; k0 <= last; k0 += KT) {
         __syncthreads();
-        load_tile<HS>(Ks, LDK, Kt, LDT, base + C, C3, k0, KT, T, vec);
-        load_tile<HS>(Vs, LDK, nullptr, 0, base + 2 * C, C3, k0, KT, T, vec);
+        load_tile<HS>(Ks, LDK, base + C, C3, k0, KT, T, vec);
+        load_tile<HS>(Vs, LDK, base + 2 * C, C3, k0, KT, T, vec);
         __syncthreads();
         float s[KT / 8][4], dp[KT / 8][4];
 #pragma unroll
@@ -292,8 +289,8 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
 #pragma unroll
             for (int kk = 0; kk < HS / 16; kk++) {
                 unsigned bk[2], bv[2];
-                frag_b(bk, Ks + n * 8 * LDK + 16 * kk, LDK, g, t);
-                frag_b(bv, Vs + n * 8 * LDK + 16 * kk, LDK, g, t);
+                frag_b(bk, Ks + n * 8 * LDK + 16 * kk, LDK, lane);
+                frag_b(bv, Vs + n * 8 * LDK + 16 * kk, LDK, lane);
                 mma16816(s[n], qf[kk], bk);   // S = Q K^T
                 mma16816(dp[n], gf[kk], bv);  // dP = dO V^T
             }
@@ -306,7 +303,7 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
                 float p = (j <= i && i < T) ? exp2f(s[n][e] * scale2 - L2[r]) : 0.0f;
                 s[n][e] = p * (dp[n][e] - D[r]) * scale;  // dS
             }
-        // dQ += dS K: dS repacked in registers, K^T from shared memory
+        // dQ += dS K: dS repacked in registers, K transposed by ldmatrix
 #pragma unroll
         for (int kk = 0; kk < KT / 16; kk++) {
             unsigned da[4];
@@ -314,7 +311,7 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
 #pragma unroll
             for (int n = 0; n < HS / 8; n++) {
                 unsigned bf[2];
-                frag_b(bf, Kt + n * 8 * LDT + 16 * kk, LDT, g, t);
+                frag_b_trans(bf, Ks + 16 * kk * LDK + 8 * n, LDK, lane);
                 mma16816(dq[n], da, bf);
             }
         }
@@ -335,10 +332,8 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
 
 // ---- backward: dk and dv ----
 // grid (T/64, NH, B): the block owns keys [64 x, 64 x + 64) and streams the query tiles from its
-// first key on. Shared: Q, dO tiles (rows and transposed), their lse (base 2) and D.
-template <int HS, int QT> constexpr size_t dkdv_smem() {
-    return sizeof(bf16) * (2 * QT * (HS + 8) + 2 * HS * (QT + 8)) + sizeof(float) * 2 * QT;
-}
+// first key on. Shared: Q and dO tiles, their lse (base 2) and D.
+template <int HS, int QT> constexpr size_t dkdv_smem() { return sizeof(bf16) * 2 * QT * (HS + 8) + sizeof(float) * 2 * QT; }
 
 template <int HS, int QT>
 __global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel(bf16 *dqkv, const bf16 *dout,
@@ -346,9 +341,9 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel
                                                                                  const float *Dsum, int T, int C,
                                                                                  int NH, float scale, bool vec) {
     extern __shared__ __align__(16) float smem_f[];
-    constexpr int LDR = HS + 8, LDT = QT + 8;
+    constexpr int LDR = HS + 8;
     float *Ls = smem_f, *Ds = Ls + QT;
-    bf16 *Qs = (bf16 *)(Ds + QT), *Gs = Qs + QT * LDR, *Qt = Gs + QT * LDR, *Gt = Qt + HS * LDT;
+    bf16 *Qs = (bf16 *)(Ds + QT), *Gs = Qs + QT * LDR;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     int b = blockIdx.z, h = blockIdx.y, kb0 = blockIdx.x * MM_ROWS, w0 = kb0 + 16 * warp;
     int key[2] = {w0 + g, w0 + g + 8};
@@ -367,8 +362,8 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel
     }
     for (int i0 = kb0 / QT * QT; i0 < T; i0 += QT) {  // queries before the block's first key see none of its keys
         __syncthreads();
-        load_tile<HS>(Qs, LDR, Qt, LDT, base, C3, i0, QT, T, vec);
-        load_tile<HS>(Gs, LDR, Gt, LDT, gbase, C, i0, QT, T, vec);
+        load_tile<HS>(Qs, LDR, base, C3, i0, QT, T, vec);
+        load_tile<HS>(Gs, LDR, gbase, C, i0, QT, T, vec);
         for (int e = threadIdx.x; e < QT; e += MM_THREADS) {
             Ls[e] = i0 + e < T ? lrow[i0 + e] * LOG2E : 0.0f;
             Ds[e] = i0 + e < T ? drow[i0 + e] : 0.0f;
@@ -382,8 +377,8 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel
 #pragma unroll
             for (int kk = 0; kk < HS / 16; kk++) {
                 unsigned bq[2], bg[2];
-                frag_b(bq, Qs + n * 8 * LDR + 16 * kk, LDR, g, t);
-                frag_b(bg, Gs + n * 8 * LDR + 16 * kk, LDR, g, t);
+                frag_b(bq, Qs + n * 8 * LDR + 16 * kk, LDR, lane);
+                frag_b(bg, Gs + n * 8 * LDR + 16 * kk, LDR, lane);
                 mma16816(st[n], kf[kk], bq);   // S^T = K Q^T
                 mma16816(dpt[n], vf[kk], bg);  // dP^T = V dO^T
             }
@@ -397,7 +392,7 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel
                 st[n][e] = p;                                 // P^T
                 dpt[n][e] = p * (dpt[n][e] - Ds[q]) * scale;  // dS^T
             }
-        // dV += P^T dO (dO^T from shared), dK += dS^T Q (Q^T from shared)
+        // dV += P^T dO, dK += dS^T Q: dO and Q transposed by ldmatrix
 #pragma unroll
         for (int kk = 0; kk < QT / 16; kk++) {
             unsigned pa[4], da[4];
@@ -406,8 +401,8 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel
 #pragma unroll
             for (int n = 0; n < HS / 8; n++) {
                 unsigned bg[2], bq[2];
-                frag_b(bg, Gt + n * 8 * LDT + 16 * kk, LDT, g, t);
-                frag_b(bq, Qt + n * 8 * LDT + 16 * kk, LDT, g, t);
+                frag_b_trans(bg, Gs + 16 * kk * LDR + 8 * n, LDR, lane);
+                frag_b_trans(bq, Qs + 16 * kk * LDR + 8 * n, LDR, lane);
                 mma16816(dv[n], pa, bg);
                 mma16816(dk[n], da, bq);
             }

@@ -90,6 +90,25 @@ void emu_mma_m16n8k16_bf16(float (&d)[4], const unsigned (&a)[4], const unsigned
     for (int e = 0; e < 4; e++) d[e] = out[e];
 }
 
+void emu_ldmatrix_x2(unsigned (&r)[2], const void *row, bool trans) {
+    static std::vector<const unsigned short *> xp;  // every thread's row address
+    unsigned tid = fibers[current].tid, n = (unsigned)fibers.size();
+    if (xp.size() < n) xp.resize(n);
+    if ((uintptr_t)row & 15) {
+        fprintf(stderr, "emu: ldmatrix row address %p of thread %u is not 16-byte aligned\n", row, tid);
+        abort();
+    }
+    xp[tid] = (const unsigned short *)row;
+    barrier();
+    unsigned w = tid & ~31u, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    for (unsigned j = 0; j < 2; j++) {
+        const unsigned short *const *rows = &xp[w + 8 * j];
+        unsigned lo = trans ? rows[2 * t][g] : rows[g][2 * t], hi = trans ? rows[2 * t + 1][g] : rows[g][2 * t + 1];
+        r[j] = lo | hi << 16;
+    }
+    barrier();
+}
+
 void emu_run(const EmuCfg &cfg, const std::function<void()> &b) {
     unsigned nt = cfg.block.x * cfg.block.y * cfg.block.z;
     if (nt == 0 || nt > 1024 || cfg.grid.x == 0 || cfg.grid.y == 0 || cfg.grid.z == 0 || cfg.grid.y > 65535 ||

@@ -104,6 +104,12 @@ static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); re
 // Acts as a warp barrier (every lane of the block must call it, as the kernels do).
 void emu_mma_m16n8k16_bf16(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]);
 
+// ldmatrix.sync.aligned.m8n8.x2{.trans}.shared.b16: lanes 8j..8j+7 give the 16-byte aligned row
+// addresses of 8 x 8 block j (j = 0, 1; lanes 16-31 are ignored); register j of lane (g, t) gets
+// block j's (row g, columns 2t, 2t+1), or with trans (column g, rows 2t, 2t+1), low half first.
+// A misaligned row address aborts, as it faults on the GPU. Acts as a barrier like the mma.
+void emu_ldmatrix_x2(unsigned (&r)[2], const void *row, bool trans);
+
 // ---- cuBLASLt ----
 typedef enum { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_INVALID_VALUE = 7, CUBLAS_STATUS_NOT_SUPPORTED = 15 } cublasStatus_t;
 typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 } cublasOperation_t;
