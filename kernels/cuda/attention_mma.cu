@@ -17,7 +17,9 @@
 //   dq        S = Q K^T, dP = dO V^T (V, plain), dS = P (dP - D), dQ += dS K (K, trans)
 //   dk, dv    S^T = K Q^T (Q, plain), dP^T = V dO^T (dO, plain), dV += P^T dO (dO, trans),
 //             dK += dS^T Q (Q, trans)
-// D_i = dO_i . O_i comes from a small kernel first. Row padding of 8 bf16 (16 bytes) puts the 8 rows
+// The tiles are double-buffered: while a tile is used, the next one streams into the other
+// buffer by cp.async, so the loads overlap the products. D_i = dO_i . O_i comes from a small
+// kernel first. Row padding of 8 bf16 (16 bytes) puts the 8 rows
 // of each 8 x 8 block ldmatrix reads in different banks. Every thread writes only its own rows:
 // deterministic without atomics. The exponentials are base 2 (scale folded with log2 e); the state stays the
 // natural log-sum-exp, as in the other kernels.
@@ -103,18 +105,43 @@ __device__ __forceinline__ void acc_to_a(unsigned (&a)[4], const float (&x)[4], 
     a[3] = pack2(y[2], y[3]);
 }
 
+// 16 bytes global -> shared without a trip through registers (cp.async, sm_80+): the copy runs
+// while the warp goes on computing; `valid` false writes zeros and reads nothing. A group of copies
+// is closed by cp_async_commit; cp_async_wait<N> waits until at most N groups are still in flight
+// (the thread's own copies: a __syncthreads after it makes everyone's visible).
+__device__ __forceinline__ void cp_async16(bf16 *dst, const bf16 *src, bool valid) {
+#ifdef TRACELLM_CUDA_EMU
+    if (valid) memcpy(dst, src, 16);
+    else memset(dst, 0, 16);
+#else
+    unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0) : "memory");
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#ifndef TRACELLM_CUDA_EMU
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+#ifndef TRACELLM_CUDA_EMU
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
 // Rows [r0, r0 + n) x HS of a row-major global tensor (row stride `stride`) into shared memory
-// (dst[r][c], ld elements a row); rows past T are zeros. 16 bytes at a time when `vec` (every row
-// start 16-byte aligned, checked at launch; ld keeps shared rows 16-byte aligned), else two bf16
-// (every row start is 4-byte aligned: C is even).
+// (dst[r][c], ld elements a row); rows past T are zeros. 16 bytes at a time by cp.async when `vec`
+// (every row start 16-byte aligned, checked at launch; ld keeps shared rows 16-byte aligned): the
+// caller commits and waits. Else two bf16 at a time through registers (every row start is 4-byte
+// aligned: C is even), done when the function returns.
 template <int HS>
 __device__ __forceinline__ void load_tile(bf16 *dst, int ld, const bf16 *src, size_t stride, int r0, int n, int T,
                                           bool vec) {
     if (vec) {
         for (int e = threadIdx.x; e < n * (HS / 8); e += MM_THREADS) {
             int r = e / (HS / 8), c = 8 * (e % (HS / 8));
-            *(float4 *)(dst + r * ld + c) =
-                r0 + r < T ? *(const float4 *)(src + (size_t)(r0 + r) * stride + c) : make_float4(0, 0, 0, 0);
+            bool in = r0 + r < T;
+            cp_async16(dst + r * ld + c, src + (size_t)(in ? r0 + r : 0) * stride + c, in);
         }
         return;
     }
@@ -135,8 +162,9 @@ __device__ __forceinline__ float quad_sum(float v) {
 }
 
 // ---- forward ----
-// grid (T/64, NH, B). Shared: K and V tiles (KT x HS each).
-template <int HS, int KT> constexpr size_t fwd_smem() { return sizeof(bf16) * 2 * KT * (HS + 8); }
+// grid (T/64, NH, B). Shared: K and V tiles (KT x HS each), twice: the next pair streams in while
+// the current one is used.
+template <int HS, int KT> constexpr size_t fwd_smem() { return sizeof(bf16) * 4 * KT * (HS + 8); }
 
 template <int HS, int KT>
 __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 *out, float *lse, const bf16 *qkv, int T,
@@ -156,11 +184,21 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
 #pragma unroll
     for (int n = 0; n < HS / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
     int last = min(T - 1, q0 + MM_ROWS - 1);
+    load_tile<HS>(Ks, LDK, base + C, C3, 0, KT, T, vec);
+    load_tile<HS>(Vs, LDK, base + 2 * C, C3, 0, KT, T, vec);
+    cp_async_commit();
     for (int k0 = 0; k0 <= last; k0 += KT) {
-        __syncthreads();  // every warp is done with the previous tile
-        load_tile<HS>(Ks, LDK, base + C, C3, k0, KT, T, vec);
-        load_tile<HS>(Vs, LDK, base + 2 * C, C3, k0, KT, T, vec);
-        __syncthreads();
+        const bf16 *Kc = Ks + (k0 / KT & 1) * 2 * KT * LDK, *Vc = Kc + KT * LDK;
+        if (k0 + KT <= last) {  // the next tile pair into the other buffer, then wait for this one
+            bf16 *Kn = Ks + ((k0 / KT + 1) & 1) * 2 * KT * LDK;
+            load_tile<HS>(Kn, LDK, base + C, C3, k0 + KT, KT, T, vec);
+            load_tile<HS>(Kn + KT * LDK, LDK, base + 2 * C, C3, k0 + KT, KT, T, vec);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();  // this tile pair is in, from every thread's copies
         // S = Q K^T (16 x KT), scaled to base 2 and masked
         float s[KT / 8][4];
 #pragma unroll
@@ -169,7 +207,7 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
 #pragma unroll
             for (int kk = 0; kk < HS / 16; kk++) {
                 unsigned bf[2];
-                frag_b(bf, Ks + n * 8 * LDK + 16 * kk, LDK, lane);
+                frag_b(bf, Kc + n * 8 * LDK + 16 * kk, LDK, lane);
                 mma16816(s[n], qf[kk], bf);
             }
         }
@@ -213,10 +251,11 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
 #pragma unroll
             for (int n = 0; n < HS / 8; n++) {
                 unsigned bf[2];
-                frag_b_trans(bf, Vs + 16 * kk * LDK + 8 * n, LDK, lane);
+                frag_b_trans(bf, Vc + 16 * kk * LDK + 8 * n, LDK, lane);
                 mma16816(o[n], pa, bf);
             }
         }
+        __syncthreads();  // every warp is done with this buffer before the pair after next fills it
     }
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -246,8 +285,8 @@ __global__ void attention_dsum_kernel(float *Dsum, const bf16 *dout, const bf16 
 }
 
 // ---- backward: dq ----
-// grid (T/64, NH, B). Shared: K and V tiles.
-template <int HS, int KT> constexpr size_t dq_smem() { return sizeof(bf16) * 2 * KT * (HS + 8); }
+// grid (T/64, NH, B). Shared: K and V tiles, double-buffered as in the forward.
+template <int HS, int KT> constexpr size_t dq_smem() { return sizeof(bf16) * 4 * KT * (HS + 8); }
 
 template <int HS, int KT>
 __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(bf16 *dqkv, const bf16 *dout,
@@ -276,10 +315,20 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
 #pragma unroll
     for (int n = 0; n < HS / 8; n++) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
     int last = min(T - 1, q0 + MM_ROWS - 1);
+    load_tile<HS>(Ks, LDK, base + C, C3, 0, KT, T, vec);
+    load_tile<HS>(Vs, LDK, base + 2 * C, C3, 0, KT, T, vec);
+    cp_async_commit();
     for (int k0 = 0; k0 <= last; k0 += KT) {
-        __syncthreads();
-        load_tile<HS>(Ks, LDK, base + C, C3, k0, KT, T, vec);
-        load_tile<HS>(Vs, LDK, base + 2 * C, C3, k0, KT, T, vec);
+        const bf16 *Kc = Ks + (k0 / KT & 1) * 2 * KT * LDK, *Vc = Kc + KT * LDK;
+        if (k0 + KT <= last) {
+            bf16 *Kn = Ks + ((k0 / KT + 1) & 1) * 2 * KT * LDK;
+            load_tile<HS>(Kn, LDK, base + C, C3, k0 + KT, KT, T, vec);
+            load_tile<HS>(Kn + KT * LDK, LDK, base + 2 * C, C3, k0 + KT, KT, T, vec);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
         __syncthreads();
         float s[KT / 8][4], dp[KT / 8][4];
 #pragma unroll
@@ -289,8 +338,8 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
 #pragma unroll
             for (int kk = 0; kk < HS / 16; kk++) {
                 unsigned bk[2], bv[2];
-                frag_b(bk, Ks + n * 8 * LDK + 16 * kk, LDK, lane);
-                frag_b(bv, Vs + n * 8 * LDK + 16 * kk, LDK, lane);
+                frag_b(bk, Kc + n * 8 * LDK + 16 * kk, LDK, lane);
+                frag_b(bv, Vc + n * 8 * LDK + 16 * kk, LDK, lane);
                 mma16816(s[n], qf[kk], bk);   // S = Q K^T
                 mma16816(dp[n], gf[kk], bv);  // dP = dO V^T
             }
@@ -311,10 +360,11 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
 #pragma unroll
             for (int n = 0; n < HS / 8; n++) {
                 unsigned bf[2];
-                frag_b_trans(bf, Ks + 16 * kk * LDK + 8 * n, LDK, lane);
+                frag_b_trans(bf, Kc + 16 * kk * LDK + 8 * n, LDK, lane);
                 mma16816(dq[n], da, bf);
             }
         }
+        __syncthreads();
     }
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -332,8 +382,25 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
 
 // ---- backward: dk and dv ----
 // grid (T/64, NH, B): the block owns keys [64 x, 64 x + 64) and streams the query tiles from its
-// first key on. Shared: Q and dO tiles, their lse (base 2) and D.
-template <int HS, int QT> constexpr size_t dkdv_smem() { return sizeof(bf16) * 2 * QT * (HS + 8) + sizeof(float) * 2 * QT; }
+// first key on. Shared, twice (the next query tile streams in while this one is used): the
+// tile's lse (base 2) and D (QT floats each), then its Q and dO rows.
+template <int HS, int QT> __host__ __device__ constexpr int dkdv_buf() { return 2 * QT + QT * (HS + 8); }  // floats
+template <int HS, int QT> constexpr size_t dkdv_smem() { return sizeof(float) * 2 * dkdv_buf<HS, QT>(); }
+
+// Queries [i0, i0 + QT) into one buffer: Q and dO by load_tile, lse and D by plain stores.
+template <int HS, int QT>
+__device__ __forceinline__ void dkdv_load(float *buf, const bf16 *base, const bf16 *gbase, const float *lrow,
+                                          const float *drow, size_t C3, int C, int i0, int T, bool vec) {
+    constexpr int LDR = HS + 8;
+    float *Ls = buf, *Ds = Ls + QT;
+    bf16 *Qs = (bf16 *)(Ds + QT), *Gs = Qs + QT * LDR;
+    load_tile<HS>(Qs, LDR, base, C3, i0, QT, T, vec);
+    load_tile<HS>(Gs, LDR, gbase, C, i0, QT, T, vec);
+    for (int e = threadIdx.x; e < QT; e += MM_THREADS) {
+        Ls[e] = i0 + e < T ? lrow[i0 + e] * LOG2E : 0.0f;
+        Ds[e] = i0 + e < T ? drow[i0 + e] : 0.0f;
+    }
+}
 
 template <int HS, int QT>
 __global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel(bf16 *dqkv, const bf16 *dout,
@@ -341,9 +408,7 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel
                                                                                  const float *Dsum, int T, int C,
                                                                                  int NH, float scale, bool vec) {
     extern __shared__ __align__(16) float smem_f[];
-    constexpr int LDR = HS + 8;
-    float *Ls = smem_f, *Ds = Ls + QT;
-    bf16 *Qs = (bf16 *)(Ds + QT), *Gs = Qs + QT * LDR;
+    constexpr int LDR = HS + 8, BUF = dkdv_buf<HS, QT>();
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     int b = blockIdx.z, h = blockIdx.y, kb0 = blockIdx.x * MM_ROWS, w0 = kb0 + 16 * warp;
     int key[2] = {w0 + g, w0 + g + 8};
@@ -360,15 +425,21 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel
         dk[n][0] = dk[n][1] = dk[n][2] = dk[n][3] = 0.0f;
         dv[n][0] = dv[n][1] = dv[n][2] = dv[n][3] = 0.0f;
     }
-    for (int i0 = kb0 / QT * QT; i0 < T; i0 += QT) {  // queries before the block's first key see none of its keys
-        __syncthreads();
-        load_tile<HS>(Qs, LDR, base, C3, i0, QT, T, vec);
-        load_tile<HS>(Gs, LDR, gbase, C, i0, QT, T, vec);
-        for (int e = threadIdx.x; e < QT; e += MM_THREADS) {
-            Ls[e] = i0 + e < T ? lrow[i0 + e] * LOG2E : 0.0f;
-            Ds[e] = i0 + e < T ? drow[i0 + e] : 0.0f;
+    int first = kb0 / QT * QT;  // queries before the block's first key see none of its keys
+    dkdv_load<HS, QT>(smem_f, base, gbase, lrow, drow, C3, C, first, T, vec);
+    cp_async_commit();
+    for (int i0 = first; i0 < T; i0 += QT) {
+        int it = (i0 - first) / QT;
+        if (i0 + QT < T) {
+            dkdv_load<HS, QT>(smem_f + ((it + 1) & 1) * BUF, base, gbase, lrow, drow, C3, C, i0 + QT, T, vec);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
         }
         __syncthreads();
+        const float *Ls = smem_f + (it & 1) * BUF, *Ds = Ls + QT;
+        const bf16 *Qs = (const bf16 *)(Ds + QT), *Gs = Qs + QT * LDR;
         float st[QT / 8][4], dpt[QT / 8][4];
 #pragma unroll
         for (int n = 0; n < QT / 8; n++) {
@@ -407,6 +478,7 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel
                 mma16816(dk[n], da, bq);
             }
         }
+        __syncthreads();
     }
 #pragma unroll
     for (int r = 0; r < 2; r++) {
