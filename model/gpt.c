@@ -159,11 +159,11 @@ void gpt_get_grads(const GPT *m, float *host) {
 
 // Lays out one Acts over `base` (or only counts when base is NULL); returns bytes used. TAKE is a
 // compute-type tensor, TAKE32 an fp32 one; every tensor starts 64-byte aligned (vector loads).
-static size_t layout_acts(Acts *a, float *base, const GPTConfig *c, const Backend *be, int B, int T) {
-    size_t BT = (size_t)B * T, C = c->n_embd, off = 0;
 #define TAKE_BYTES(ptr, bytes) do { (ptr) = base ? (float *)((char *)base + off) : NULL; off += ((bytes) + 63) / 64 * 64; } while (0)
 #define TAKE(ptr, n) TAKE_BYTES(ptr, (n) * be->act_bytes)
 #define TAKE32(ptr, n) TAKE_BYTES(ptr, (n) * sizeof(float))
+static size_t layout_acts(Acts *a, float *base, const GPTConfig *c, const Backend *be, int B, int T) {
+    size_t BT = (size_t)B * T, C = c->n_embd, off = 0;
     TAKE(a->encoded, BT * C);
     for (int l = 0; l < c->n_layer; l++) {
         LayerActs *la = &a->layer[l];
@@ -181,11 +181,33 @@ static size_t layout_acts(Acts *a, float *base, const GPTConfig *c, const Backen
     TAKE(a->lnf, BT * C); TAKE32(a->lnf_mean, BT); TAKE32(a->lnf_rstd, BT);
     TAKE(a->logits, BT * c->padded_vocab_size);
     TAKE32(a->losses, BT);
+    return off;
+}
+
+// The gradients of the activations need far less: the residual stream's gradient is ONE buffer
+// (encoded) that both branches of every block read as their output's gradient and that the
+// LayerNorm backwards add into (the gradient of a sum is the same tensor for both terms, so no
+// copies into residual2 / residual3 / attproj / fcproj), and the rest of a layer's gradients
+// (ln1, qkv, atty, ln2, fch, fch_gelu) live only while that layer's backward runs, so all layers
+// share one set. dlogits are written over the logits; the LayerNorm statistics, the attention
+// state and the losses have no gradient. 16 (B,T,C) tensors instead of the activations' 18 per
+// layer plus the logits.
+static size_t layout_dacts(Acts *d, float *base, const GPTConfig *c, const Backend *be, int B, int T) {
+    size_t BT = (size_t)B * T, C = c->n_embd, off = 0;
+    TAKE(d->encoded, BT * C);
+    TAKE(d->lnf, BT * C);
+    LayerActs s = {0};
+    TAKE(s.ln1, BT * C);
+    TAKE(s.qkv, BT * 3 * C);
+    TAKE(s.atty, BT * C);
+    TAKE(s.ln2, BT * C);
+    TAKE(s.fch, BT * 4 * C); TAKE(s.fch_gelu, BT * 4 * C);
+    for (int l = 0; l < c->n_layer; l++) d->layer[l] = s;
+    return off;
+}
 #undef TAKE32
 #undef TAKE
 #undef TAKE_BYTES
-    return off;
-}
 
 void gpt_plan(GPT *m, int B, int T, bool training) {
     if (T < 1 || T > m->cfg.max_seq_len) fatal("sequence length %d is outside 1..%d (the model's context)", T, m->cfg.max_seq_len);
@@ -202,10 +224,12 @@ void gpt_plan(GPT *m, int B, int T, bool training) {
     m->act_mem_bytes = layout_acts(&m->acts, NULL, c, be, nB, nT);
     m->act_mem = be->alloc(m->act_mem_bytes);
     layout_acts(&m->acts, m->act_mem, c, be, nB, nT);
+    m->dact_mem_bytes = 0;
     if (tr) {
         m->dacts.layer = xcalloc(c->n_layer, sizeof(LayerActs));
-        m->dact_mem = be->alloc(m->act_mem_bytes);
-        layout_acts(&m->dacts, m->dact_mem, c, be, nB, nT);
+        m->dact_mem_bytes = layout_dacts(&m->dacts, NULL, c, be, nB, nT);
+        m->dact_mem = be->alloc(m->dact_mem_bytes);
+        layout_dacts(&m->dacts, m->dact_mem, c, be, nB, nT);
         if (!m->grads) {
             m->grads = be->alloc(m->n_params * sizeof(float));
             point_tensors(m->grads, sizeof(float), m->param_sizes, m->grad);
@@ -239,7 +263,7 @@ LayerParams gpt_layer_params(const GPT *m, int l) {
 static void relayout(GPT *m, int B, int T) {
     if (B == m->batch_B && T == m->batch_T) return;
     layout_acts(&m->acts, m->act_mem, &m->cfg, m->be, B, T);
-    if (m->dact_mem) layout_acts(&m->dacts, m->dact_mem, &m->cfg, m->be, B, T);
+    if (m->dact_mem) layout_dacts(&m->dacts, m->dact_mem, &m->cfg, m->be, B, T);
     m->batch_B = B; m->batch_T = T;
 }
 
@@ -308,19 +332,17 @@ void gpt_zero_grad(GPT *m) {
 // Zeroes the activation gradients the backward ops accumulate into. Not the dlogits slot (the
 // classifier leaves dlogits in acts.logits), the attention state or the LayerNorm statistics:
 // nothing reads their gradients, and skipping them saves a quarter of the memset.
-static void zero_act_grads(GPT *m, Acts *d, size_t BT) {
+// The gradient buffers the backward ops accumulate into (kernels/ops.h: backward ops add) start
+// at zero: the residual stream's and lnf's once per backward, a layer's as its backward begins
+// (all layers share them).
+static void zero_layer_grads(GPT *m, LayerActs *dl, size_t BT) {
     const Backend *be = m->be;
     size_t C = m->cfg.n_embd, f = be->act_bytes;
-    be->zero(d->encoded, BT * C * f);
-    for (int l = 0; l < m->cfg.n_layer; l++) {
-        LayerActs *dl = &d->layer[l];
-        float *bufs[] = {dl->ln1, dl->atty, dl->attproj, dl->residual2, dl->ln2, dl->fcproj, dl->residual3};
-        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->zero(bufs[i], BT * C * f);
-        be->zero(dl->qkv, BT * 3 * C * f);
-        be->zero(dl->fch, BT * 4 * C * f);
-        be->zero(dl->fch_gelu, BT * 4 * C * f);
-    }
-    be->zero(d->lnf, BT * C * f);
+    float *bufs[] = {dl->ln1, dl->atty, dl->ln2};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->zero(bufs[i], BT * C * f);
+    be->zero(dl->qkv, BT * 3 * C * f);
+    be->zero(dl->fch, BT * 4 * C * f);
+    be->zero(dl->fch_gelu, BT * 4 * C * f);
 }
 
 // Tells the gradient-ready hook (if any) that these ranges are final. Offsets of the stacked
@@ -351,38 +373,42 @@ void gpt_backward(GPT *m) {
     int B = m->batch_B, T = m->batch_T, L = c->n_layer, NH = c->n_head, C = c->n_embd, Vp = c->padded_vocab_size, BT = B * T;
     // activation gradients are per backward; parameter gradients accumulate across micro-steps
     Acts *a = &m->acts, *d = &m->dacts;
-    zero_act_grads(m, d, BT);
+    // dres: the residual stream's gradient, (B,T,C), one buffer from the top of the stack down to
+    // the embedding (layout_dacts)
+    float *dres = d->encoded;
+    be->zero(dres, (size_t)BT * C * be->act_bytes);
+    be->zero(d->lnf, (size_t)BT * C * be->act_bytes);
     float **p = m->param, **g = m->grad;
     // the classifier left dlogits in acts.logits
     be->matmul_backward(d->lnf, g[P_WTE], NULL, a->logits, a->lnf, p[P_WTE], BT, C, Vp);
-    be->layernorm_backward(d->layer[L - 1].residual3, g[P_LNFW], g[P_LNFB], d->lnf, a->layer[L - 1].residual3,
-                           p[P_LNFW], a->lnf_mean, a->lnf_rstd, BT, C);
+    be->layernorm_backward(dres, g[P_LNFW], g[P_LNFB], d->lnf, a->layer[L - 1].residual3, p[P_LNFW], a->lnf_mean,
+                           a->lnf_rstd, BT, C);
     grads_ready(m, &(GradRange){param_off(m, P_LNFW), m->param_sizes[P_LNFW] + m->param_sizes[P_LNFB]}, 1);
     for (int l = L - 1; l >= 0; l--) {
         LayerActs *la = &a->layer[l], *dl = &d->layer[l];
         float *residual = l == 0 ? a->encoded : a->layer[l - 1].residual3;
-        float *dresidual = l == 0 ? d->encoded : d->layer[l - 1].residual3;
         size_t lC = (size_t)l * C;
         LayerParams lp = gpt_layer_params(m, l);
+        zero_layer_grads(m, dl, BT);
 
-        be->residual_backward(dl->residual2, dl->fcproj, dl->residual3, (size_t)BT * C);
-        be->matmul_backward(dl->fch_gelu, g[P_FCPROJW] + lC * 4 * C, g[P_FCPROJB] + lC, dl->fcproj, la->fch_gelu,
+        // dres holds d residual3 = d fcproj (residual3 = residual2 + fcproj)
+        be->matmul_backward(dl->fch_gelu, g[P_FCPROJW] + lC * 4 * C, g[P_FCPROJB] + lC, dres, la->fch_gelu,
                             lp.fcprojw, BT, 4 * C, C);
         be->gelu_backward(dl->fch, la->fch, dl->fch_gelu, (size_t)BT * 4 * C);
         be->matmul_backward(dl->ln2, g[P_FCW] + lC * 4 * C, g[P_FCB] + lC * 4, dl->fch, la->ln2, lp.fcw, BT, C, 4 * C);
-        be->layernorm_backward(dl->residual2, g[P_LN2W] + lC, g[P_LN2B] + lC, dl->ln2, la->residual2, lp.ln2w,
+        be->layernorm_backward(dres, g[P_LN2W] + lC, g[P_LN2B] + lC, dl->ln2, la->residual2, lp.ln2w,
                                la->ln2_mean, la->ln2_rstd, BT, C);
-        be->residual_backward(dresidual, dl->attproj, dl->residual2, (size_t)BT * C);
-        be->matmul_backward(dl->atty, g[P_ATTPROJW] + lC * C, g[P_ATTPROJB] + lC, dl->attproj, la->atty, lp.attprojw,
+        // dres holds d residual2 = d attproj (residual2 = residual + attproj)
+        be->matmul_backward(dl->atty, g[P_ATTPROJW] + lC * C, g[P_ATTPROJB] + lC, dres, la->atty, lp.attprojw,
                             BT, C, C);
         be->attention_backward(dl->qkv, dl->atty, la->qkv, la->atty, la->att, B, T, C, NH);
         be->matmul_backward(dl->ln1, g[P_QKVW] + lC * 3 * C, g[P_QKVB] + lC * 3, dl->qkv, la->ln1, lp.qkvw, BT, C,
                             3 * C);
-        be->layernorm_backward(dresidual, g[P_LN1W] + lC, g[P_LN1B] + lC, dl->ln1, residual, lp.ln1w, la->ln1_mean,
-                               la->ln1_rstd, BT, C);
+        be->layernorm_backward(dres, g[P_LN1W] + lC, g[P_LN1B] + lC, dl->ln1, residual, lp.ln1w, la->ln1_mean,
+                               la->ln1_rstd, BT, C);  // dres: d of the block's input
         layer_grads_ready(m, l);
     }
-    be->encoder_backward(g[P_WTE], g[P_WPE] + (size_t)m->batch_pos * C, d->encoded, m->inputs, B, T, C);
+    be->encoder_backward(g[P_WTE], g[P_WPE] + (size_t)m->batch_pos * C, dres, m->inputs, B, T, C);
     grads_ready(m, &(GradRange){0, m->param_sizes[P_WTE] + m->param_sizes[P_WPE]}, 1);
 }
 

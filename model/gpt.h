@@ -55,7 +55,8 @@ bool gpt_param_decays(int i);
 void gpt_param_sizes(const GPTConfig *cfg, size_t sizes[N_PARAM_TENSORS]);
 
 // Activations of one layer for a (B,T) plan; `l` indexes layers. The same struct describes their
-// gradients (a second buffer with the same layout).
+// gradients, where only ln1, qkv, atty, ln2, fch and fch_gelu exist, shared by all layers, and the
+// residual stream's gradient is dacts.encoded (gpt.c: layout_dacts).
 // Compute type (kernels/ops.h) except the LayerNorm statistics, the attention state and the
 // losses, which are fp32.
 typedef struct {
@@ -115,7 +116,7 @@ typedef struct {
     bool training;
     Acts acts, dacts;                   // dacts only when training
     float *act_mem, *dact_mem;
-    size_t act_mem_bytes;               // of each of act_mem, dact_mem
+    size_t act_mem_bytes, dact_mem_bytes;  // of act_mem, dact_mem (gpt.c: layout_dacts)
     int32_t *inputs, *targets;          // (B,T) backend copies
     float *loss_weight;                 // (B,T)
     float *losses_host;                 // (B,T)

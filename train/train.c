@@ -346,7 +346,7 @@ int cmd_train(int argc, char **argv) {
                     "activations and gradients; %" PRIu64 " tokens in %d shards, %" PRIu64 " batches of %dx%d per epoch; %" PRId64 " steps\n",
             m.cfg.n_layer, m.cfg.n_head, m.cfg.n_embd, m.cfg.vocab_size, m.cfg.padded_vocab_size, m.n_params / 1e6,
             // activations and their gradients; fp32 master, gradients and moments; the compute copy
-            (2.0 * m.act_mem_bytes + m.n_params * (16.0 + (m.params_x != m.params ? be->act_bytes : 0))) / 1e6,
+            (1.0 * m.act_mem_bytes + m.dact_mem_bytes + m.n_params * (16.0 + (m.params_x != m.params ? be->act_bytes : 0))) / 1e6,
             train.usable_tokens, train.n_shards,
             train.windows_per_epoch, o.batch * dist->world, o.seq_len, o.steps);  // dist: global batches
 
