@@ -82,9 +82,9 @@ typedef struct Backend {
     void (*gelu_forward)(float *out, const float *inp, size_t n);
     void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n);
 
-    // out = a + b; and its backward: da += dout, db += dout.
+    // out = a + b. (No backward op: the gradient of a sum is the same tensor for both terms, so the
+    // model reads the residual stream's gradient buffer for both; model/gpt.c, layout_dacts.)
     void (*residual_forward)(float *out, const float *a, const float *b, size_t n);
-    void (*residual_backward)(float *da, float *db, const float *dout, size_t n);
 
     // Fused softmax + cross-entropy over the first V of Vp logits, per position (N = B*T):
     // losses[i] = weight[i] * -log softmax(logits[i])[targets[i]]. weight (N,) is the loss mask

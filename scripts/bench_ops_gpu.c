@@ -121,7 +121,6 @@ int main(int argc, char **argv) {
     TIME("gelu fwd", L, 0, fx * 8 * nc, be->gelu_forward(y, x, (size_t)N * 4 * C));
     TIME("gelu bwd", L, 0, fx * 16 * nc, be->gelu_backward(dx, y, dy, (size_t)N * 4 * C));
     TIME("residual fwd", 2 * L, 0, fx * 3 * nc, be->residual_forward(y, x, dx, (size_t)N * C));
-    TIME("residual bwd", 2 * L, 0, fx * 5 * nc, be->residual_backward(dx, dy, x, (size_t)N * C));
     TIME("classifier", 1, 0, fx * 2 * (double)N * Vp,
          be->classifier(logits, losses, tok, NULL, 1.0f / N, N, V, Vp));
     sink = p;

@@ -27,7 +27,6 @@ void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, co
 void cpu_gelu_forward(float *out, const float *inp, size_t n);
 void cpu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
 void cpu_residual_forward(float *out, const float *a, const float *b, size_t n);
-void cpu_residual_backward(float *da, float *db, const float *dout, size_t n);
 void cpu_classifier(float *logits, float *losses, const int32_t *targets, const float *weight, float dscale, int N,
                     int V, int Vp);
 double cpu_sumsq(const float *g, size_t n);
@@ -87,7 +86,6 @@ const Backend backend_cpu = {
     .gelu_forward = cpu_gelu_forward,
     .gelu_backward = cpu_gelu_backward,
     .residual_forward = cpu_residual_forward,
-    .residual_backward = cpu_residual_backward,
     .classifier = cpu_classifier,
     .sumsq = cpu_sumsq,
     .adamw = cpu_adamw,

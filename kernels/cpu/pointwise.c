@@ -68,8 +68,3 @@ void cpu_residual_forward(float *out, const float *a, const float *b, size_t n) 
     OMP(parallel for simd schedule(static))
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
-
-void cpu_residual_backward(float *da, float *db, const float *dout, size_t n) {
-    OMP(parallel for simd schedule(static))
-    for (size_t i = 0; i < n; i++) { da[i] += dout[i]; db[i] += dout[i]; }
-}

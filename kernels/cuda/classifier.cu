@@ -1,16 +1,29 @@
 // Fused softmax + cross-entropy + loss mask (kernels/ops.h `classifier`): one block per row of
-// logits; max, sum of exps and the loss in block reductions with a fixed tree; when a gradient is
-// asked for, the row is overwritten with dlogits = weight * dscale * (softmax - onehot) in the
-// same kernel, so no probability tensor ever exists. Logits in the compute type X, the arithmetic,
+// logits; one read of the row gives each thread its max and sum of exps (online softmax), block
+// reductions with a fixed tree combine them into the loss; when a gradient is asked for, the row
+// is overwritten with dlogits = weight * dscale * (softmax - onehot) in the same kernel, so no
+// probability tensor ever exists. Logits in the compute type X, the arithmetic,
 // losses and weights in fp32.
 #include "kernels/cuda/common.cuh"
 #include <math.h>
 
 #define CL_THREADS 512
 
-template <class X>
+// A thread's running max and its sum of exps relative to that max (online softmax): one read of
+// the row gives both.
+struct MaxSum {
+    float m = -INFINITY, s = 0.0f;
+    __device__ __forceinline__ void add(float x) {
+        if (x > m) { s = s * expf(m - x) + 1.0f; m = x; }  // m = -inf at first: s * 0 + 1
+        else s += expf(x - m);
+    }
+};
+
+// VEC: 16-byte loads and stores (Vp a multiple of Vec<X>::N and the rows 16-byte aligned).
+template <class X, bool VEC>
 __global__ void __launch_bounds__(CL_THREADS) classifier_kernel(X *logits, float *losses, const int32_t *targets,
                                                                 const float *weight, float dscale, int V, int Vp) {
+    constexpr int VN = VEC ? Vec<X>::N : 1;
     __shared__ float sh[32];
     int n = blockIdx.x;
     X *l = logits + (size_t)n * Vp;
@@ -23,19 +36,35 @@ __global__ void __launch_bounds__(CL_THREADS) classifier_kernel(X *logits, float
     }
     int y = targets[n];
     float ly = ldx(l[y]);  // read before any thread overwrites the row
-    float mx = -INFINITY;
-    for (int i = threadIdx.x; i < V; i += CL_THREADS) mx = fmaxf(mx, ldx(l[i]));
-    mx = block_max(mx, sh);
-    float s = 0.0f;
-    for (int i = threadIdx.x; i < V; i += CL_THREADS) s += expf(ldx(l[i]) - mx);
-    float sum = block_sum(s, sh);  // its barriers also order every read of the row before the writes
-    if (threadIdx.x == 0) losses[n] = w * (logf(sum) + mx - ly);
+    MaxSum ms;
+    for (int i = threadIdx.x * VN; i < V; i += CL_THREADS * VN) {
+        if constexpr (VEC) {
+            float x[VN];
+            load_vec<X>(x, l + i);
+#pragma unroll
+            for (int k = 0; k < VN; k++)
+                if (i + k < V) ms.add(x[k]);
+        } else {
+            ms.add(ldx(l[i]));
+        }
+    }
+    float mx = block_max(ms.m, sh);
+    float sum = block_sum(ms.m == -INFINITY ? 0.0f : ms.s * expf(ms.m - mx), sh);  // its barriers also order
+    if (threadIdx.x == 0) losses[n] = w * (logf(sum) + mx - ly);                     // every read before the writes
     if (dscale == 0.0f) return;
     float inv = 1.0f / sum, g = w * dscale;
-    for (int i = threadIdx.x; i < Vp; i += CL_THREADS) {
-        float d = i < V ? g * (expf(ldx(l[i]) - mx) * inv) : 0.0f;
-        if (i == y) d -= g;  // the one-hot part
-        l[i] = stx<X>(d);
+    for (int i = threadIdx.x * VN; i < Vp; i += CL_THREADS * VN) {
+        float x[VN];
+        if constexpr (VEC) load_vec<X>(x, l + i);
+        else x[0] = ldx(l[i]);
+#pragma unroll
+        for (int k = 0; k < VN; k++) {
+            float d = i + k < V ? g * (expf(x[k] - mx) * inv) : 0.0f;
+            if (i + k == y) d -= g;  // the one-hot part
+            x[k] = d;
+        }
+        if constexpr (VEC) store_vec<X>(l + i, x);
+        else l[i] = stx<X>(x[0]);
     }
 }
 
@@ -44,7 +73,10 @@ static void classifier(float *logits, float *losses, const int32_t *targets, con
                        int V, int Vp) {
     cuda_init();
     if (N <= 0) return;
-    classifier_kernel<X><<<N, CL_THREADS>>>((X *)logits, losses, targets, weight, dscale, V, Vp);
+    if (Vp % Vec<X>::N == 0 && aligned16(logits))
+        classifier_kernel<X, true><<<N, CL_THREADS>>>((X *)logits, losses, targets, weight, dscale, V, Vp);
+    else
+        classifier_kernel<X, false><<<N, CL_THREADS>>>((X *)logits, losses, targets, weight, dscale, V, Vp);
     LAUNCH_CHECK("classifier N=%d V=%d Vp=%d%s", N, V, Vp, dscale != 0.0f ? " (with dlogits)" : "");
 }
 

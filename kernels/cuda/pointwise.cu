@@ -167,24 +167,6 @@ template <class X, bool VEC> __global__ void residual_forward_kernel(X *out, con
         out[i] = stx<X>(ldx(a[i]) + ldx(b[i]));
     }
 }
-template <class X, bool VEC> __global__ void residual_backward_kernel(X *da, X *db, const X *dout, size_t n) {
-    constexpr int V = VEC ? Vec<X>::N : 1;
-    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * V;
-    if (i >= n) return;
-    if (VEC) {
-        float d[Vec<X>::N], x[Vec<X>::N], y[Vec<X>::N];
-        load_vec<X>(d, dout + i); load_vec<X>(x, da + i); load_vec<X>(y, db + i);
-#pragma unroll
-        for (int k = 0; k < Vec<X>::N; k++) { x[k] += d[k]; y[k] += d[k]; }
-        store_vec<X>(da + i, x);
-        store_vec<X>(db + i, y);
-    } else {
-        float d = ldx(dout[i]);
-        da[i] = stx<X>(ldx(da[i]) + d);
-        db[i] = stx<X>(ldx(db[i]) + d);
-    }
-}
-
 template <class X> static void residual_forward(float *out, const float *a, const float *b, size_t n) {
     cuda_init();
     if (!n) return;
@@ -194,16 +176,6 @@ template <class X> static void residual_forward(float *out, const float *a, cons
     else
         residual_forward_kernel<X, false><<<cdiv(n, 256), 256>>>((X *)out, (const X *)a, (const X *)b, n);
     LAUNCH_CHECK("residual_forward n=%zu", n);
-}
-template <class X> static void residual_backward(float *da, float *db, const float *dout, size_t n) {
-    cuda_init();
-    if (!n) return;
-    constexpr size_t V = Vec<X>::N;
-    if (n % V == 0 && aligned16(da) && aligned16(db) && aligned16(dout))
-        residual_backward_kernel<X, true><<<cdiv(n / V, 256), 256>>>((X *)da, (X *)db, (const X *)dout, n);
-    else
-        residual_backward_kernel<X, false><<<cdiv(n, 256), 256>>>((X *)da, (X *)db, (const X *)dout, n);
-    LAUNCH_CHECK("residual_backward n=%zu", n);
 }
 
 // ---- optimizer ----
@@ -305,7 +277,6 @@ template <class X> void cu_ops_pointwise(Backend *b) {
     b->gelu_forward = gelu_forward<X>;
     b->gelu_backward = gelu_backward<X>;
     b->residual_forward = residual_forward<X>;
-    b->residual_backward = residual_backward<X>;
     b->sumsq = sumsq;
     b->adamw = adamw;
     b->round_params = round_params<X>;
