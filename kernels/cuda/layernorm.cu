@@ -15,21 +15,41 @@
 #define FUSED_ROWS 32      // rows per block (and per partial sum) in the fused backward
 
 // out (N,C), mean (N,), rstd (N,); fp32 statistics, two passes over the row (mean, then the
-// centred variance), as the CPU backend does.
-template <class X>
+// centred variance), as the CPU backend does; the second and third reads hit L1. VEC: 16-byte
+// loads and stores (C a multiple of Vec<X>::N, every pointer 16-byte aligned).
+template <class X, bool VEC>
 __global__ void layernorm_forward_kernel(X *out, float *mean, float *rstd, const X *inp, const X *w, const X *b, int N,
                                          int C) {
+    constexpr int VN = VEC ? Vec<X>::N : 1;
     int row = blockIdx.x * LN_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (row >= N) return;
     const X *x = inp + (size_t)row * C;
-    float s = 0.0f;
-    for (int i = lane; i < C; i += 32) s += ldx(x[i]);
+    X *o = out + (size_t)row * C;
+    float xf[VN], s = 0.0f;
+    for (int i = lane * VN; i < C; i += 32 * VN) {
+        if constexpr (VEC) load_vec<X>(xf, x + i);
+        else xf[0] = ldx(x[i]);
+#pragma unroll
+        for (int k = 0; k < VN; k++) s += xf[k];
+    }
     float m = warp_sum(s) / C;
     float v = 0.0f;
-    for (int i = lane; i < C; i += 32) { float d = ldx(x[i]) - m; v += d * d; }
+    for (int i = lane * VN; i < C; i += 32 * VN) {
+        if constexpr (VEC) load_vec<X>(xf, x + i);
+        else xf[0] = ldx(x[i]);
+#pragma unroll
+        for (int k = 0; k < VN; k++) { float d = xf[k] - m; v += d * d; }
+    }
     float r = 1.0f / sqrtf(warp_sum(v) / C + 1e-5f);
-    X *o = out + (size_t)row * C;
-    for (int i = lane; i < C; i += 32) o[i] = stx<X>((ldx(x[i]) - m) * r * ldx(w[i]) + ldx(b[i]));
+    for (int i = lane * VN; i < C; i += 32 * VN) {
+        float wf[VN], bf[VN];
+        if constexpr (VEC) { load_vec<X>(xf, x + i); load_vec<X>(wf, w + i); load_vec<X>(bf, b + i); }
+        else { xf[0] = ldx(x[i]); wf[0] = ldx(w[i]); bf[0] = ldx(b[i]); }
+#pragma unroll
+        for (int k = 0; k < VN; k++) xf[k] = (xf[k] - m) * r * wf[k] + bf[k];
+        if constexpr (VEC) store_vec<X>(o + i, xf);
+        else o[i] = stx<X>(xf[0]);
+    }
     if (lane == 0) { mean[row] = m; rstd[row] = r; }
 }
 
@@ -38,8 +58,12 @@ static void layernorm_forward(float *out, float *mean, float *rstd, const float 
                               int N, int C) {
     cuda_init();
     if (N <= 0) return;
-    layernorm_forward_kernel<X><<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>((X *)out, mean, rstd, (const X *)inp,
-                                                                      (const X *)w, (const X *)b, N, C);
+    if (C % Vec<X>::N == 0 && aligned16(out) && aligned16(inp) && aligned16(w) && aligned16(b))
+        layernorm_forward_kernel<X, true><<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>((X *)out, mean, rstd, (const X *)inp,
+                                                                                (const X *)w, (const X *)b, N, C);
+    else
+        layernorm_forward_kernel<X, false><<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>((X *)out, mean, rstd, (const X *)inp,
+                                                                                 (const X *)w, (const X *)b, N, C);
     LAUNCH_CHECK("layernorm_forward N=%d C=%d", N, C);
 }
 
