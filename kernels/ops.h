@@ -59,6 +59,11 @@ typedef struct Backend {
                               const float *b, int N, int C);
     void (*layernorm_backward)(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                                const float *w, const float *mean, const float *rstd, int N, int C);
+    // The residual add fused with the LayerNorm that reads it: res (N,C) = a + b, then out, mean,
+    // rstd = layernorm_forward(res); the same bits as residual_forward then layernorm_forward (res
+    // is rounded to the compute type before the LayerNorm reads it), one pass over each row.
+    void (*residual_layernorm_forward)(float *res, float *out, float *mean, float *rstd, const float *a,
+                                       const float *b, const float *w, const float *bias, int N, int C);
 
     // out (N,OC) = inp (N,C) @ weight^T + bias; weight (OC,C) as in torch.nn.Linear; bias may be NULL.
     void (*matmul_forward)(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);

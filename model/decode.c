@@ -81,22 +81,28 @@ static void forward_chunk(Decoder *d, const DecodeRow *rows, int N, int out_base
     float **p = m->param;
     // x (N,C) = wte[token] + wpe[pos]: two gathers through encoder_forward with a zero position row
     // (adding +0 is exact, so this is bit-identical to the training encoder), then one add.
-    be->encoder_forward(d->ln, d->d_tok, p[P_WTE], d->zeros, N, 1, C);
+    be->encoder_forward(d->proj, d->d_tok, p[P_WTE], d->zeros, N, 1, C);
     be->encoder_forward(d->atty, d->d_pos, p[P_WPE], d->zeros, N, 1, C);
-    be->residual_forward(d->x, d->ln, d->atty, (size_t)N * C);
+    // x = the sum, fused with layer 0's first LayerNorm; every residual add comes with the
+    // LayerNorm after it, as in the training forward (gpt.c)
+    LayerParams lp = gpt_layer_params(m, 0);
+    be->residual_layernorm_forward(d->x, d->ln, d->mean, d->rstd, d->proj, d->atty, lp.ln1w, lp.ln1b, N, C);
     for (int l = 0; l < L; l++) {
-        LayerParams lp = gpt_layer_params(m, l);
-        be->layernorm_forward(d->ln, d->mean, d->rstd, d->x, lp.ln1w, lp.ln1b, N, C);
+        lp = gpt_layer_params(m, l);
         be->matmul_forward(d->qkv, d->ln, lp.qkvw, lp.qkvb, N, C, 3 * C);
         be->attention_decode(d->atty, d->k[l], d->v[l], d->qkv, d->d_slot, d->d_pos, d->d_pslot, d->d_plen, N, C, NH,
                              d->maxT);
         be->matmul_forward(d->proj, d->atty, lp.attprojw, lp.attprojb, N, C, C);
-        be->residual_forward(d->res2, d->x, d->proj, (size_t)N * C);
-        be->layernorm_forward(d->ln, d->mean, d->rstd, d->res2, lp.ln2w, lp.ln2b, N, C);
+        be->residual_layernorm_forward(d->res2, d->ln, d->mean, d->rstd, d->x, d->proj, lp.ln2w, lp.ln2b, N, C);
         be->matmul_forward(d->fch, d->ln, lp.fcw, lp.fcb, N, C, 4 * C);
         be->gelu_forward(d->fchg, d->fch, (size_t)N * 4 * C);
         be->matmul_forward(d->proj, d->fchg, lp.fcprojw, lp.fcprojb, N, 4 * C, C);
-        be->residual_forward(d->x, d->res2, d->proj, (size_t)N * C);
+        if (l + 1 < L) {
+            LayerParams np = gpt_layer_params(m, l + 1);
+            be->residual_layernorm_forward(d->x, d->ln, d->mean, d->rstd, d->res2, d->proj, np.ln1w, np.ln1b, N, C);
+        } else {
+            be->residual_forward(d->x, d->res2, d->proj, (size_t)N * C);
+        }
     }
     if (nl == 0) return;
     be->layernorm_forward(d->ln, d->mean, d->rstd, d->x, p[P_LNFW], p[P_LNFB], nl, C);

@@ -282,23 +282,34 @@ void gpt_forward(GPT *m, const int32_t *inputs, int B, int T) {
         fatal("positions %d..%d are outside the model's context %d", m->pos_offset, m->pos_offset + T - 1, c->max_seq_len);
     m->batch_pos = m->pos_offset;
     be->encoder_forward(a->encoded, m->inputs, p[P_WTE], act_at(be, p[P_WPE], (size_t)m->batch_pos * C), B, T, C);
+    LayerParams lp = gpt_layer_params(m, 0);
+    be->layernorm_forward(a->layer[0].ln1, a->layer[0].ln1_mean, a->layer[0].ln1_rstd, a->encoded, lp.ln1w, lp.ln1b,
+                          BT, C);
+    // every later LayerNorm comes with the residual add that makes its input (one pass over the row)
     for (int l = 0; l < L; l++) {
         LayerActs *la = &a->layer[l];
         float *residual = l == 0 ? a->encoded : a->layer[l - 1].residual3;
-        LayerParams lp = gpt_layer_params(m, l);
+        lp = gpt_layer_params(m, l);
 
-        be->layernorm_forward(la->ln1, la->ln1_mean, la->ln1_rstd, residual, lp.ln1w, lp.ln1b, BT, C);
         be->matmul_forward(la->qkv, la->ln1, lp.qkvw, lp.qkvb, BT, C, 3 * C);
         be->attention_forward(la->atty, la->att, la->qkv, B, T, C, NH);
         be->matmul_forward(la->attproj, la->atty, lp.attprojw, lp.attprojb, BT, C, C);
-        be->residual_forward(la->residual2, residual, la->attproj, (size_t)BT * C);
-        be->layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, la->residual2, lp.ln2w, lp.ln2b, BT, C);
+        be->residual_layernorm_forward(la->residual2, la->ln2, la->ln2_mean, la->ln2_rstd, residual, la->attproj,
+                                       lp.ln2w, lp.ln2b, BT, C);
         be->matmul_forward(la->fch, la->ln2, lp.fcw, lp.fcb, BT, C, 4 * C);
         be->gelu_forward(la->fch_gelu, la->fch, (size_t)BT * 4 * C);
         be->matmul_forward(la->fcproj, la->fch_gelu, lp.fcprojw, lp.fcprojb, BT, 4 * C, C);
-        be->residual_forward(la->residual3, la->residual2, la->fcproj, (size_t)BT * C);
+        // residual3 and the next LayerNorm: the next layer's ln1, or lnf after the last layer
+        if (l + 1 < L) {
+            LayerActs *na = &a->layer[l + 1];
+            LayerParams np = gpt_layer_params(m, l + 1);
+            be->residual_layernorm_forward(la->residual3, na->ln1, na->ln1_mean, na->ln1_rstd, la->residual2,
+                                           la->fcproj, np.ln1w, np.ln1b, BT, C);
+        } else {
+            be->residual_layernorm_forward(la->residual3, a->lnf, a->lnf_mean, a->lnf_rstd, la->residual2, la->fcproj,
+                                           p[P_LNFW], p[P_LNFB], BT, C);
+        }
     }
-    be->layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->layer[L - 1].residual3, p[P_LNFW], p[P_LNFB], BT, C);
     // tied embedding: logits (BT,Vp) = lnf (BT,C) @ wte (Vp,C)^T
     be->matmul_forward(a->logits, a->lnf, p[P_WTE], NULL, BT, C, Vp);
 }

@@ -80,6 +80,7 @@ int main(int argc, char **argv) {
     float *w = rand_buf((size_t)4 * C * C, 0.02f, 7, true), *dw = rand_buf((size_t)4 * C * C, 0.0f, 8, false);
     float *bias = rand_buf(4 * C, 0.02f, 9, true), *dbias = rand_buf(4 * C, 0.0f, 10, false);
     float *mean = rand_buf(N, 0.1f, 11, false), *rstd = rand_buf(N, 0.1f, 12, false);
+    float *res = rand_buf((size_t)N * C, 1.0f, 24, true);  // the residual stream the fused LayerNorm writes
     float *state = be->alloc(be->attention_state_size(B, T, NH) * sizeof(float));
     float *wte = rand_buf((size_t)Vp * C, 0.02f, 13, true), *dwte = rand_buf((size_t)Vp * C, 0.0f, 14, false);
     float *wpe = rand_buf((size_t)T * C, 0.02f, 15, true), *dwpe = rand_buf((size_t)T * C, 0.0f, 16, false);
@@ -97,7 +98,10 @@ int main(int argc, char **argv) {
     double nc = (double)N * C;
     TIME("encoder fwd", 1, 0, fx * 3 * nc, be->encoder_forward(x, tok, wte, wpe, B, T, C));
     TIME("encoder bwd", 1, 0, fx * 3 * nc, be->encoder_backward(dwte, dwpe, dx, tok, B, T, C));
-    TIME("layernorm fwd", 2 * L + 1, 0, fx * 2 * nc, be->layernorm_forward(y, mean, rstd, x, w, bias, N, C));
+    // the model's forward: one plain LayerNorm (layer 0's ln1), the other 2L with their residual add
+    TIME("layernorm fwd", 1, 0, fx * 2 * nc, be->layernorm_forward(y, mean, rstd, x, w, bias, N, C));
+    TIME("residual+layernorm fwd", 2 * L, 0, fx * 4 * nc,
+         be->residual_layernorm_forward(res, y, mean, rstd, x, dx, w, bias, N, C));
     TIME("layernorm bwd", 2 * L + 1, 0, fx * 4 * nc,
          be->layernorm_backward(dx, dw, dbias, dy, x, w, mean, rstd, N, C));
     static const struct { const char *f, *b; int ic, oc; } mm[] = {
@@ -120,7 +124,6 @@ int main(int argc, char **argv) {
     TIME("attention bwd", L, 2.5 * afl, fx * 8 * nc, be->attention_backward(dqkv, dx, qkv, y, state, B, T, C, NH));
     TIME("gelu fwd", L, 0, fx * 8 * nc, be->gelu_forward(y, x, (size_t)N * 4 * C));
     TIME("gelu bwd", L, 0, fx * 16 * nc, be->gelu_backward(dx, y, dy, (size_t)N * 4 * C));
-    TIME("residual fwd", 2 * L, 0, fx * 3 * nc, be->residual_forward(y, x, dx, (size_t)N * C));
     TIME("classifier", 1, 0, fx * 2 * (double)N * Vp,
          be->classifier(logits, losses, tok, NULL, 1.0f / N, N, V, Vp));
     sink = p;
@@ -135,11 +138,11 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nrows; i++) total += rows[i].ms * rows[i].per_step;
     printf("d12 step, backend %s: B=%d T=%d C=%d NH=%d vocab %d, %zu parameters\n", name, B, T, C, NH, V, nparams);
     printf("floors from the measured ceilings: GEMM %.0f TFLOP/s, copy %.0f GB/s\n", gemm_tflops, copy_gbs);
-    printf("%-20s %6s %9s %9s %9s %8s %6s\n", "op", "calls", "ms/call", "ms/step", "floor ms", "x floor", "share");
+    printf("%-22s %6s %9s %9s %9s %8s %6s\n", "op", "calls", "ms/call", "ms/step", "floor ms", "x floor", "share");
     for (int i = 0; i < nrows; i++) {
         Row *q = &rows[i];
         double floor_ms = 1e3 * (q->flops > 0 ? q->flops / (gemm_tflops * 1e12) : q->bytes / (copy_gbs * 1e9));
-        printf("%-20s %6d %9.3f %9.2f %9.3f %8.1f %5.1f%%\n", q->name, q->per_step, q->ms, q->ms * q->per_step,
+        printf("%-22s %6d %9.3f %9.2f %9.3f %8.1f %5.1f%%\n", q->name, q->per_step, q->ms, q->ms * q->per_step,
                floor_ms, q->ms / floor_ms, 100 * q->ms * q->per_step / total);
     }
     printf("RESULT ops_step_ms=%.1f\n", total);

@@ -175,6 +175,26 @@ static void test_layernorm_at(int C) {
     close_to("layernorm_backward dw", g2, dw, C, 1e-5);
     close_to("layernorm_backward db", g3, db, C, 1e-5);
     free(g); free(gm); free(gr); free(g1); free(g2); free(g3);
+    // the residual add fused in: res = x + dout, then its LayerNorm; vs the CPU's fused op, and the
+    // same bits as this backend's residual_forward + layernorm_forward
+    float *res = xmalloc(NC * 4);
+    cpu->residual_layernorm_forward(res, out, mean, rstd, x, dout, w, b, N, C);
+    float *d_res = xalloc(NC), *d_res2 = xalloc(NC), *d_out2 = xalloc(NC);
+    float *d_mean2 = gpu->alloc(N * 4), *d_rstd2 = gpu->alloc(N * 4);
+    xpoison(d_res, NC); xpoison(d_out, NC); poison(d_mean, N * 4); poison(d_rstd, N * 4);
+    gpu->residual_layernorm_forward(d_res, d_out, d_mean, d_rstd, d_x, d_dout, d_w, d_b, N, C);
+    gpu->residual_forward(d_res2, d_x, d_dout, NC);
+    gpu->layernorm_forward(d_out2, d_mean2, d_rstd2, d_res2, d_w, d_b, N, C);
+    float *gres = xdown(d_res, NC), *gout = xdown(d_out, NC), *gres2 = xdown(d_res2, NC), *gout2 = xdown(d_out2, NC);
+    float *gmean = down(d_mean, N), *gmean2 = down(d_mean2, N);
+    close_to("residual_layernorm_forward res", gres, res, NC, xtol(1e-5));
+    close_to("residual_layernorm_forward out", gout, out, NC, xtol(1e-5));
+    same_bits("residual_layernorm_forward res == residual_forward", gres, gres2, NC);
+    same_bits("residual_layernorm_forward out == layernorm_forward of it", gout, gout2, NC);
+    same_bits("residual_layernorm_forward mean", gmean, gmean2, N);
+    free(res); free(gres); free(gout); free(gres2); free(gout2); free(gmean); free(gmean2);
+    void *dv2[] = {d_res, d_res2, d_out2, d_mean2, d_rstd2};
+    for (size_t i = 0; i < 5; i++) gpu->free(dv2[i]);
     void *dv[] = {d_x, d_w, d_b, d_out, d_mean, d_rstd, d_dout, d_dinp, d_dw, d_db};
     for (size_t i = 0; i < 10; i++) gpu->free(dv[i]);
     free(x); free(w); free(b); free(out); free(mean); free(rstd); free(dout); free(dinp); free(dw); free(db);

@@ -224,7 +224,7 @@ static void test_attention(void) { attention_case(2, 7, 12, 3, 1); }
 static void test_attention_row_blocks(void) { attention_case(1, 150, 8, 2, 7); }
 
 // ---------------------------------------------------------------------------------------------
-// gelu (tanh form), residual, encoder: small enough to share one test each
+// gelu (tanh form), residual (and residual + layernorm), encoder: small enough to share one test each
 static size_t gN;
 static double *g_inp, *g_R;
 static double obj_gelu(void) {
@@ -251,6 +251,15 @@ static void test_gelu_residual(void) {
     float *a = rand_f(gN, 1);
     be->residual_forward(out, a, inp, gN);
     for (size_t i = 0; i < gN; i++) CHECK(out[i] == a[i] + inp[i]);
+    // the residual add fused with the LayerNorm after it: the bits of the two ops in sequence
+    int N = 6, C = (int)(gN / 6);
+    float *w = rand_f(C, 1), *bias = rand_f(C, 1), *res = xcalloc(gN, 4), *ln = xcalloc(gN, 4), *ln2 = xcalloc(gN, 4);
+    float *mean = xcalloc(N, 4), *rstd = xcalloc(N, 4), *mean2 = xcalloc(N, 4), *rstd2 = xcalloc(N, 4);
+    be->residual_layernorm_forward(res, ln, mean, rstd, a, inp, w, bias, N, C);
+    be->layernorm_forward(ln2, mean2, rstd2, out, w, bias, N, C);
+    CHECK(!memcmp(res, out, (size_t)N * C * 4) && !memcmp(ln, ln2, (size_t)N * C * 4));
+    CHECK(!memcmp(mean, mean2, N * 4) && !memcmp(rstd, rstd2, N * 4));
+    free(w); free(bias); free(res); free(ln); free(ln2); free(mean); free(rstd); free(mean2); free(rstd2);
     free(inp); free(R); free(out); free(dinp); free(g_inp); free(g_R); free(a);
 }
 

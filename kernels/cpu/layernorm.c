@@ -2,23 +2,37 @@
 #include "kernels/cpu/cpu.h"
 #include <math.h>
 
+// one row x (C,) into o, its mean and rstd
+static inline void layernorm_row(float *o, float *mean, float *rstd, const float *x, const float *w, const float *b,
+                                 int C) {
+    float m = 0.0f;
+    for (int i = 0; i < C; i++) m += x[i];
+    m /= C;
+    float v = 0.0f;
+    for (int i = 0; i < C; i++) v += (x[i] - m) * (x[i] - m);
+    v /= C;
+    float s = 1.0f / sqrtf(v + 1e-5f);
+    for (int i = 0; i < C; i++) o[i] = (x[i] - m) * s * w[i] + b[i];
+    *mean = m;
+    *rstd = s;
+}
+
 // out (N,C), mean (N,), rstd (N,)
 void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                            int N, int C) {
     OMP(parallel for schedule(static))
+    for (int n = 0; n < N; n++)
+        layernorm_row(out + (size_t)n * C, mean + n, rstd + n, inp + (size_t)n * C, w, b, C);
+}
+
+// res (N,C) = a + b, then its LayerNorm, row by row while the row is in cache
+void cpu_residual_layernorm_forward(float *res, float *out, float *mean, float *rstd, const float *a, const float *b,
+                                    const float *w, const float *bias, int N, int C) {
+    OMP(parallel for schedule(static))
     for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C;
-        float m = 0.0f;
-        for (int i = 0; i < C; i++) m += x[i];
-        m /= C;
-        float v = 0.0f;
-        for (int i = 0; i < C; i++) v += (x[i] - m) * (x[i] - m);
-        v /= C;
-        float s = 1.0f / sqrtf(v + 1e-5f);
-        float *o = out + (size_t)n * C;
-        for (int i = 0; i < C; i++) o[i] = (x[i] - m) * s * w[i] + b[i];
-        mean[n] = m;
-        rstd[n] = s;
+        size_t o = (size_t)n * C;
+        for (int i = 0; i < C; i++) res[o + i] = a[o + i] + b[o + i];
+        layernorm_row(out + o, mean + n, rstd + n, res + o, w, bias, C);
     }
 }
 

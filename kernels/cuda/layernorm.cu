@@ -16,19 +16,31 @@
 
 // out (N,C), mean (N,), rstd (N,); fp32 statistics, two passes over the row (mean, then the
 // centred variance), as the CPU backend does; the second and third reads hit L1. VEC: 16-byte
-// loads and stores (C a multiple of Vec<X>::N, every pointer 16-byte aligned).
-template <class X, bool VEC>
-__global__ void layernorm_forward_kernel(X *out, float *mean, float *rstd, const X *inp, const X *w, const X *b, int N,
-                                         int C) {
+// loads and stores (C a multiple of Vec<X>::N, every pointer 16-byte aligned). RES: the row is
+// first made as ra + rb, rounded to X and stored to `inp` (the residual add fused in: its output
+// is written once and read back from L1 by the lane that wrote it).
+template <class X, bool VEC, bool RES>
+__global__ void layernorm_forward_kernel(X *out, float *mean, float *rstd, X *inp, const X *w, const X *b, int N, int C,
+                                         const X *ra, const X *rb) {
     constexpr int VN = VEC ? Vec<X>::N : 1;
     int row = blockIdx.x * LN_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (row >= N) return;
-    const X *x = inp + (size_t)row * C;
-    X *o = out + (size_t)row * C;
+    size_t r0 = (size_t)row * C;
+    X *x = inp + r0, *o = out + r0;
     float xf[VN], s = 0.0f;
     for (int i = lane * VN; i < C; i += 32 * VN) {
-        if constexpr (VEC) load_vec<X>(xf, x + i);
-        else xf[0] = ldx(x[i]);
+        if constexpr (RES) {
+            float yf[VN];
+            if constexpr (VEC) { load_vec<X>(xf, ra + r0 + i); load_vec<X>(yf, rb + r0 + i); }
+            else { xf[0] = ldx(ra[r0 + i]); yf[0] = ldx(rb[r0 + i]); }
+#pragma unroll
+            for (int k = 0; k < VN; k++) xf[k] = ldx(stx<X>(xf[k] + yf[k]));  // what residual_forward stores
+            if constexpr (VEC) store_vec<X>(x + i, xf);
+            else x[i] = stx<X>(xf[0]);
+        } else {
+            if constexpr (VEC) load_vec<X>(xf, x + i);
+            else xf[0] = ldx(x[i]);
+        }
 #pragma unroll
         for (int k = 0; k < VN; k++) s += xf[k];
     }
@@ -53,18 +65,32 @@ __global__ void layernorm_forward_kernel(X *out, float *mean, float *rstd, const
     if (lane == 0) { mean[row] = m; rstd[row] = r; }
 }
 
+template <class X, bool RES>
+static void layernorm_forward_launch(X *out, float *mean, float *rstd, X *inp, const X *w, const X *b, int N, int C,
+                                     const X *ra, const X *rb) {
+    cuda_init();
+    if (N <= 0) return;
+    bool vec = C % Vec<X>::N == 0 && aligned16(out) && aligned16(inp) && aligned16(w) && aligned16(b) &&
+               (!RES || (aligned16(ra) && aligned16(rb)));
+    if (vec)
+        layernorm_forward_kernel<X, true, RES><<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>(out, mean, rstd, inp, w, b, N, C, ra, rb);
+    else
+        layernorm_forward_kernel<X, false, RES><<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>(out, mean, rstd, inp, w, b, N, C, ra, rb);
+    LAUNCH_CHECK("%s N=%d C=%d", RES ? "residual_layernorm_forward" : "layernorm_forward", N, C);
+}
+
 template <class X>
 static void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                               int N, int C) {
-    cuda_init();
-    if (N <= 0) return;
-    if (C % Vec<X>::N == 0 && aligned16(out) && aligned16(inp) && aligned16(w) && aligned16(b))
-        layernorm_forward_kernel<X, true><<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>((X *)out, mean, rstd, (const X *)inp,
-                                                                                (const X *)w, (const X *)b, N, C);
-    else
-        layernorm_forward_kernel<X, false><<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>((X *)out, mean, rstd, (const X *)inp,
-                                                                                 (const X *)w, (const X *)b, N, C);
-    LAUNCH_CHECK("layernorm_forward N=%d C=%d", N, C);
+    layernorm_forward_launch<X, false>((X *)out, mean, rstd, (X *)inp, (const X *)w, (const X *)b, N, C, nullptr,
+                                       nullptr);
+}
+
+template <class X>
+static void residual_layernorm_forward(float *res, float *out, float *mean, float *rstd, const float *a, const float *b,
+                                       const float *w, const float *bias, int N, int C) {
+    layernorm_forward_launch<X, true>((X *)out, mean, rstd, (X *)res, (const X *)w, (const X *)bias, N, C, (const X *)a,
+                                      (const X *)b);
 }
 
 // dinp (N,C) += the row-coupled gradient; one warp per row.
@@ -286,5 +312,6 @@ template void cuda_colsum_add<bf16>(float *, const bf16 *, int, int);
 template <class X> void cu_ops_layernorm(Backend *b) {
     b->layernorm_forward = layernorm_forward<X>;
     b->layernorm_backward = layernorm_backward<X>;
+    b->residual_layernorm_forward = residual_layernorm_forward<X>;
 }
 CU_OPS_INSTANTIATE(cu_ops_layernorm)
