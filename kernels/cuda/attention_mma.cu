@@ -161,6 +161,31 @@ __device__ __forceinline__ float quad_sum(float v) {
     return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
+// The forward and dq kernels stream K and V tile pairs through a double buffer (Ks: two pairs of
+// KT x HS tiles, K then V). kv_load queues the pair at keys k0 into its half (cp.async, committed
+// as one group); kv_next queues the pair after k0's (when `last` needs it), waits for k0's, and
+// returns its K (V follows KT rows later) once every thread's copies are in.
+template <int HS, int KT>
+__device__ __forceinline__ void kv_load(bf16 *Ks, const bf16 *base, size_t C3, int C, int k0, int T, bool vec) {
+    constexpr int LDK = HS + 8;
+    bf16 *K = Ks + (k0 / KT & 1) * 2 * KT * LDK;
+    load_tile<HS>(K, LDK, base + C, C3, k0, KT, T, vec);
+    load_tile<HS>(K + KT * LDK, LDK, base + 2 * C, C3, k0, KT, T, vec);
+    cp_async_commit();
+}
+template <int HS, int KT>
+__device__ __forceinline__ const bf16 *kv_next(bf16 *Ks, const bf16 *base, size_t C3, int C, int k0, int last, int T,
+                                               bool vec) {
+    if (k0 + KT <= last) {
+        kv_load<HS, KT>(Ks, base, C3, C, k0 + KT, T, vec);
+        cp_async_wait<1>();
+    } else {
+        cp_async_wait<0>();
+    }
+    __syncthreads();
+    return Ks + (k0 / KT & 1) * 2 * KT * (HS + 8);
+}
+
 // ---- forward ----
 // grid (T/64, NH, B). Shared: K and V tiles (KT x HS each), twice: the next pair streams in while
 // the current one is used.
@@ -171,7 +196,7 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
                                                                            int C, int NH, float scale2, bool vec) {
     extern __shared__ __align__(16) float smem_f[];
     constexpr int LDK = HS + 8;
-    bf16 *Ks = (bf16 *)smem_f, *Vs = Ks + KT * LDK;
+    bf16 *Ks = (bf16 *)smem_f;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * MM_ROWS, w0 = q0 + 16 * warp;
     int row[2] = {w0 + g, w0 + g + 8};
@@ -184,21 +209,9 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
 #pragma unroll
     for (int n = 0; n < HS / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
     int last = min(T - 1, q0 + MM_ROWS - 1);
-    load_tile<HS>(Ks, LDK, base + C, C3, 0, KT, T, vec);
-    load_tile<HS>(Vs, LDK, base + 2 * C, C3, 0, KT, T, vec);
-    cp_async_commit();
+    kv_load<HS, KT>(Ks, base, C3, C, 0, T, vec);
     for (int k0 = 0; k0 <= last; k0 += KT) {
-        const bf16 *Kc = Ks + (k0 / KT & 1) * 2 * KT * LDK, *Vc = Kc + KT * LDK;
-        if (k0 + KT <= last) {  // the next tile pair into the other buffer, then wait for this one
-            bf16 *Kn = Ks + ((k0 / KT + 1) & 1) * 2 * KT * LDK;
-            load_tile<HS>(Kn, LDK, base + C, C3, k0 + KT, KT, T, vec);
-            load_tile<HS>(Kn + KT * LDK, LDK, base + 2 * C, C3, k0 + KT, KT, T, vec);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();  // this tile pair is in, from every thread's copies
+        const bf16 *Kc = kv_next<HS, KT>(Ks, base, C3, C, k0, last, T, vec), *Vc = Kc + KT * LDK;
         // S = Q K^T (16 x KT), scaled to base 2 and masked
         float s[KT / 8][4];
 #pragma unroll
@@ -295,7 +308,7 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
                                                                                float scale, bool vec) {
     extern __shared__ __align__(16) float smem_f[];
     constexpr int LDK = HS + 8;
-    bf16 *Ks = (bf16 *)smem_f, *Vs = Ks + KT * LDK;
+    bf16 *Ks = (bf16 *)smem_f;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * MM_ROWS, w0 = q0 + 16 * warp;
     int row[2] = {w0 + g, w0 + g + 8};
@@ -315,21 +328,9 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
 #pragma unroll
     for (int n = 0; n < HS / 8; n++) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
     int last = min(T - 1, q0 + MM_ROWS - 1);
-    load_tile<HS>(Ks, LDK, base + C, C3, 0, KT, T, vec);
-    load_tile<HS>(Vs, LDK, base + 2 * C, C3, 0, KT, T, vec);
-    cp_async_commit();
+    kv_load<HS, KT>(Ks, base, C3, C, 0, T, vec);
     for (int k0 = 0; k0 <= last; k0 += KT) {
-        const bf16 *Kc = Ks + (k0 / KT & 1) * 2 * KT * LDK, *Vc = Kc + KT * LDK;
-        if (k0 + KT <= last) {
-            bf16 *Kn = Ks + ((k0 / KT + 1) & 1) * 2 * KT * LDK;
-            load_tile<HS>(Kn, LDK, base + C, C3, k0 + KT, KT, T, vec);
-            load_tile<HS>(Kn + KT * LDK, LDK, base + 2 * C, C3, k0 + KT, KT, T, vec);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
+        const bf16 *Kc = kv_next<HS, KT>(Ks, base, C3, C, k0, last, T, vec), *Vc = Kc + KT * LDK;
         float s[KT / 8][4], dp[KT / 8][4];
 #pragma unroll
         for (int n = 0; n < KT / 8; n++) {
