@@ -340,9 +340,6 @@ void gpt_zero_grad(GPT *m) {
     if (m->grads) m->be->zero(m->grads, m->n_params * sizeof(float));
 }
 
-// Zeroes the activation gradients the backward ops accumulate into. Not the dlogits slot (the
-// classifier leaves dlogits in acts.logits), the attention state or the LayerNorm statistics:
-// nothing reads their gradients, and skipping them saves a quarter of the memset.
 // The gradient buffers the backward ops accumulate into (kernels/ops.h: backward ops add) start
 // at zero: the residual stream's and lnf's once per backward, a layer's as its backward begins
 // (all layers share them).
