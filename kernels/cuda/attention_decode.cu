@@ -65,16 +65,9 @@ static void attention_decode(float *out, float *kcache, float *vcache, const flo
     LAUNCH_CHECK("attention_decode (store) N=%d C=%d maxT=%d", N, C, maxT);
     size_t smem = (size_t)maxT * sizeof(float);
     static size_t smem_set = 48 << 10;  // the default limit of dynamic shared memory
-    if (smem > smem_set) {
-        int dev = 0, limit = 0;
-        CUDA_CHECK(cudaGetDevice(&dev), "attention_decode");
-        CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "attention_decode");
-        if (smem > (size_t)limit)
-            fatal("cuda attention_decode: context %d needs %zu bytes of shared memory, the GPU allows %d", maxT, smem, limit);
-        CUDA_CHECK(cudaFuncSetAttribute(decode_attend_kernel<X>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
-                   "attention_decode maxT=%d", maxT);
-        smem_set = smem;
-    }
+    int limit = 0;
+    if (!smem_opt_in(decode_attend_kernel<X>, smem, smem_set, &limit, "attention_decode"))
+        fatal("cuda attention_decode: context %d needs %zu bytes of shared memory, the GPU allows %d", maxT, smem, limit);
     dim3 grid(N, NH);
     decode_attend_kernel<X><<<grid, 32, smem>>>((X *)out, (const X *)kcache, (const X *)vcache, (const X *)qkv, slot, pos,
                                                 pslot, plen, C, NH, maxT, 1.0f / sqrtf((float)(C / NH)));

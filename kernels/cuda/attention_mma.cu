@@ -128,6 +128,15 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 #endif
 }
+// One step of a double buffer: the caller has just queued the next tile's copies (when `more`);
+// this closes them as a group, waits for the current tile's group (the one before), and makes
+// every thread's copies visible. With nothing queued the group is empty and all are waited for.
+__device__ __forceinline__ void cp_async_step(bool more) {
+    cp_async_commit();
+    if (more) cp_async_wait<1>();
+    else cp_async_wait<0>();
+    __syncthreads();
+}
 
 // Rows [r0, r0 + n) x HS of a row-major global tensor (row stride `stride`) into shared memory
 // (dst[r][c], ld elements a row); rows past T are zeros. 16 bytes at a time by cp.async when `vec`
@@ -162,27 +171,22 @@ __device__ __forceinline__ float quad_sum(float v) {
 }
 
 // The forward and dq kernels stream K and V tile pairs through a double buffer (Ks: two pairs of
-// KT x HS tiles, K then V). kv_load queues the pair at keys k0 into its half (cp.async, committed
-// as one group); kv_next queues the pair after k0's (when `last` needs it), waits for k0's, and
-// returns its K (V follows KT rows later) once every thread's copies are in.
+// KT x HS tiles, K then V). kv_load queues the pair at keys k0 into its half (cp.async); kv_next
+// queues the pair after k0's (when `last` needs it), waits for k0's, and returns its K (V follows
+// KT rows later) once every thread's copies are in.
 template <int HS, int KT>
 __device__ __forceinline__ void kv_load(bf16 *Ks, const bf16 *base, size_t C3, int C, int k0, int T, bool vec) {
     constexpr int LDK = HS + 8;
     bf16 *K = Ks + (k0 / KT & 1) * 2 * KT * LDK;
     load_tile<HS>(K, LDK, base + C, C3, k0, KT, T, vec);
     load_tile<HS>(K + KT * LDK, LDK, base + 2 * C, C3, k0, KT, T, vec);
-    cp_async_commit();
 }
 template <int HS, int KT>
 __device__ __forceinline__ const bf16 *kv_next(bf16 *Ks, const bf16 *base, size_t C3, int C, int k0, int last, int T,
                                                bool vec) {
-    if (k0 + KT <= last) {
-        kv_load<HS, KT>(Ks, base, C3, C, k0 + KT, T, vec);
-        cp_async_wait<1>();
-    } else {
-        cp_async_wait<0>();
-    }
-    __syncthreads();
+    bool more = k0 + KT <= last;
+    if (more) kv_load<HS, KT>(Ks, base, C3, C, k0 + KT, T, vec);
+    cp_async_step(more);
     return Ks + (k0 / KT & 1) * 2 * KT * (HS + 8);
 }
 
@@ -210,6 +214,7 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
     for (int n = 0; n < HS / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
     int last = min(T - 1, q0 + MM_ROWS - 1);
     kv_load<HS, KT>(Ks, base, C3, C, 0, T, vec);
+    cp_async_commit();
     for (int k0 = 0; k0 <= last; k0 += KT) {
         const bf16 *Kc = kv_next<HS, KT>(Ks, base, C3, C, k0, last, T, vec), *Vc = Kc + KT * LDK;
         // S = Q K^T (16 x KT), scaled to base 2 and masked
@@ -329,6 +334,7 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
     for (int n = 0; n < HS / 8; n++) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
     int last = min(T - 1, q0 + MM_ROWS - 1);
     kv_load<HS, KT>(Ks, base, C3, C, 0, T, vec);
+    cp_async_commit();
     for (int k0 = 0; k0 <= last; k0 += KT) {
         const bf16 *Kc = kv_next<HS, KT>(Ks, base, C3, C, k0, last, T, vec), *Vc = Kc + KT * LDK;
         float s[KT / 8][4], dp[KT / 8][4];
@@ -431,14 +437,9 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel
     cp_async_commit();
     for (int i0 = first; i0 < T; i0 += QT) {
         int it = (i0 - first) / QT;
-        if (i0 + QT < T) {
-            dkdv_load<HS, QT>(smem_f + ((it + 1) & 1) * BUF, base, gbase, lrow, drow, C3, C, i0 + QT, T, vec);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
+        bool more = i0 + QT < T;
+        if (more) dkdv_load<HS, QT>(smem_f + ((it + 1) & 1) * BUF, base, gbase, lrow, drow, C3, C, i0 + QT, T, vec);
+        cp_async_step(more);
         const float *Ls = smem_f + (it & 1) * BUF, *Ds = Ls + QT;
         const bf16 *Qs = (const bf16 *)(Ds + QT), *Gs = Qs + QT * LDR;
         float st[QT / 8][4], dpt[QT / 8][4];

@@ -109,6 +109,22 @@ template <class X> __device__ __forceinline__ void store_vec(X *p, const float (
 }
 static inline bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
+// Dynamic shared memory past the default 48 KiB must be asked for once per kernel; `granted` (a
+// static of the caller, starting at 48 << 10) remembers how much was. False, with the card's
+// per-block limit in *limit, when the card cannot give `bytes`.
+template <class K> static bool smem_opt_in(K kernel, size_t bytes, size_t &granted, int *limit, const char *what) {
+    if (bytes <= granted) return true;
+    int dev = 0, most = 0;
+    CUDA_CHECK(cudaGetDevice(&dev), "%s", what);
+    CUDA_CHECK(cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "%s", what);
+    if (limit) *limit = most;
+    if (bytes > (size_t)most) return false;
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes),
+               "%s: %zu bytes of shared memory", what, bytes);
+    granted = bytes;
+    return true;
+}
+
 // dbias (OC,) += column sums of dout (N,OC), deterministic (kernels/cuda/layernorm.cu).
 template <class X> void cuda_colsum_add(float *dbias, const X *dout, int N, int OC);
 

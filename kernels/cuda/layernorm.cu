@@ -240,16 +240,7 @@ static bool fused_backward_ok(const void *dinp, const void *dout, const void *in
     }
     if (split || C % Vec<X>::N || !aligned16(dinp) || !aligned16(dout) || !aligned16(inp) || !aligned16(w)) return false;
     static size_t smem_set = 48 << 10;  // the default limit of dynamic shared memory
-    if (smem <= smem_set) return true;
-    int dev = 0, limit = 0;
-    CUDA_CHECK(cudaGetDevice(&dev), "layernorm_backward");
-    CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "layernorm_backward");
-    if (smem > (size_t)limit) return false;
-    CUDA_CHECK(cudaFuncSetAttribute(layernorm_backward_fused_kernel<X>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    (int)smem),
-               "layernorm_backward C=%d: %zu bytes of shared memory", C, smem);
-    smem_set = smem;
-    return true;
+    return smem_opt_in(layernorm_backward_fused_kernel<X>, smem, smem_set, nullptr, "layernorm_backward (fused)");
 }
 
 template <class X>
