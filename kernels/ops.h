@@ -17,8 +17,9 @@
 //   `float *` in the interface so that one model drives both: the model sizes and offsets
 //   compute-type tensors with act_bytes (model/gpt.h act_at), never with pointer arithmetic.
 // - Every backward op ACCUMULATES (+=) into every gradient it writes, activations and parameters
-//   alike: the model zeroes activation gradients once per backward and parameter gradients once per
-//   optimizer step, which is what makes gradient accumulation over micro-steps free.
+//   alike (one exception, matmul_backward_gelu's dpre, says why there): the model zeroes activation
+//   gradients once per backward and parameter gradients once per optimizer step, which is what
+//   makes gradient accumulation over micro-steps free.
 // - Results are deterministic: the same inputs and thread count give the same bits. A resumed run
 //   is bit-identical only because of this (no atomics-order reductions, no racing adds).
 #pragma once
@@ -83,9 +84,20 @@ typedef struct Backend {
     void (*attention_backward)(float *dqkv, const float *dout, const float *qkv, const float *out, const float *state, int B, int T,
                                int C, int NH);
 
-    // GELU, tanh approximation (GPT-2). n elements.
-    void (*gelu_forward)(float *out, const float *inp, size_t n);
-    void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n);
+    // The MLP's GELU (tanh approximation, as GPT-2), fused with the linear layers on either side of
+    // it, because on a GPU it then rides the GEMMs' epilogues instead of a pass of its own over the
+    // (N,4C) tensors. Forward: pre (N,OC) = inp (N,C) @ weight^T + bias (may be NULL), out (N,OC) =
+    // gelu(pre); both are kept, pre for the backward. out may be computed from pre before pre is
+    // rounded to the compute type.
+    void (*matmul_gelu_forward)(float *pre, float *out, const float *inp, const float *weight, const float *bias,
+                                int N, int C, int OC);
+    // The backward of the linear layer that READS the GELU's output (inp (N,C) = out above), carried
+    // through the GELU: dpre (N,C) = gelu'(pre) * (dout (N,OC) @ weight (OC,C)), dweight += dout^T inp,
+    // dbias += column sums of dout (or NULL). dpre is OVERWRITTEN, the one exception to the rule
+    // above: a GELU's input feeds nothing else, so no other term could be added to its gradient
+    // (and the model saves zeroing two (N,4C) tensors per layer).
+    void (*matmul_backward_gelu)(float *dpre, float *dweight, float *dbias, const float *dout, const float *inp,
+                                 const float *weight, const float *pre, int N, int C, int OC);
 
     // out = a + b. (No backward op: the gradient of a sum is the same tensor for both terms, so the
     // model reads the residual stream's gradient buffer for both; model/gpt.c, layout_dacts.)

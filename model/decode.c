@@ -94,8 +94,7 @@ static void forward_chunk(Decoder *d, const DecodeRow *rows, int N, int out_base
                              d->maxT);
         be->matmul_forward(d->proj, d->atty, lp.attprojw, lp.attprojb, N, C, C);
         be->residual_layernorm_forward(d->res2, d->ln, d->mean, d->rstd, d->x, d->proj, lp.ln2w, lp.ln2b, N, C);
-        be->matmul_forward(d->fch, d->ln, lp.fcw, lp.fcb, N, C, 4 * C);
-        be->gelu_forward(d->fchg, d->fch, (size_t)N * 4 * C);
+        be->matmul_gelu_forward(d->fch, d->fchg, d->ln, lp.fcw, lp.fcb, N, C, 4 * C);
         be->matmul_forward(d->proj, d->fchg, lp.fcprojw, lp.fcprojb, N, 4 * C, C);
         if (l + 1 < L) {
             LayerParams np = gpt_layer_params(m, l + 1);

@@ -188,10 +188,11 @@ static size_t layout_acts(Acts *a, float *base, const GPTConfig *c, const Backen
 // (encoded) that both branches of every block read as their output's gradient and that the
 // LayerNorm backwards add into (the gradient of a sum is the same tensor for both terms, so no
 // copies into residual2 / residual3 / attproj / fcproj), and the rest of a layer's gradients
-// (ln1, qkv, atty, ln2, fch, fch_gelu) live only while that layer's backward runs, so all layers
-// share one set. dlogits are written over the logits; the LayerNorm statistics, the attention
-// state and the losses have no gradient. 16 (B,T,C) tensors instead of the activations' 18 per
-// layer plus the logits.
+// (ln1, qkv, atty, ln2, fch) live only while that layer's backward runs, so all layers share one
+// set. fch_gelu needs none: matmul_backward_gelu carries the gradient through the GELU in one op.
+// dlogits are written over the logits; the LayerNorm statistics, the attention state and the
+// losses have no gradient. 12 (B,T,C) tensors instead of the activations' 18 per layer plus the
+// logits.
 static size_t layout_dacts(Acts *d, float *base, const GPTConfig *c, const Backend *be, int B, int T) {
     size_t BT = (size_t)B * T, C = c->n_embd, off = 0;
     TAKE(d->encoded, BT * C);
@@ -201,7 +202,7 @@ static size_t layout_dacts(Acts *d, float *base, const GPTConfig *c, const Backe
     TAKE(s.qkv, BT * 3 * C);
     TAKE(s.atty, BT * C);
     TAKE(s.ln2, BT * C);
-    TAKE(s.fch, BT * 4 * C); TAKE(s.fch_gelu, BT * 4 * C);
+    TAKE(s.fch, BT * 4 * C);
     for (int l = 0; l < c->n_layer; l++) d->layer[l] = s;
     return off;
 }
@@ -296,8 +297,7 @@ void gpt_forward(GPT *m, const int32_t *inputs, int B, int T) {
         be->matmul_forward(la->attproj, la->atty, lp.attprojw, lp.attprojb, BT, C, C);
         be->residual_layernorm_forward(la->residual2, la->ln2, la->ln2_mean, la->ln2_rstd, residual, la->attproj,
                                        lp.ln2w, lp.ln2b, BT, C);
-        be->matmul_forward(la->fch, la->ln2, lp.fcw, lp.fcb, BT, C, 4 * C);
-        be->gelu_forward(la->fch_gelu, la->fch, (size_t)BT * 4 * C);
+        be->matmul_gelu_forward(la->fch, la->fch_gelu, la->ln2, lp.fcw, lp.fcb, BT, C, 4 * C);
         be->matmul_forward(la->fcproj, la->fch_gelu, lp.fcprojw, lp.fcprojb, BT, 4 * C, C);
         // residual3 and the next LayerNorm: the next layer's ln1, or lnf after the last layer
         if (l + 1 < L) {
@@ -342,15 +342,13 @@ void gpt_zero_grad(GPT *m) {
 
 // The gradient buffers the backward ops accumulate into (kernels/ops.h: backward ops add) start
 // at zero: the residual stream's and lnf's once per backward, a layer's as its backward begins
-// (all layers share them).
+// (all layers share them). fch is the exception: matmul_backward_gelu writes it whole.
 static void zero_layer_grads(GPT *m, LayerActs *dl, size_t BT) {
     const Backend *be = m->be;
     size_t C = m->cfg.n_embd, f = be->act_bytes;
     float *bufs[] = {dl->ln1, dl->atty, dl->ln2};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->zero(bufs[i], BT * C * f);
     be->zero(dl->qkv, BT * 3 * C * f);
-    be->zero(dl->fch, BT * 4 * C * f);
-    be->zero(dl->fch_gelu, BT * 4 * C * f);
 }
 
 // Tells the gradient-ready hook (if any) that these ranges are final. Offsets of the stacked
@@ -399,10 +397,10 @@ void gpt_backward(GPT *m) {
         LayerParams lp = gpt_layer_params(m, l);
         zero_layer_grads(m, dl, BT);
 
-        // dres holds d residual3 = d fcproj (residual3 = residual2 + fcproj)
-        be->matmul_backward(dl->fch_gelu, g[P_FCPROJW] + lC * 4 * C, g[P_FCPROJB] + lC, dres, la->fch_gelu,
-                            lp.fcprojw, BT, 4 * C, C);
-        be->gelu_backward(dl->fch, la->fch, dl->fch_gelu, (size_t)BT * 4 * C);
+        // dres holds d residual3 = d fcproj (residual3 = residual2 + fcproj); through the GELU
+        // straight to d fch (written, not added: nothing else reads fch)
+        be->matmul_backward_gelu(dl->fch, g[P_FCPROJW] + lC * 4 * C, g[P_FCPROJB] + lC, dres, la->fch_gelu,
+                                 lp.fcprojw, la->fch, BT, 4 * C, C);
         be->matmul_backward(dl->ln2, g[P_FCW] + lC * 4 * C, g[P_FCB] + lC * 4, dl->fch, la->ln2, lp.fcw, BT, C, 4 * C);
         be->layernorm_backward(dres, g[P_LN2W] + lC, g[P_LN2B] + lC, dl->ln2, la->residual2, lp.ln2w,
                                la->ln2_mean, la->ln2_rstd, BT, C);

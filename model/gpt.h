@@ -55,7 +55,7 @@ bool gpt_param_decays(int i);
 void gpt_param_sizes(const GPTConfig *cfg, size_t sizes[N_PARAM_TENSORS]);
 
 // Activations of one layer for a (B,T) plan; `l` indexes layers. The same struct describes their
-// gradients, where only ln1, qkv, atty, ln2, fch and fch_gelu exist, shared by all layers, and the
+// gradients, where only ln1, qkv, atty, ln2 and fch exist, shared by all layers, and the
 // residual stream's gradient is dacts.encoded (gpt.c: layout_dacts).
 // Compute type (kernels/ops.h) except the LayerNorm statistics, the attention state and the
 // losses, which are fp32.

@@ -104,15 +104,26 @@ int main(int argc, char **argv) {
          be->residual_layernorm_forward(res, y, mean, rstd, x, dx, w, bias, N, C));
     TIME("layernorm bwd", 2 * L + 1, 0, fx * 4 * nc,
          be->layernorm_backward(dx, dw, dbias, dy, x, w, mean, rstd, N, C));
-    static const struct { const char *f, *b; int ic, oc; } mm[] = {
-        {"matmul qkv fwd", "matmul qkv bwd", C, 3 * C},      {"matmul attproj fwd", "matmul attproj bwd", C, C},
-        {"matmul fc fwd", "matmul fc bwd", C, 4 * C},        {"matmul fcproj fwd", "matmul fcproj bwd", 4 * C, C},
+    // the MLP's GELU rides its linear layers (kernels/ops.h): the fc forward writes pre and gelu(pre),
+    // the fcproj backward carries its dinp through the GELU (reading pre)
+    static const struct { const char *f, *b; int ic, oc, gelu; } mm[] = {
+        {"matmul qkv fwd", "matmul qkv bwd", C, 3 * C, 0},
+        {"matmul attproj fwd", "matmul attproj bwd", C, C, 0},
+        {"matmul+gelu fc fwd", "matmul fc bwd", C, 4 * C, 1},
+        {"matmul fcproj fwd", "matmul+gelu fcproj bwd", 4 * C, C, 2},
     };
     for (int i = 0; i < 4; i++) {
         int ic = mm[i].ic, oc = mm[i].oc;
         double fl = 2.0 * N * ic * oc, by = fx * ((double)N * ic + (double)N * oc + (double)ic * oc);
-        TIME(mm[i].f, L, fl, by, be->matmul_forward(y, x, w, bias, N, ic, oc));
-        TIME(mm[i].b, L, 2 * fl, 2 * by, be->matmul_backward(dx, dw, dbias, dy, x, w, N, ic, oc));
+        if (mm[i].gelu == 1)
+            TIME(mm[i].f, L, fl, by + fx * N * oc, be->matmul_gelu_forward(y, dy, x, w, bias, N, ic, oc));
+        else
+            TIME(mm[i].f, L, fl, by, be->matmul_forward(y, x, w, bias, N, ic, oc));
+        if (mm[i].gelu == 2)
+            TIME(mm[i].b, L, 2 * fl, 2 * by + fx * N * ic,
+                 be->matmul_backward_gelu(dx, dw, dbias, dy, x, w, y, N, ic, oc));
+        else
+            TIME(mm[i].b, L, 2 * fl, 2 * by, be->matmul_backward(dx, dw, dbias, dy, x, w, N, ic, oc));
     }
     TIME("matmul lm_head fwd", 1, 2.0 * N * C * Vp, fx * ((double)N * Vp + nc + (double)Vp * C),
          be->matmul_forward(logits, x, wte, NULL, N, C, Vp));
@@ -122,8 +133,6 @@ int main(int argc, char **argv) {
     double afl = 2.0 * B * NH * (double)T * T * (C / NH);
     TIME("attention fwd", L, afl, fx * 4 * nc, be->attention_forward(y, state, qkv, B, T, C, NH));
     TIME("attention bwd", L, 2.5 * afl, fx * 8 * nc, be->attention_backward(dqkv, dx, qkv, y, state, B, T, C, NH));
-    TIME("gelu fwd", L, 0, fx * 8 * nc, be->gelu_forward(y, x, (size_t)N * 4 * C));
-    TIME("gelu bwd", L, 0, fx * 16 * nc, be->gelu_backward(dx, y, dy, (size_t)N * 4 * C));
     TIME("classifier", 1, 0, fx * 2 * (double)N * Vp,
          be->classifier(logits, losses, tok, NULL, 1.0f / N, N, V, Vp));
     sink = p;

@@ -81,11 +81,13 @@ row ceiling "$(status $RC)" "$DUR" "$(grep -oE 'gemm bf16 [^:]*: [0-9.]+ ms, [0-
 # 4b. where a d12 step's time goes, op by op, against the floors of the ceilings just measured
 if [ $BUILD_RC -eq 0 ]; then
   TF=$(grep -oE 'gemm bf16 [^:]*: [0-9.]+ ms, [0-9.]+' "$LOGDIR/ceiling.log" | sed 's/.*, //'); GBS=$(grep -oE '[0-9]+ GB/s' "$LOGDIR/ceiling.log" | grep -oE '[0-9]+')
-  run_stage ops 120 bash -c "make -s BUILD='$BUILD' BIN='$BIN' ${ARCH:+GPU_ARCH='$ARCH'} '$BUILD/bench_ops_gpu' && '$BUILD/bench_ops_gpu' cuda-fp32 ${TF:-400} ${GBS:-3000} && '$BUILD/bench_ops_gpu' cuda ${TF:-400} ${GBS:-3000} | sed 's/^/bf16 /' && TRACELLM_CUDA_ATTENTION=wmma '$BUILD/bench_ops_gpu' cuda ${TF:-400} ${GBS:-3000} | grep '^attention' | sed 's/^/wmma /' && TRACELLM_CUDA_LAYERNORM=split '$BUILD/bench_ops_gpu' cuda ${TF:-400} ${GBS:-3000} | grep '^layernorm bwd' | sed 's/^/split /'"
+  run_stage ops 120 bash -c "make -s BUILD='$BUILD' BIN='$BIN' ${ARCH:+GPU_ARCH='$ARCH'} '$BUILD/bench_ops_gpu' && '$BUILD/bench_ops_gpu' cuda-fp32 ${TF:-400} ${GBS:-3000} && '$BUILD/bench_ops_gpu' cuda ${TF:-400} ${GBS:-3000} | sed 's/^/bf16 /' && TRACELLM_CUDA_ATTENTION=wmma '$BUILD/bench_ops_gpu' cuda ${TF:-400} ${GBS:-3000} | grep '^attention' | sed 's/^/wmma /' && TRACELLM_CUDA_LAYERNORM=split TRACELLM_CUDA_GELU=separate '$BUILD/bench_ops_gpu' cuda ${TF:-400} ${GBS:-3000} | grep -E '^(layernorm bwd|matmul\\+gelu)' | sed 's/^/split /'"
   row ops "$(status $RC)" "$DUR" "sum of ops $(sed -n 's/^RESULT ops_step_ms=//p' "$LOGDIR/ops.log" | head -1) ms/step (cuda-fp32, tf32), $(sed -n 's/^bf16 RESULT ops_step_ms=//p' "$LOGDIR/ops.log") (cuda, bf16); top (bf16): $(sed -n 's/^bf16 //p' "$LOGDIR/ops.log" | awk '$NF ~ /%$/ {print $(NF), $0}' | sort -rn | head -3 | awk '{print $2, $3, $4, $NF}' | paste -sd, -)"
   # the bf16 table's attention: mma.sync (default) vs WMMA, ms per call
   att() { awk -v p="$1" '$1 == p && $2 == "attention" && $3 == "'"$2"'" {print $5}' "$LOGDIR/ops.log"; }
-  row ops+ info - "bf16 attention fwd / bwd ms per call: mma $(att bf16 fwd) / $(att bf16 bwd), wmma $(att wmma fwd) / $(att wmma bwd); layernorm bwd fused $(awk '$1 == "bf16" && $2 == "layernorm" && $3 == "bwd" {print $5}' "$LOGDIR/ops.log") / split $(awk '$1 == "split" && $2 == "layernorm" {print $5}' "$LOGDIR/ops.log") ms"
+  # the MLP's GELU as cuBLASLt epilogues (default) vs passes of their own, ms per call
+  mg() { awk -v p="$1" -v l="$2" '$1 == p && $2 == "matmul+gelu" && $3 == l {print $6}' "$LOGDIR/ops.log"; }
+  row ops+ info - "bf16 attention fwd / bwd ms per call: mma $(att bf16 fwd) / $(att bf16 bwd), wmma $(att wmma fwd) / $(att wmma bwd); layernorm bwd fused $(awk '$1 == "bf16" && $2 == "layernorm" && $3 == "bwd" {print $5}' "$LOGDIR/ops.log") / split $(awk '$1 == "split" && $2 == "layernorm" {print $5}' "$LOGDIR/ops.log") ms; gelu epilogue / separate fc fwd $(mg bf16 fc) / $(mg split fc), fcproj bwd $(mg bf16 fcproj) / $(mg split fcproj) ms"
 fi
 
 # 5. training throughput (GPU_CHECK_SKIP_BENCH=1 leaves it out when only the checks are wanted)

@@ -320,35 +320,88 @@ static void test_attention(void) {
     cuda_set_matmul_mode(CUDA_MATMUL_TF32);
 }
 
-static void test_gelu_residual(void) {
+// The MLP's fused pair (kernels/ops.h): pre and gelu(pre) against the CPU's, and the backward
+// through the GELU: dpre is poisoned first, so an element the op leaves unwritten fails (it is
+// written, not added), while dweight and dbias start random (they accumulate).
+static void matmul_gelu_case(const char *path, double tol, int N, int C, int OC, int with_bias, int shift) {
+    size_t nx = (size_t)N * C, nw = (size_t)OC * C, no = (size_t)N * OC, s = shift;
+    float *x = rand_x(nx, 1), *w = rand_x(nw, 1), *bias = with_bias ? rand_x(OC, 1) : NULL;
+    float *pre = xmalloc(no * 4), *out = xmalloc(no * 4);
+    cpu->matmul_gelu_forward(pre, out, x, w, bias, N, C, OC);
+    float *m[9];
+    size_t sz[9] = {nx, nw, OC, no, no, no, nx, nx, nx};  // x w b pre out | dout dpre inp prein
+    for (int i = 0; i < 9; i++) m[i] = xalloc(sz[i] + 1);
+    float *d_x = act_at(gpu, m[0], s), *d_w = act_at(gpu, m[1], s), *d_b = with_bias ? act_at(gpu, m[2], s) : NULL;
+    float *d_pre = act_at(gpu, m[3], s), *d_out = act_at(gpu, m[4], s);
+    gpu->upload_act(d_x, x, nx); gpu->upload_act(d_w, w, nw);
+    if (with_bias) gpu->upload_act(d_b, bias, OC);
+    xpoison(d_pre, no); xpoison(d_out, no);
+    gpu->matmul_gelu_forward(d_pre, d_out, d_x, d_w, d_b, N, C, OC);
+    char what[160];
+    float *g = xdown(d_pre, no), *g1 = xdown(d_out, no);
+    snprintf(what, sizeof what, "matmul_gelu_forward pre %s N=%d C=%d OC=%d bias=%d shift=%d", path, N, C, OC, with_bias, shift);
+    close_to(what, g, pre, no, tol);
+    snprintf(what, sizeof what, "matmul_gelu_forward out %s N=%d C=%d OC=%d bias=%d shift=%d", path, N, C, OC, with_bias, shift);
+    close_to(what, g1, out, no, tol);
+    free(g); free(g1);
+    // backward of a linear layer (OC -> C here: w is (OC,C)) whose input came through a GELU
+    float *dout = rand_x(no, 1), *inp = rand_x(nx, 1), *prein = rand_x(nx, 2), *dpre = xmalloc(nx * 4);
+    float *dw = rand_h(nw, 1), *db = rand_h(OC, 1);
+    float *m_dw = gpu->alloc((nw + 1) * 4), *m_db = gpu->alloc((OC + 1) * 4);
+    float *d_do = act_at(gpu, m[5], s), *d_dpre = act_at(gpu, m[6], s), *d_inp = act_at(gpu, m[7], s);
+    float *d_prein = act_at(gpu, m[8], s), *d_dw = m_dw + s, *d_db = m_db + s;
+    gpu->upload_act(d_do, dout, no); gpu->upload_act(d_inp, inp, nx); gpu->upload_act(d_prein, prein, nx);
+    gpu->upload(d_dw, dw, nw * 4); gpu->upload(d_db, db, OC * 4);
+    xpoison(d_dpre, nx);
+    cpu->matmul_backward_gelu(dpre, dw, with_bias ? db : NULL, dout, inp, w, prein, N, C, OC);
+    gpu->matmul_backward_gelu(d_dpre, d_dw, with_bias ? d_db : NULL, d_do, d_inp, d_w, d_prein, N, C, OC);
+    float *h1 = xdown(d_dpre, nx), *h2 = down(d_dw, nw), *h3 = down(d_db, OC);
+    snprintf(what, sizeof what, "matmul_backward_gelu dpre %s N=%d C=%d OC=%d shift=%d", path, N, C, OC, shift);
+    close_to(what, h1, dpre, nx, tol);
+    snprintf(what, sizeof what, "matmul_backward_gelu dweight %s N=%d C=%d OC=%d shift=%d", path, N, C, OC, shift);
+    close_to(what, h2, dw, nw, bf ? 1e-5 : tol);
+    snprintf(what, sizeof what, "matmul_backward_gelu dbias %s N=%d OC=%d (bias=%d)", path, N, OC, with_bias);
+    close_to(what, h3, db, OC, 1e-5);
+    free(h1); free(h2); free(h3);
+    for (int i = 0; i < 9; i++) gpu->free(m[i]);
+    gpu->free(m_dw); gpu->free(m_db);
+    free(x); free(w); free(bias); free(pre); free(out); free(dout); free(inp); free(prein); free(dpre); free(dw); free(db);
+}
+
+static void test_matmul_gelu(void) {
+    GPU_OR_SKIP();
+    // strict fp32 GEMMs in the fp32 table; the bf16 table's GELU as cuBLASLt epilogues (the
+    // default), then as passes of their own. Shapes: the MLP's (OC = 4C, aligned: the epilogue
+    // runs), odd and element-aligned ones (it cannot: the separate pass takes over), no bias.
+    cuda_set_matmul_mode(CUDA_MATMUL_FP32);
+    for (int e = bf ? 1 : 0; e >= 0; e--) {
+        cuda_set_gelu_epilogue(e);
+        const char *path = !bf ? "fp32" : e ? "bf16 epilogue" : "bf16 separate";
+        double tol = xtol(1e-5);
+        matmul_gelu_case(path, tol, 67, 48, 192, 1, 0);
+        matmul_gelu_case(path, tol, 256, 128, 512, 0, 0);
+        matmul_gelu_case(path, tol, 37, 33, 20, 1, 1);
+    }
+    cuda_set_gelu_epilogue(1);
+    cuda_set_matmul_mode(CUDA_MATMUL_TF32);
+}
+
+static void test_residual(void) {
     GPU_OR_SKIP();
     size_t sizes[] = {1003, 4096};  // scalar tail path and the 16-byte path
     for (int k = 0; k < 2; k++) {
         size_t n = sizes[k];
         float *x = rand_x(n, 4), *y = rand_x(n, 1), *out = xmalloc(n * 4);
         float *d_x = xdev(x, n), *d_y = xdev(y, n), *d_out = xalloc(n);
-        cpu->gelu_forward(out, x, n);
-        xpoison(d_out, n);
-        gpu->gelu_forward(d_out, d_x, n);
-        float *g = xdown(d_out, n);
-        close_to("gelu_forward", g, out, n, xtol(1e-5));
-        free(g);
-        float *dout = rand_x(n, 1), *dinp = rand_x(n, 1);
-        float *d_dout = xdev(dout, n), *d_dinp = xdev(dinp, n);
-        cpu->gelu_backward(dinp, x, dout, n);
-        gpu->gelu_backward(d_dinp, d_x, d_dout, n);
-        g = xdown(d_dinp, n);
-        close_to("gelu_backward", g, dinp, n, xtol(1e-5));
-        free(g);
         cpu->residual_forward(out, x, y, n);
         xpoison(d_out, n);
         gpu->residual_forward(d_out, d_x, d_y, n);
-        g = xdown(d_out, n);
+        float *g = xdown(d_out, n);
         if (bf) close_to("residual_forward", g, out, n, xtol(0));
         else same_bits("residual_forward", g, out, n);
         free(g);
-        gpu->free(d_x); gpu->free(d_y); gpu->free(d_out); gpu->free(d_dout); gpu->free(d_dinp);
-        free(x); free(y); free(out); free(dout); free(dinp);
+        gpu->free(d_x); gpu->free(d_y); gpu->free(d_out);
+        free(x); free(y); free(out);
     }
 }
 
@@ -496,7 +549,8 @@ int main(void) {
         RUN(test_layernorm);
         RUN(test_matmul);
         RUN(test_attention);
-        RUN(test_gelu_residual);
+        RUN(test_matmul_gelu);
+        RUN(test_residual);
         RUN(test_classifier);
         RUN(test_optimizer);
         RUN(test_attention_decode);

@@ -60,11 +60,13 @@ static double dot_r(const double *out, const double *R, size_t n) {
 // matmul: out (N,OC) = inp (N,C) @ w (OC,C)^T + b
 static int mN, mC, mOC;
 static double *m_inp, *m_w, *m_b, *m_R;
+static int m_gelu_in;  // the layer reads gelu(inp) instead of inp (the MLP's second linear layer)
+static double gelu_d(double x) { return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); }
 static void ref_matmul(double *out) {
     for (int n = 0; n < mN; n++)
         for (int o = 0; o < mOC; o++) {
             double s = m_b[o];
-            for (int c = 0; c < mC; c++) s += m_inp[n * mC + c] * m_w[o * mC + c];
+            for (int c = 0; c < mC; c++) s += (m_gelu_in ? gelu_d(m_inp[n * mC + c]) : m_inp[n * mC + c]) * m_w[o * mC + c];
             out[n * mOC + o] = s;
         }
 }
@@ -92,6 +94,38 @@ static void test_matmul(void) {
     check_grad("matmul dbias", m_b, mOC, db);
     free(inp); free(w); free(b); free(R); free(m_inp); free(m_w); free(m_b); free(m_R);
     free(out); free(ref); free(dinp); free(dw); free(db);
+}
+
+// The MLP's fused pair (kernels/ops.h). Forward: pre = inp @ w^T + b and gelu(pre) (tanh form).
+// Backward of the layer after the GELU, objective sum(R * (gelu(h) @ w^T + b)): dpre = d/dh by
+// finite differences, written over whatever dpre held; dweight, dbias as for a plain layer.
+static void test_matmul_gelu(void) {
+    mN = 7; mC = 13; mOC = 67;
+    size_t nx = (size_t)mN * mC, no = (size_t)mN * mOC;
+    float *inp = rand_f(nx, 1), *w = rand_f(mOC * mC, 1), *b = rand_f(mOC, 1), *R = rand_f(no, 1);
+    m_inp = to_d(inp, nx); m_w = to_d(w, mOC * mC); m_b = to_d(b, mOC); m_R = to_d(R, no);
+    float *pre = xcalloc(no, 4), *out = xcalloc(no, 4);
+    double *ref = xmalloc(no * sizeof *ref);
+    be->matmul_gelu_forward(pre, out, inp, w, b, mN, mC, mOC);
+    ref_matmul(ref);
+    check_close("matmul_gelu_forward pre", pre, ref, no, 1e-5);
+    for (size_t i = 0; i < no; i++) ref[i] = gelu_d(ref[i]);
+    check_close("matmul_gelu_forward out", out, ref, no, 1e-5);
+    // h spans GELU's bend (-3..3); the layer's input is gelu(h), in float as the forward stores it
+    float *h = rand_f(nx, 3), *hg = xmalloc(nx * 4), *dh = rand_f(nx, 1e3);
+    for (size_t i = 0; i < nx; i++) hg[i] = (float)gelu_d(h[i]);
+    free(m_inp);
+    m_inp = to_d(h, nx);
+    m_gelu_in = 1;
+    float *dw = xcalloc(mOC * mC, 4), *db = xcalloc(mOC, 4);
+    be->matmul_backward_gelu(dh, dw, db, R, hg, w, h, mN, mC, mOC);
+    objective = obj_matmul;
+    check_grad("matmul_backward_gelu dpre", m_inp, nx, dh);
+    check_grad("matmul_backward_gelu dweight", m_w, mOC * mC, dw);
+    check_grad("matmul_backward_gelu dbias", m_b, mOC, db);
+    m_gelu_in = 0;
+    free(inp); free(w); free(b); free(R); free(m_inp); free(m_w); free(m_b); free(m_R);
+    free(pre); free(out); free(ref); free(h); free(hg); free(dh); free(dw); free(db);
 }
 
 // The GEMM alone on shapes that cross every blocking edge (K > 512, M % 6, N % 64), with
@@ -224,29 +258,10 @@ static void test_attention(void) { attention_case(2, 7, 12, 3, 1); }
 static void test_attention_row_blocks(void) { attention_case(1, 150, 8, 2, 7); }
 
 // ---------------------------------------------------------------------------------------------
-// gelu (tanh form), residual (and residual + layernorm), encoder: small enough to share one test each
-static size_t gN;
-static double *g_inp, *g_R;
-static double obj_gelu(void) {
-    double s = 0;
-    for (size_t i = 0; i < gN; i++) {
-        double x = g_inp[i];
-        s += 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))) * g_R[i];
-    }
-    return s;
-}
-static void test_gelu_residual(void) {
-    gN = 101;
-    float *inp = rand_f(gN, 4), *R = rand_f(gN, 1), *out = xcalloc(gN, 4), *dinp = xcalloc(gN, 4);
-    g_inp = to_d(inp, gN); g_R = to_d(R, gN);
-    be->gelu_forward(out, inp, gN);
-    for (size_t i = 0; i < gN; i++) {
-        double x = g_inp[i], want = 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
-        CHECKF(fabs(out[i] - want) <= 1e-5, "gelu(%g) = %g, want %g", x, out[i], want);
-    }
-    be->gelu_backward(dinp, inp, R, gN);
-    objective = obj_gelu;
-    check_grad("gelu dinp", g_inp, gN, dinp);
+// residual (and residual + layernorm), encoder: small enough for one test each
+static void test_residual(void) {
+    size_t gN = 101;
+    float *inp = rand_f(gN, 4), *out = xcalloc(gN, 4);
     // residual: out = a + b
     float *a = rand_f(gN, 1);
     be->residual_forward(out, a, inp, gN);
@@ -260,7 +275,7 @@ static void test_gelu_residual(void) {
     CHECK(!memcmp(res, out, (size_t)N * C * 4) && !memcmp(ln, ln2, (size_t)N * C * 4));
     CHECK(!memcmp(mean, mean2, N * 4) && !memcmp(rstd, rstd2, N * 4));
     free(w); free(bias); free(res); free(ln); free(ln2); free(mean); free(rstd); free(mean2); free(rstd2);
-    free(inp); free(R); free(out); free(dinp); free(g_inp); free(g_R); free(a);
+    free(inp); free(out); free(a);
 }
 
 static void test_encoder(void) {
@@ -352,10 +367,11 @@ int main(void) {
     rng_seed(&rng, 42);
     RUN(test_gemm_shapes);
     RUN(test_matmul);
+    RUN(test_matmul_gelu);
     RUN(test_layernorm);
     RUN(test_attention);
     RUN(test_attention_row_blocks);
-    RUN(test_gelu_residual);
+    RUN(test_residual);
     RUN(test_encoder);
     RUN(test_classifier);
     RUN(test_adamw_sumsq);

@@ -21,13 +21,15 @@ void cpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout
 void cpu_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
 void cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                          const float *weight, int N, int C, int OC);
+void cpu_matmul_gelu_forward(float *pre, float *out, const float *inp, const float *weight, const float *bias, int N,
+                             int C, int OC);
+void cpu_matmul_backward_gelu(float *dpre, float *dweight, float *dbias, const float *dout, const float *inp,
+                              const float *weight, const float *pre, int N, int C, int OC);
 size_t cpu_attention_state_size(int B, int T, int NH);
 void cpu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
 void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *att, int B,
                             int T, int C,
                             int NH);
-void cpu_gelu_forward(float *out, const float *inp, size_t n);
-void cpu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
 void cpu_residual_forward(float *out, const float *a, const float *b, size_t n);
 void cpu_classifier(float *logits, float *losses, const int32_t *targets, const float *weight, float dscale, int N,
                     int V, int Vp);
@@ -86,8 +88,8 @@ const Backend backend_cpu = {
     .attention_state_size = cpu_attention_state_size,
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,
-    .gelu_forward = cpu_gelu_forward,
-    .gelu_backward = cpu_gelu_backward,
+    .matmul_gelu_forward = cpu_matmul_gelu_forward,
+    .matmul_backward_gelu = cpu_matmul_backward_gelu,
     .residual_forward = cpu_residual_forward,
     .classifier = cpu_classifier,
     .sumsq = cpu_sumsq,

@@ -23,6 +23,11 @@
 void cpu_gemm(float *C, int ldc, const float *A, long ars, long acs, const float *B, long brs, long bcs, int M, int N,
               int K, int accumulate);
 
+// GELU (tanh approximation) over n elements, for the fused MLP ops of matmul.c (pointwise.c):
+// out = gelu(inp); dinp = gelu'(inp) * dout, overwritten (dinp may be dout).
+void cpu_gelu_forward(float *out, const float *inp, size_t n);
+void cpu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+
 // ---- e^x and tanh without libm, in scalar and 16-lane form ----
 // libm's expf/tanhf are scalar calls (glibc's vector versions need -ffast-math), and they made
 // the softmax, the classifier and GELU cost more than the matmuls. Here: x = n*ln2 + r,

@@ -1,4 +1,5 @@
-// The cheap ops: token + position embedding, GELU, residual add. Memory-bound; parallel loops.
+// The cheap ops: token + position embedding, GELU (for matmul.c's fused ops), residual add.
+// Memory-bound; parallel loops.
 #include "kernels/cpu/cpu.h"
 #include <math.h>
 
@@ -48,20 +49,20 @@ void cpu_gelu_forward(float *out, const float *inp, size_t n) {
     for (size_t i = nv * 16; i < n; i++) out[i] = gelu1(inp[i]);
 }
 
+// dinp = gelu'(inp) * dout, overwritten; dinp may be dout (each element is read before written).
 void cpu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
     size_t nv = n / 16;
     OMP(parallel for schedule(static))
     for (size_t j = 0; j < nv; j++) {
-        v16f x, th, d, di, g;
+        v16f x, th, d, g;
         V16_LOAD(x, inp + 16 * j);
         V16_LOAD(d, dout + 16 * j);
-        V16_LOAD(di, dinp + 16 * j);
         V16_TANH(th, GELU_SCALE * (x + 0.044715f * x * x * x));
         g = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
-        di += g * d;
-        V16_STORE(dinp + 16 * j, di);
+        d = g * d;
+        V16_STORE(dinp + 16 * j, d);
     }
-    for (size_t i = nv * 16; i < n; i++) dinp[i] += gelu_grad1(inp[i]) * dout[i];
+    for (size_t i = nv * 16; i < n; i++) dinp[i] = gelu_grad1(inp[i]) * dout[i];
 }
 
 void cpu_residual_forward(float *out, const float *a, const float *b, size_t n) {

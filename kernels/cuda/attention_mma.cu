@@ -54,33 +54,38 @@ __device__ __forceinline__ unsigned pack2(float lo, float hi) {
     return (unsigned)__bfloat16_as_ushort(__float2bfloat16_rn(lo)) |
            (unsigned)__bfloat16_as_ushort(__float2bfloat16_rn(hi)) << 16;
 }
-// Two 8 x 8 bf16 blocks from shared memory in one warp instruction: lanes 0-7 give the row
-// addresses of block 0, lanes 8-15 those of block 1 (16-byte aligned; lanes 16-31 repeat them).
-// Register j of lane (g, t) gets block j's row g, columns 2t and 2t + 1, or with TRANS its
-// column g, rows 2t and 2t + 1: exactly an mma B fragment's pairs.
-template <bool TRANS> __device__ __forceinline__ void ldsm_x2(unsigned (&r)[2], const bf16 *row) {
+// Four 8 x 8 bf16 blocks from shared memory in one warp instruction: lanes 8j .. 8j + 7 give the
+// row addresses of block j (16-byte aligned). Register j of lane (g, t) gets block j's row g,
+// columns 2t and 2t + 1, or with TRANS its column g, rows 2t and 2t + 1: exactly an mma B
+// fragment's pairs, so one instruction makes the B fragments of two neighbouring n8 blocks.
+template <bool TRANS> __device__ __forceinline__ void ldsm_x4(unsigned (&r)[4], const bf16 *row) {
 #ifdef TRACELLM_CUDA_EMU
-    emu_ldmatrix_x2(r, row, TRANS);
+    emu_ldmatrix_x4(r, row, TRANS);
 #else
     unsigned a = (unsigned)__cvta_generic_to_shared(row);
     if constexpr (TRANS)
-        asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
-                     : "=r"(r[0]), "=r"(r[1]) : "r"(a) : "memory");
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a) : "memory");
     else
-        asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
-                     : "=r"(r[0]), "=r"(r[1]) : "r"(a) : "memory");
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a) : "memory");
 #endif
 }
-// B (16 x 8, k x n) of a product over a tile's channels: from the tile's rows n .. n + 7 (the
-// n8 block) at channels k .. k + 15 (p points at row n, channel k; ld elements a row).
-// b0 = (k 2t, 2t+1 of column g), b1 = (k 2t+8, 2t+9).
-__device__ __forceinline__ void frag_b(unsigned (&b)[2], const bf16 *p, int ld, int lane) {
-    ldsm_x2<false>(b, p + (lane & 7) * ld + 8 * ((lane >> 3) & 1));
+// B (16 x 8, k x n) of a product over a tile's channels, for the n8 blocks at tile rows n .. n + 7
+// (b0) and n + 8 .. n + 15 (b1), channels k .. k + 15 (p points at row n, channel k; ld elements
+// a row): blocks rows 0-7 at k, at k + 8, then rows 8-15 at k, at k + 8.
+__device__ __forceinline__ void frag_b2(unsigned (&b0)[2], unsigned (&b1)[2], const bf16 *p, int ld, int lane) {
+    unsigned r[4];
+    ldsm_x4<false>(r, p + ((lane & 7) + 8 * (lane >> 4)) * ld + 8 * ((lane >> 3) & 1));
+    b0[0] = r[0]; b0[1] = r[1]; b1[0] = r[2]; b1[1] = r[3];
 }
-// B (16 x 8, k x n) of a product over a tile's rows: rows k .. k + 15 at channels n .. n + 7,
-// transposed by ldmatrix (p points at row k, channel n).
-__device__ __forceinline__ void frag_b_trans(unsigned (&b)[2], const bf16 *p, int ld, int lane) {
-    ldsm_x2<true>(b, p + (lane & 15) * ld);
+// B (16 x 8, k x n) of a product over a tile's rows: rows k .. k + 15 at channels n .. n + 7 (b0)
+// and n + 8 .. n + 15 (b1), transposed by ldmatrix (p points at row k, channel n): blocks rows
+// 0-7, 8-15 at channel n, then at n + 8.
+__device__ __forceinline__ void frag_b2_trans(unsigned (&b0)[2], unsigned (&b1)[2], const bf16 *p, int ld, int lane) {
+    unsigned r[4];
+    ldsm_x4<true>(r, p + (lane & 15) * ld + 8 * (lane >> 4));
+    b0[0] = r[0]; b0[1] = r[1]; b1[0] = r[2]; b1[1] = r[3];
 }
 // A fragments of the warp's 16 rows x HS channels straight from global memory (row stride
 // `stride`); rows at or past T are zeros.
@@ -170,6 +175,12 @@ __device__ __forceinline__ float quad_sum(float v) {
     return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
+// The first row of a forward or dq block. Its work grows with it (causal: rows i see keys 0..i), so
+// the grid's x is read backwards: the longest blocks start first and the short ones fill the
+// gaps at the end, instead of one long block running alone after the rest are done. (The dk/dv
+// kernel's key blocks are longest at x = 0 already.)
+__device__ __forceinline__ int heavy_first_rows() { return (gridDim.x - 1 - blockIdx.x) * MM_ROWS; }
+
 // The forward and dq kernels stream K and V tile pairs through a double buffer (Ks: two pairs of
 // KT x HS tiles, K then V). kv_load queues the pair at keys k0 into its half (cp.async); kv_next
 // queues the pair after k0's (when `last` needs it), waits for k0's, and returns its K (V follows
@@ -202,7 +213,7 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
     constexpr int LDK = HS + 8;
     bf16 *Ks = (bf16 *)smem_f;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * MM_ROWS, w0 = q0 + 16 * warp;
+    int b = blockIdx.z, h = blockIdx.y, q0 = heavy_first_rows(), w0 = q0 + 16 * warp;
     int row[2] = {w0 + g, w0 + g + 8};
     size_t C3 = 3 * (size_t)C;
     const bf16 *base = qkv + (size_t)b * T * C3 + h * HS;
@@ -220,15 +231,16 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
         // S = Q K^T (16 x KT), scaled to base 2 and masked
         float s[KT / 8][4];
 #pragma unroll
-        for (int n = 0; n < KT / 8; n++) {
-            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+        for (int n = 0; n < KT / 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+        for (int n = 0; n < KT / 8; n += 2)
 #pragma unroll
             for (int kk = 0; kk < HS / 16; kk++) {
-                unsigned bf[2];
-                frag_b(bf, Kc + n * 8 * LDK + 16 * kk, LDK, lane);
-                mma16816(s[n], qf[kk], bf);
+                unsigned b0[2], b1[2];
+                frag_b2(b0, b1, Kc + n * 8 * LDK + 16 * kk, LDK, lane);
+                mma16816(s[n], qf[kk], b0);
+                mma16816(s[n + 1], qf[kk], b1);
             }
-        }
         float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
         for (int n = 0; n < KT / 8; n++)
@@ -267,10 +279,11 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
             unsigned pa[4];
             acc_to_a(pa, s[2 * kk], s[2 * kk + 1]);
 #pragma unroll
-            for (int n = 0; n < HS / 8; n++) {
-                unsigned bf[2];
-                frag_b_trans(bf, Vc + 16 * kk * LDK + 8 * n, LDK, lane);
-                mma16816(o[n], pa, bf);
+            for (int n = 0; n < HS / 8; n += 2) {
+                unsigned b0[2], b1[2];
+                frag_b2_trans(b0, b1, Vc + 16 * kk * LDK + 8 * n, LDK, lane);
+                mma16816(o[n], pa, b0);
+                mma16816(o[n + 1], pa, b1);
             }
         }
         __syncthreads();  // every warp is done with this buffer before the pair after next fills it
@@ -315,7 +328,7 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
     constexpr int LDK = HS + 8;
     bf16 *Ks = (bf16 *)smem_f;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * MM_ROWS, w0 = q0 + 16 * warp;
+    int b = blockIdx.z, h = blockIdx.y, q0 = heavy_first_rows(), w0 = q0 + 16 * warp;
     int row[2] = {w0 + g, w0 + g + 8};
     size_t C3 = 3 * (size_t)C;
     const bf16 *base = qkv + (size_t)b * T * C3 + h * HS, *gbase = dout + (size_t)b * T * C + h * HS;
@@ -342,15 +355,19 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
         for (int n = 0; n < KT / 8; n++) {
             s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
             dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.0f;
+        }
+#pragma unroll
+        for (int n = 0; n < KT / 8; n += 2)
 #pragma unroll
             for (int kk = 0; kk < HS / 16; kk++) {
-                unsigned bk[2], bv[2];
-                frag_b(bk, Kc + n * 8 * LDK + 16 * kk, LDK, lane);
-                frag_b(bv, Vc + n * 8 * LDK + 16 * kk, LDK, lane);
-                mma16816(s[n], qf[kk], bk);   // S = Q K^T
-                mma16816(dp[n], gf[kk], bv);  // dP = dO V^T
+                unsigned bk0[2], bk1[2], bv0[2], bv1[2];
+                frag_b2(bk0, bk1, Kc + n * 8 * LDK + 16 * kk, LDK, lane);
+                frag_b2(bv0, bv1, Vc + n * 8 * LDK + 16 * kk, LDK, lane);
+                mma16816(s[n], qf[kk], bk0);   // S = Q K^T
+                mma16816(s[n + 1], qf[kk], bk1);
+                mma16816(dp[n], gf[kk], bv0);  // dP = dO V^T
+                mma16816(dp[n + 1], gf[kk], bv1);
             }
-        }
 #pragma unroll
         for (int n = 0; n < KT / 8; n++)
 #pragma unroll
@@ -365,10 +382,11 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
             unsigned da[4];
             acc_to_a(da, s[2 * kk], s[2 * kk + 1]);
 #pragma unroll
-            for (int n = 0; n < HS / 8; n++) {
-                unsigned bf[2];
-                frag_b_trans(bf, Kc + 16 * kk * LDK + 8 * n, LDK, lane);
-                mma16816(dq[n], da, bf);
+            for (int n = 0; n < HS / 8; n += 2) {
+                unsigned b0[2], b1[2];
+                frag_b2_trans(b0, b1, Kc + 16 * kk * LDK + 8 * n, LDK, lane);
+                mma16816(dq[n], da, b0);
+                mma16816(dq[n + 1], da, b1);
             }
         }
         __syncthreads();
@@ -447,15 +465,19 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel
         for (int n = 0; n < QT / 8; n++) {
             st[n][0] = st[n][1] = st[n][2] = st[n][3] = 0.0f;
             dpt[n][0] = dpt[n][1] = dpt[n][2] = dpt[n][3] = 0.0f;
+        }
+#pragma unroll
+        for (int n = 0; n < QT / 8; n += 2)
 #pragma unroll
             for (int kk = 0; kk < HS / 16; kk++) {
-                unsigned bq[2], bg[2];
-                frag_b(bq, Qs + n * 8 * LDR + 16 * kk, LDR, lane);
-                frag_b(bg, Gs + n * 8 * LDR + 16 * kk, LDR, lane);
-                mma16816(st[n], kf[kk], bq);   // S^T = K Q^T
-                mma16816(dpt[n], vf[kk], bg);  // dP^T = V dO^T
+                unsigned bq0[2], bq1[2], bg0[2], bg1[2];
+                frag_b2(bq0, bq1, Qs + n * 8 * LDR + 16 * kk, LDR, lane);
+                frag_b2(bg0, bg1, Gs + n * 8 * LDR + 16 * kk, LDR, lane);
+                mma16816(st[n], kf[kk], bq0);   // S^T = K Q^T
+                mma16816(st[n + 1], kf[kk], bq1);
+                mma16816(dpt[n], vf[kk], bg0);  // dP^T = V dO^T
+                mma16816(dpt[n + 1], vf[kk], bg1);
             }
-        }
 #pragma unroll
         for (int n = 0; n < QT / 8; n++)
 #pragma unroll
@@ -472,12 +494,14 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel
             acc_to_a(pa, st[2 * kk], st[2 * kk + 1]);
             acc_to_a(da, dpt[2 * kk], dpt[2 * kk + 1]);
 #pragma unroll
-            for (int n = 0; n < HS / 8; n++) {
-                unsigned bg[2], bq[2];
-                frag_b_trans(bg, Gs + 16 * kk * LDR + 8 * n, LDR, lane);
-                frag_b_trans(bq, Qs + 16 * kk * LDR + 8 * n, LDR, lane);
-                mma16816(dv[n], pa, bg);
-                mma16816(dk[n], da, bq);
+            for (int n = 0; n < HS / 8; n += 2) {
+                unsigned bg0[2], bg1[2], bq0[2], bq1[2];
+                frag_b2_trans(bg0, bg1, Gs + 16 * kk * LDR + 8 * n, LDR, lane);
+                frag_b2_trans(bq0, bq1, Qs + 16 * kk * LDR + 8 * n, LDR, lane);
+                mma16816(dv[n], pa, bg0);
+                mma16816(dv[n + 1], pa, bg1);
+                mma16816(dk[n], da, bq0);
+                mma16816(dk[n + 1], da, bq1);
             }
         }
         __syncthreads();

@@ -27,6 +27,11 @@ void cuda_set_matmul_mode(int mode);
 enum { CUDA_ATTENTION_MMA = 0, CUDA_ATTENTION_WMMA = 1 };
 void cuda_set_attention_kernel(int kernel);
 
+// The MLP's GELU in the bf16 table (matmul_gelu_forward, matmul_backward_gelu): cuBLASLt GEMM
+// epilogues (1, the default; shapes and pointers cuBLASLt refuses still take the separate pass) or
+// always a pass of its own (0). TRACELLM_CUDA_GELU=epilogue|separate sets it at first use.
+void cuda_set_gelu_epilogue(int on);
+
 // Waits for every queued op (for timing); dies with the CUDA error if one failed.
 void cuda_synchronize(void);
 

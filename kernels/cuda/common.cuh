@@ -127,6 +127,10 @@ template <class K> static bool smem_opt_in(K kernel, size_t bytes, size_t &grant
 
 // dbias (OC,) += column sums of dout (N,OC), deterministic (kernels/cuda/layernorm.cu).
 template <class X> void cuda_colsum_add(float *dbias, const X *dout, int N, int OC);
+// GELU (tanh approximation) over n elements (kernels/cuda/pointwise.cu): out = gelu(inp);
+// dinp = gelu'(inp) * dout, overwritten (dinp may be dout).
+template <class X> void cuda_gelu_forward(X *out, const X *inp, size_t n);
+template <class X> void cuda_gelu_backward(X *dinp, const X *inp, const X *dout, size_t n);
 
 static inline unsigned cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
 

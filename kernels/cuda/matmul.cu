@@ -1,5 +1,10 @@
 // Linear layers through cuBLASLt: out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias, and its
-// backward (dinp, dweight accumulated with beta = 1; dbias by a deterministic column sum).
+// backward (dinp, dweight accumulated with beta = 1; dbias by a deterministic column sum). And the
+// MLP's GELU fused into the GEMMs around it (kernels/ops.h): in the bf16 table the forward's GELU
+// and the backward's GELU gradient are cuBLASLt epilogues (GELU_AUX_BIAS writes pre and gelu(pre)
+// in one pass; DGELU multiplies the product by gelu'(pre) as it is stored), which saves a read and
+// a write of an (N,4C) tensor each way. Where the epilogue cannot run (the fp32 table, a shape or
+// pointer cuBLASLt refuses, TRACELLM_CUDA_GELU=separate) the GELU is a pass of its own.
 //
 // cuBLASLt is column-major: a row-major (R,K) matrix is a column-major (K,R) one, so every
 // product below is written for the transposed problem, e.g. out^T (OC,N) = W (OC,C) . inp^T (C,N)
@@ -13,6 +18,8 @@
 #include <cuda_bf16.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static cublasLtHandle_t lt;
 static void *workspace;
@@ -69,15 +76,17 @@ template <class X> __global__ void add_bias_kernel(X *D, const X *bias, int m, s
 // them and asking the heuristic takes longer than a small GEMM, and a training step repeats a dozen
 // shapes ~100 times. The cached algorithm is the one the heuristic returns for the same key, so
 // results keep their bits. Only the bias pointer changes between calls (set on each call).
+// epi is the cublasLtEpilogue_t; the aux matrix (GELU's input) is (m,n) with ld m like D.
 struct PlanKey {  // 4-byte members only: no padding, so memcmp compares exactly the fields
-    int m, n, k, ta, tb, ab_type, x_type, d_type, compute, epi_bias;
-    uint32_t al_a, al_b, al_d;
+    int m, n, k, ta, tb, ab_type, x_type, d_type, compute, epi;
+    uint32_t al_a, al_b, al_d, al_aux;
 };
 struct Plan {
     PlanKey key;
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, ld;
     cublasLtMatmulAlgo_t algo;
+    bool ok;                  // false: cuBLASLt has no algorithm for this epilogue (the caller falls back)
     unsigned long long used;  // last use, for eviction
 };
 enum { MAX_PLANS = 64 };
@@ -92,7 +101,10 @@ static void plan_free(Plan *p) {
     cublasLtMatmulDescDestroy(p->desc);
 }
 
-static const Plan *plan_for(const PlanKey &key, const char *op, int N, int C, int OC) {
+// The plan for `key`, made on first use. A GELU epilogue plan cuBLASLt cannot run comes back with
+// ok false (remembered, so the heuristic is asked once); any other failure is fatal. `aux` is only
+// read when the plan is made: the heuristic takes the aux matrix's alignment from its address.
+static const Plan *plan_for(const PlanKey &key, const void *aux, const char *op, int N, int C, int OC) {
     for (int i = 0; i < n_plans; i++)
         if (!memcmp(&plans[i].key, &key, sizeof key)) { plans[i].used = ++plan_clock; return &plans[i]; }
     Plan *p;
@@ -111,10 +123,16 @@ static const Plan *plan_for(const PlanKey &key, const char *op, int N, int C, in
     cublasOperation_t ta = key.ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb = key.tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta), "%s", op);
     LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), "%s", op);
-    if (key.epi_bias) {
-        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    cublasLtEpilogue_t epi = (cublasLtEpilogue_t)key.epi;
+    bool gelu = epi != CUBLASLT_EPILOGUE_DEFAULT && epi != CUBLASLT_EPILOGUE_BIAS;
+    if (epi != CUBLASLT_EPILOGUE_DEFAULT)
         LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi), "%s", op);
+    if (epi == CUBLASLT_EPILOGUE_BIAS || epi == CUBLASLT_EPILOGUE_GELU_AUX_BIAS)
         LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt), "%s", op);
+    if (gelu) {
+        int64_t aux_ld = m;
+        LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof aux_ld), "%s", op);
+        LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux), "%s", op);
     }
     LT_CHECK(cublasLtMatrixLayoutCreate(&p->la, ab, key.ta ? k : m, key.ta ? m : k, key.ta ? k : m), "%s", op);
     LT_CHECK(cublasLtMatrixLayoutCreate(&p->lb, ab, key.tb ? n : k, key.tb ? k : n, key.tb ? n : k), "%s", op);
@@ -129,23 +147,52 @@ static const Plan *plan_for(const PlanKey &key, const char *op, int N, int C, in
     LT_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key.al_d, sizeof key.al_d), "%s", op);
     cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
-    LT_CHECK(cublasLtMatmulAlgoGetHeuristic(lt, p->desc, p->la, p->lb, p->ld, p->ld, pref, 1, &heur, &found),
-             "%s N=%d C=%d OC=%d", op, N, C, OC);
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt, p->desc, p->la, p->lb, p->ld, p->ld, pref, 1, &heur, &found);
     cublasLtMatmulPreferenceDestroy(pref);
-    if (found < 1) fatal("cuda: %s N=%d C=%d OC=%d: cuBLASLt has no algorithm for this GEMM (m=%d n=%d k=%d)", op, N, C, OC, m, n, k);
-    p->algo = heur.algo;
+    p->ok = st == CUBLAS_STATUS_SUCCESS && found >= 1;
+    if (!p->ok && !gelu) {
+        if (st != CUBLAS_STATUS_SUCCESS) lt_die(st, "cublasLtMatmulAlgoGetHeuristic", "%s N=%d C=%d OC=%d", op, N, C, OC);
+        fatal("cuda: %s N=%d C=%d OC=%d: cuBLASLt has no algorithm for this GEMM (m=%d n=%d k=%d)", op, N, C, OC, m, n, k);
+    }
+    if (p->ok) p->algo = heur.algo;
     p->used = ++plan_clock;
     return p;
 }
 
-// D (m,n) col-major, ld m  =  alpha op(A) op(B) + beta D  [+ bias (m,) broadcast over columns]
-// A is (m,k) after op: stored (k,m) when transA (ld k), else (m,k) (ld m); likewise B (k,n).
-// A, B, bias in the compute type X; D in X, or in fp32 when d_fp32 (the weight gradients).
+// What a GEMM's epilogue does besides the optional bias: nothing; GELU (aux (m,n) gets the GEMM's
+// result + bias, D its GELU); or GELU's gradient (D = gelu'(aux) * the product; beta must be 0).
+enum Epi { EPI_NONE, EPI_GELU, EPI_DGELU };
+
+// TRACELLM_CUDA_GELU=separate (or cuda_set_gelu_epilogue(0)): the GELU as a pass of its own even
+// where the epilogue could run it, to time one against the other or to rule the epilogue out.
+static int gelu_epilogue = -1;
+void cuda_set_gelu_epilogue(int on) { gelu_epilogue = on != 0; }
+static bool gelu_epilogue_allowed(void) {
+    if (gelu_epilogue < 0) {
+        const char *e = getenv("TRACELLM_CUDA_GELU");
+        if (e && *e && strcmp(e, "epilogue") && strcmp(e, "separate"))
+            fatal("TRACELLM_CUDA_GELU=%s: expected epilogue or separate", e);
+        gelu_epilogue = !(e && !strcmp(e, "separate"));
+    }
+    return gelu_epilogue;
+}
+
+// D (m,n) col-major, ld m  =  alpha op(A) op(B) + beta D  [+ bias (m,) broadcast over columns],
+// then `epi` with the aux matrix (m,n), ld m. A is (m,k) after op: stored (k,m) when transA (ld k),
+// else (m,k) (ld m); likewise B (k,n). A, B, bias in the compute type X; D in X, or in fp32 when
+// d_fp32 (the weight gradients). Returns false, having done nothing, when a GELU epilogue cannot
+// run here: the caller then does the GELU itself.
 template <class X>
-static void gemm(void *D, bool d_fp32, const X *A, const X *B, const X *bias, int m, int n, int k, bool transA,
-                 bool transB, float beta, const char *op, int N, int C, int OC) {
+static bool gemm(void *D, bool d_fp32, const X *A, const X *B, const X *bias, int m, int n, int k, bool transA,
+                 bool transB, float beta, const char *op, int N, int C, int OC, Epi epi = EPI_NONE,
+                 const X *aux = nullptr) {
     lt_init();
     constexpr bool native_bf16 = sizeof(X) == 2;
+    // GELU epilogues: bf16 table only (aux is then bf16 like D), aux ld a multiple of 8 (cuBLASLt's
+    // rule), 16-byte aligned vectors
+    if (epi != EPI_NONE && (!native_bf16 || d_fp32 || m % 8 || !aligned16(aux) || (bias && !aligned16(bias)) ||
+                            !gelu_epilogue_allowed()))
+        return false;
     int mode = native_bf16 ? CUDA_MATMUL_BF16 : cuda_matmul_mode();
     bool bf = mode == CUDA_MATMUL_BF16, convert = bf && !native_bf16;
     size_t na = (size_t)m * k, nb = (size_t)k * n;
@@ -158,11 +205,19 @@ static void gemm(void *D, bool d_fp32, const X *A, const X *B, const X *bias, in
     // cuBLASLt's bias epilogue wants an aligned vector; a 4-byte aligned slice gets its own pass
     const X *late_bias = bias && (uintptr_t)bias % 16 ? bias : NULL;
     bool epi_bias = bias && !late_bias;
-    const Plan *pl = plan_for(PlanKey{m, n, k, transA, transB, (int)ab_type, (int)x_type, (int)d_type, (int)ct, epi_bias,
-                                      alignment(a), alignment(b), alignment(D)},
-                              op, N, C, OC);
+    cublasLtEpilogue_t e = epi == EPI_GELU  ? (epi_bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX)
+                           : epi == EPI_DGELU ? CUBLASLT_EPILOGUE_DGELU
+                           : epi_bias       ? CUBLASLT_EPILOGUE_BIAS
+                                            : CUBLASLT_EPILOGUE_DEFAULT;
+    const Plan *pl = plan_for(PlanKey{m, n, k, transA, transB, (int)ab_type, (int)x_type, (int)d_type, (int)ct, (int)e,
+                                      alignment(a), alignment(b), alignment(D), aux ? alignment(aux) : 0u},
+                              aux, op, N, C, OC);
+    if (!pl->ok) return false;
     if (epi_bias)
         LT_CHECK(cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias), "%s", op);
+    if (epi != EPI_NONE)
+        LT_CHECK(cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux),
+                 "%s", op);
     float alpha = 1.0f;
     LT_CHECK(cublasLtMatmul(lt, pl->desc, &alpha, a, pl->la, b, pl->lb, &beta, D, pl->ld, D, pl->ld, &pl->algo, workspace,
                             WORKSPACE, 0),
@@ -173,6 +228,7 @@ static void gemm(void *D, bool d_fp32, const X *A, const X *B, const X *bias, in
         add_bias_kernel<X><<<cdiv(total, 256), 256>>>((X *)D, late_bias, m, total);
         LAUNCH_CHECK("%s (bias) N=%d C=%d OC=%d", op, N, C, OC);
     }
+    return true;
 }
 
 // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias
@@ -184,6 +240,15 @@ static void matmul_forward(float *out, const float *inp, const float *weight, co
             "matmul_forward", N, C, OC);
 }
 
+// dweight (OC,C) += dout^T inp, fp32; dbias (OC,) += column sums of dout, or NULL
+template <class X>
+static void weight_grads(float *dweight, float *dbias, const float *dout, const float *inp, int N, int C, int OC) {
+    // dweight^T (C,OC) += inp^T (C,N) . dout (N,OC) [col-major (OC,N), transposed]
+    gemm<X>(dweight, true, (const X *)inp, (const X *)dout, nullptr, C, OC, N, false, true, 1.0f,
+            "matmul_backward (dweight)", N, C, OC);
+    if (dbias) cuda_colsum_add<X>(dbias, (const X *)dout, N, OC);
+}
+
 template <class X>
 static void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                             const float *weight, int N, int C, int OC) {
@@ -191,14 +256,40 @@ static void matmul_backward(float *dinp, float *dweight, float *dbias, const flo
     // dinp^T (C,N) += W^T (C,OC) [col-major (C,OC)] . dout^T (OC,N)
     gemm<X>(dinp, false, (const X *)weight, (const X *)dout, nullptr, C, N, OC, false, false, 1.0f,
             "matmul_backward (dinp)", N, C, OC);
-    // dweight^T (C,OC) += inp^T (C,N) . dout (N,OC) [col-major (OC,N), transposed]; fp32 gradient
-    gemm<X>(dweight, true, (const X *)inp, (const X *)dout, nullptr, C, OC, N, false, true, 1.0f,
-            "matmul_backward (dweight)", N, C, OC);
-    if (dbias) cuda_colsum_add<X>(dbias, (const X *)dout, N, OC);
+    weight_grads<X>(dweight, dbias, dout, inp, N, C, OC);
+}
+
+// pre (N,OC) = inp @ weight^T + bias, out (N,OC) = gelu(pre)
+template <class X>
+static void matmul_gelu_forward(float *pre, float *out, const float *inp, const float *weight, const float *bias, int N,
+                                int C, int OC) {
+    if (N <= 0 || OC <= 0) return;
+    if (gemm<X>(out, false, (const X *)weight, (const X *)inp, (const X *)bias, OC, N, C, true, false, 0.0f,
+                "matmul_gelu_forward", N, C, OC, EPI_GELU, (const X *)pre))
+        return;
+    matmul_forward<X>(pre, inp, weight, bias, N, C, OC);
+    cuda_gelu_forward<X>((X *)out, (const X *)pre, (size_t)N * OC);
+}
+
+// dpre (N,C) = gelu'(pre) * (dout @ weight), written; dweight, dbias accumulate
+template <class X>
+static void matmul_backward_gelu(float *dpre, float *dweight, float *dbias, const float *dout, const float *inp,
+                                 const float *weight, const float *pre, int N, int C, int OC) {
+    if (N <= 0) return;
+    // dpre^T (C,N) = gelu'(pre^T) * (W^T (C,OC) . dout^T (OC,N))
+    if (!gemm<X>(dpre, false, (const X *)weight, (const X *)dout, nullptr, C, N, OC, false, false, 0.0f,
+                 "matmul_backward_gelu (dpre)", N, C, OC, EPI_DGELU, (const X *)pre)) {
+        gemm<X>(dpre, false, (const X *)weight, (const X *)dout, nullptr, C, N, OC, false, false, 0.0f,
+                "matmul_backward_gelu (dpre)", N, C, OC);
+        cuda_gelu_backward<X>((X *)dpre, (const X *)pre, (const X *)dpre, (size_t)N * C);
+    }
+    weight_grads<X>(dweight, dbias, dout, inp, N, C, OC);
 }
 
 template <class X> void cu_ops_matmul(Backend *b) {
     b->matmul_forward = matmul_forward<X>;
     b->matmul_backward = matmul_backward<X>;
+    b->matmul_gelu_forward = matmul_gelu_forward<X>;
+    b->matmul_backward_gelu = matmul_backward_gelu<X>;
 }
 CU_OPS_INSTANTIATE(cu_ops_matmul)

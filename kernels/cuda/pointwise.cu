@@ -115,41 +115,48 @@ template <class X, bool VEC> __global__ void gelu_forward_kernel(X *out, const X
         out[i] = stx<X>(gelu1(ldx(inp[i])));
     }
 }
+// dinp = gelu'(inp) * dout, overwritten (dinp may be dout: each thread reads its elements first)
 template <class X, bool VEC> __global__ void gelu_backward_kernel(X *dinp, const X *inp, const X *dout, size_t n) {
     constexpr int V = VEC ? Vec<X>::N : 1;
     size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * V;
     if (i >= n) return;
     if (VEC) {
-        float x[Vec<X>::N], d[Vec<X>::N], a[Vec<X>::N];
-        load_vec<X>(x, inp + i); load_vec<X>(d, dout + i); load_vec<X>(a, dinp + i);
+        float x[Vec<X>::N], d[Vec<X>::N];
+        load_vec<X>(x, inp + i); load_vec<X>(d, dout + i);
 #pragma unroll
-        for (int k = 0; k < Vec<X>::N; k++) a[k] += gelu_grad1(x[k]) * d[k];
-        store_vec<X>(dinp + i, a);
+        for (int k = 0; k < Vec<X>::N; k++) d[k] *= gelu_grad1(x[k]);
+        store_vec<X>(dinp + i, d);
     } else {
-        dinp[i] = stx<X>(ldx(dinp[i]) + gelu_grad1(ldx(inp[i])) * ldx(dout[i]));
+        dinp[i] = stx<X>(gelu_grad1(ldx(inp[i])) * ldx(dout[i]));
     }
 }
 
-template <class X> static void gelu_forward(float *out, const float *inp, size_t n) {
+// The GELU passes of matmul.cu's fused MLP ops where cuBLASLt's epilogues cannot run them
+// (kernels/cuda/common.cuh).
+template <class X> void cuda_gelu_forward(X *out, const X *inp, size_t n) {
     cuda_init();
     if (!n) return;
     constexpr size_t V = Vec<X>::N;
     if (n % V == 0 && aligned16(out) && aligned16(inp))
-        gelu_forward_kernel<X, true><<<cdiv(n / V, 256), 256>>>((X *)out, (const X *)inp, n);
+        gelu_forward_kernel<X, true><<<cdiv(n / V, 256), 256>>>(out, inp, n);
     else
-        gelu_forward_kernel<X, false><<<cdiv(n, 256), 256>>>((X *)out, (const X *)inp, n);
+        gelu_forward_kernel<X, false><<<cdiv(n, 256), 256>>>(out, inp, n);
     LAUNCH_CHECK("gelu_forward n=%zu", n);
 }
-template <class X> static void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+template <class X> void cuda_gelu_backward(X *dinp, const X *inp, const X *dout, size_t n) {
     cuda_init();
     if (!n) return;
     constexpr size_t V = Vec<X>::N;
     if (n % V == 0 && aligned16(dinp) && aligned16(inp) && aligned16(dout))
-        gelu_backward_kernel<X, true><<<cdiv(n / V, 256), 256>>>((X *)dinp, (const X *)inp, (const X *)dout, n);
+        gelu_backward_kernel<X, true><<<cdiv(n / V, 256), 256>>>(dinp, inp, dout, n);
     else
-        gelu_backward_kernel<X, false><<<cdiv(n, 256), 256>>>((X *)dinp, (const X *)inp, (const X *)dout, n);
+        gelu_backward_kernel<X, false><<<cdiv(n, 256), 256>>>(dinp, inp, dout, n);
     LAUNCH_CHECK("gelu_backward n=%zu", n);
 }
+template void cuda_gelu_forward<float>(float *, const float *, size_t);
+template void cuda_gelu_forward<bf16>(bf16 *, const bf16 *, size_t);
+template void cuda_gelu_backward<float>(float *, const float *, const float *, size_t);
+template void cuda_gelu_backward<bf16>(bf16 *, const bf16 *, const bf16 *, size_t);
 
 // ---- residual ----
 
@@ -274,8 +281,6 @@ template <class X> static void round_params(float *dst, const float *src, size_t
 template <class X> void cu_ops_pointwise(Backend *b) {
     b->encoder_forward = encoder_forward<X>;
     b->encoder_backward = encoder_backward<X>;
-    b->gelu_forward = gelu_forward<X>;
-    b->gelu_backward = gelu_backward<X>;
     b->residual_forward = residual_forward<X>;
     b->sumsq = sumsq;
     b->adamw = adamw;

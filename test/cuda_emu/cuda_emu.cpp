@@ -90,24 +90,26 @@ void emu_mma_m16n8k16_bf16(float (&d)[4], const unsigned (&a)[4], const unsigned
     for (int e = 0; e < 4; e++) d[e] = out[e];
 }
 
-void emu_ldmatrix_x2(unsigned (&r)[2], const void *row, bool trans) {
+// ldmatrix of nmat 8 x 8 blocks: lanes 8j..8j+7 give block j's row addresses
+static void ldmatrix(unsigned *r, unsigned nmat, const void *row, bool trans) {
     static std::vector<const unsigned short *> xp;  // every thread's row address
     unsigned tid = fibers[current].tid, n = (unsigned)fibers.size();
     if (xp.size() < n) xp.resize(n);
-    if ((uintptr_t)row & 15) {
+    unsigned w = tid & ~31u, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    if (lane < 8 * nmat && ((uintptr_t)row & 15)) {
         fprintf(stderr, "emu: ldmatrix row address %p of thread %u is not 16-byte aligned\n", row, tid);
         abort();
     }
     xp[tid] = (const unsigned short *)row;
     barrier();
-    unsigned w = tid & ~31u, lane = tid & 31, g = lane >> 2, t = lane & 3;
-    for (unsigned j = 0; j < 2; j++) {
+    for (unsigned j = 0; j < nmat; j++) {
         const unsigned short *const *rows = &xp[w + 8 * j];
         unsigned lo = trans ? rows[2 * t][g] : rows[g][2 * t], hi = trans ? rows[2 * t + 1][g] : rows[g][2 * t + 1];
         r[j] = lo | hi << 16;
     }
     barrier();
 }
+void emu_ldmatrix_x4(unsigned (&r)[4], const void *row, bool trans) { ldmatrix(r, 4, row, trans); }
 
 void emu_run(const EmuCfg &cfg, const std::function<void()> &b) {
     unsigned nt = cfg.block.x * cfg.block.y * cfg.block.z;
@@ -197,7 +199,7 @@ struct EmuLtHandle { int dummy; };
 cublasStatus_t cublasLtCreate(cublasLtHandle_t *h) { *h = new EmuLtHandle(); return CUBLAS_STATUS_SUCCESS; }
 const char *cublasLtGetStatusString(cublasStatus_t s) { return s == CUBLAS_STATUS_SUCCESS ? "success" : "emulated cuBLAS error"; }
 cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t c, cudaDataType_t scale) {
-    *d = new EmuLtDesc{c, scale, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, NULL, -1};
+    *d = new EmuLtDesc{c, scale, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, NULL, -1, NULL, 0};
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a, const void *buf, size_t n) {
@@ -207,6 +209,8 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMa
     case CUBLASLT_MATMUL_DESC_EPILOGUE: if (n != sizeof d->epi) return CUBLAS_STATUS_INVALID_VALUE; memcpy(&d->epi, buf, n); break;
     case CUBLASLT_MATMUL_DESC_BIAS_POINTER: if (n != sizeof d->bias) return CUBLAS_STATUS_INVALID_VALUE; memcpy(&d->bias, buf, n); break;
     case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: if (n != sizeof(cudaDataType_t)) return CUBLAS_STATUS_INVALID_VALUE; memcpy(&d->bias_type, buf, n); break;
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER: if (n != sizeof d->aux) return CUBLAS_STATUS_INVALID_VALUE; memcpy(&d->aux, buf, n); break;
+    case CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD: if (n != sizeof d->aux_ld) return CUBLAS_STATUS_INVALID_VALUE; memcpy(&d->aux_ld, buf, n); break;
     default: return CUBLAS_STATUS_INVALID_VALUE;
     }
     return CUBLAS_STATUS_SUCCESS;
@@ -233,10 +237,17 @@ static void op_dims(const EmuLtLayout *l, cublasOperation_t t, uint64_t *r, uint
     *r = t == CUBLAS_OP_T ? l->cols : l->rows;
     *c = t == CUBLAS_OP_T ? l->rows : l->cols;
 }
+static bool gelu_epilogue(const EmuLtDesc *d) {
+    return d->epi == CUBLASLT_EPILOGUE_GELU_AUX || d->epi == CUBLASLT_EPILOGUE_GELU_AUX_BIAS || d->epi == CUBLASLT_EPILOGUE_DGELU;
+}
 static bool shapes_ok(const EmuLtDesc *d, const EmuLtLayout *a, const EmuLtLayout *b, const EmuLtLayout *c, const EmuLtLayout *dl) {
     uint64_t ar, ac, br, bc;
     op_dims(a, d->ta, &ar, &ac);
     op_dims(b, d->tb, &br, &bc);
+    // the GELU epilogues' aux matrix (D's type): ld a multiple of 8, at least D's rows (cuBLASLt's
+    // documented rule), and a 16-byte aligned address (what this project promises it)
+    if (gelu_epilogue(d) && (!d->aux || d->aux_ld % 8 || d->aux_ld < (int64_t)dl->rows || (uintptr_t)d->aux % 16))
+        return false;
     // cuBLASLt's table for compute 32F: A, B of one type; C, D of one type, fp32 or (bf16 inputs only) bf16
     return ac == br && ar == dl->rows && bc == dl->cols && c->rows == dl->rows && c->cols == dl->cols &&
            a->type == b->type && c->type == dl->type &&
@@ -262,6 +273,16 @@ static float load(const void *p, cudaDataType_t t, size_t i) {
     if (t == CUDA_R_16BF) return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
     return ((const float *)p)[i];
 }
+static void store(void *p, cudaDataType_t t, size_t i, float v) {
+    if (t == CUDA_R_16BF) ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(v);
+    else ((float *)p)[i] = v;
+}
+// GELU's tanh approximation and its derivative (what the GPT-2 GELU and cuBLASLt's epilogue compute)
+static float gelu_tanh(float x) { return 0.5f * x * (1.0f + tanhf(0.7978845608f * (x + 0.044715f * x * x * x))); }
+static float gelu_tanh_grad(float x) {
+    float th = tanhf(0.7978845608f * (x + 0.044715f * x * x * x));
+    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * 0.7978845608f * (1.0f + 3.0f * 0.044715f * x * x);
+}
 cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const void *alpha_, const void *A,
                               cublasLtMatrixLayout_t la, const void *B, cublasLtMatrixLayout_t lb, const void *beta_,
                               const void *C, cublasLtMatrixLayout_t lc, void *D, cublasLtMatrixLayout_t ld,
@@ -269,16 +290,18 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const vo
     if (!shapes_ok(d, la, lb, lc, ld)) return CUBLAS_STATUS_INVALID_VALUE;
     // the bias is of D's type unless set; a bf16 bias needs bf16 inputs
     cudaDataType_t bias_type = d->bias_type == -1 ? ld->type : (cudaDataType_t)d->bias_type;
-    if (d->epi == CUBLASLT_EPILOGUE_BIAS &&
+    if ((d->epi == CUBLASLT_EPILOGUE_BIAS || d->epi == CUBLASLT_EPILOGUE_GELU_AUX_BIAS) &&
         (!d->bias || (bias_type != CUDA_R_32F && !(bias_type == CUDA_R_16BF && la->type == CUDA_R_16BF))))
         return CUBLAS_STATUS_INVALID_VALUE;
     float alpha = *(const float *)alpha_, beta = *(const float *)beta_;
+    // where D = gelu'(aux) * (product + beta C) would put C is not documented: callers use beta 0
+    if (d->epi == CUBLASLT_EPILOGUE_DGELU && beta != 0.0f) return CUBLAS_STATUS_INVALID_VALUE;
     uint64_t m = ld->rows, n = ld->cols, k;
     uint64_t ar, ac;
     op_dims(la, d->ta, &ar, &ac);
     k = ac;
     bool round_tf32 = d->compute == CUBLAS_COMPUTE_32F_FAST_TF32 && la->type == CUDA_R_32F;
-    std::vector<float> out(m * n);
+    std::vector<float> out(m * n), pre(gelu_epilogue(d) ? m * n : 0);
     for (uint64_t j = 0; j < n; j++)
         for (uint64_t i = 0; i < m; i++) {
             float acc = 0.0f;
@@ -291,14 +314,19 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const vo
             }
             float v = alpha * acc;
             if (beta != 0.0f) v += beta * load(C, lc->type, i + j * lc->ld);
-            if (d->epi == CUBLASLT_EPILOGUE_BIAS) v += load(d->bias, bias_type, i);
+            if (d->epi == CUBLASLT_EPILOGUE_BIAS || d->epi == CUBLASLT_EPILOGUE_GELU_AUX_BIAS) v += load(d->bias, bias_type, i);
+            if (d->epi == CUBLASLT_EPILOGUE_GELU_AUX || d->epi == CUBLASLT_EPILOGUE_GELU_AUX_BIAS) {
+                pre[i + j * m] = v;  // the aux output: GELU's input, unrounded until stored
+                v = gelu_tanh(v);
+            }
+            if (d->epi == CUBLASLT_EPILOGUE_DGELU) v *= gelu_tanh_grad(load(d->aux, ld->type, i + j * d->aux_ld));
             out[i + j * m] = v;
         }
     for (uint64_t j = 0; j < n; j++)
         for (uint64_t i = 0; i < m; i++) {
-            size_t at = i + j * ld->ld;
-            if (ld->type == CUDA_R_16BF) ((__nv_bfloat16 *)D)[at] = __float2bfloat16_rn(out[i + j * m]);
-            else ((float *)D)[at] = out[i + j * m];
+            store(D, ld->type, i + j * ld->ld, out[i + j * m]);
+            if (d->epi == CUBLASLT_EPILOGUE_GELU_AUX || d->epi == CUBLASLT_EPILOGUE_GELU_AUX_BIAS)
+                store(d->aux, ld->type, i + j * d->aux_ld, pre[i + j * m]);
         }
     return CUBLAS_STATUS_SUCCESS;
 }

@@ -104,28 +104,32 @@ static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); re
 // Acts as a warp barrier (every lane of the block must call it, as the kernels do).
 void emu_mma_m16n8k16_bf16(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]);
 
-// ldmatrix.sync.aligned.m8n8.x2{.trans}.shared.b16: lanes 8j..8j+7 give the 16-byte aligned row
-// addresses of 8 x 8 block j (j = 0, 1; lanes 16-31 are ignored); register j of lane (g, t) gets
-// block j's (row g, columns 2t, 2t+1), or with trans (column g, rows 2t, 2t+1), low half first.
-// A misaligned row address aborts, as it faults on the GPU. Acts as a barrier like the mma.
-void emu_ldmatrix_x2(unsigned (&r)[2], const void *row, bool trans);
+// ldmatrix.sync.aligned.m8n8.x4{.trans}.shared.b16: lanes 8j..8j+7 give the 16-byte aligned row
+// addresses of 8 x 8 block j (j = 0..3); register j of lane (g, t) gets block j's (row g, columns
+// 2t, 2t+1), or with trans (column g, rows 2t, 2t+1), low half first. A misaligned row address
+// aborts, as it faults on the GPU. Acts as a barrier like the mma.
+void emu_ldmatrix_x4(unsigned (&r)[4], const void *row, bool trans);
 
 // ---- cuBLASLt ----
 typedef enum { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_INVALID_VALUE = 7, CUBLAS_STATUS_NOT_SUPPORTED = 15 } cublasStatus_t;
 typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 } cublasOperation_t;
 typedef enum { CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32F_FAST_TF32 = 77 } cublasComputeType_t;
 typedef enum { CUDA_R_32F = 0, CUDA_R_16BF = 14 } cudaDataType_t;
-typedef enum { CUBLASLT_EPILOGUE_DEFAULT = 1, CUBLASLT_EPILOGUE_BIAS = 4 } cublasLtEpilogue_t;
+typedef enum {
+    CUBLASLT_EPILOGUE_DEFAULT = 1, CUBLASLT_EPILOGUE_BIAS = 4, CUBLASLT_EPILOGUE_GELU_AUX = 32 | 128,
+    CUBLASLT_EPILOGUE_GELU_AUX_BIAS = 32 | 128 | 4, CUBLASLT_EPILOGUE_DGELU = 64 | 128,
+} cublasLtEpilogue_t;
 typedef enum {
     CUBLASLT_MATMUL_DESC_TRANSA = 3, CUBLASLT_MATMUL_DESC_TRANSB = 4, CUBLASLT_MATMUL_DESC_EPILOGUE = 7,
-    CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE = 26,
+    CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER = 11,
+    CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD = 12, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE = 26,
 } cublasLtMatmulDescAttributes_t;
 typedef enum {
     CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5,
     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES = 7,
     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES = 8,
 } cublasLtMatmulPreferenceAttributes_t;
-struct EmuLtDesc { cublasComputeType_t compute; cudaDataType_t scale; cublasOperation_t ta, tb; cublasLtEpilogue_t epi; const void *bias; int bias_type; /* -1: unset */ };
+struct EmuLtDesc { cublasComputeType_t compute; cudaDataType_t scale; cublasOperation_t ta, tb; cublasLtEpilogue_t epi; const void *bias; int bias_type; /* -1: unset */ void *aux; int64_t aux_ld; };
 struct EmuLtLayout { cudaDataType_t type; uint64_t rows, cols; int64_t ld; };
 struct EmuLtPref { size_t ws; uint32_t align[4]; };
 typedef EmuLtDesc *cublasLtMatmulDesc_t;
