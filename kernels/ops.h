@@ -16,9 +16,12 @@
 //   the CUDA backend in bf16 (act_bytes 2; fp32 accumulation inside every op). Pointers stay
 //   `float *` in the interface so that one model drives both: the model sizes and offsets
 //   compute-type tensors with act_bytes (model/gpt.h act_at), never with pointer arithmetic.
-// - Every backward op ACCUMULATES (+=) into every gradient it writes, activations and parameters
-//   alike (one exception, matmul_backward_gelu's dpre, says why there): the model zeroes activation
-//   gradients once per backward and parameter gradients once per optimizer step, which is what
+// - PARAMETER gradients are ACCUMULATED (+=) by every backward op, and so is the residual stream's
+//   gradient (layernorm_backward's dinp: both branches of a block add into it). The other
+//   activation gradients each have exactly one producing op (matmul_backward's dinp,
+//   matmul_backward_gelu's dpre, attention_backward's dqkv), which WRITES them (=): nothing needs
+//   zeroing before it, and no GEMM reads its output back. The model zeroes the residual stream's
+//   gradient once per backward and parameter gradients once per optimizer step, which is what
 //   makes gradient accumulation over micro-steps free.
 // - Results are deterministic: the same inputs and thread count give the same bits. A resumed run
 //   is bit-identical only because of this (no atomics-order reductions, no racing adds).
@@ -68,7 +71,8 @@ typedef struct Backend {
 
     // out (N,OC) = inp (N,C) @ weight^T + bias; weight (OC,C) as in torch.nn.Linear; bias may be NULL.
     void (*matmul_forward)(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
-    // dinp (N,C), dweight (OC,C), dbias (OC,) or NULL.
+    // dinp (N,C) = dout @ weight, written; dweight (OC,C) += dout^T inp; dbias (OC,) += column sums
+    // of dout, or NULL.
     void (*matmul_backward)(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                             const float *weight, int N, int C, int OC);
 
@@ -79,7 +83,7 @@ typedef struct Backend {
     // of one position and runs the same math for one query.
     size_t (*attention_state_size)(int B, int T, int NH);
     void (*attention_forward)(float *out, float *state, const float *qkv, int B, int T, int C, int NH);
-    // Backward: dqkv += the gradient. `out` is attention_forward's output: a flash-style backend
+    // Backward: dqkv = the gradient, written. `out` is attention_forward's output: a flash-style backend
     // takes D_i = dout_i . out_i (= sum_j P_ij dP_ij) from it instead of recomputing P V.
     void (*attention_backward)(float *dqkv, const float *dout, const float *qkv, const float *out, const float *state, int B, int T,
                                int C, int NH);
@@ -93,9 +97,7 @@ typedef struct Backend {
                                 int N, int C, int OC);
     // The backward of the linear layer that READS the GELU's output (inp (N,C) = out above), carried
     // through the GELU: dpre (N,C) = gelu'(pre) * (dout (N,OC) @ weight (OC,C)), dweight += dout^T inp,
-    // dbias += column sums of dout (or NULL). dpre is OVERWRITTEN, the one exception to the rule
-    // above: a GELU's input feeds nothing else, so no other term could be added to its gradient
-    // (and the model saves zeroing two (N,4C) tensors per layer).
+    // dbias += column sums of dout (or NULL). dpre is written, like matmul_backward's dinp.
     void (*matmul_backward_gelu)(float *dpre, float *dweight, float *dbias, const float *dout, const float *inp,
                                  const float *weight, const float *pre, int N, int C, int OC);
 

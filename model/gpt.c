@@ -340,17 +340,6 @@ void gpt_zero_grad(GPT *m) {
     if (m->grads) m->be->zero(m->grads, m->n_params * sizeof(float));
 }
 
-// The gradient buffers the backward ops accumulate into (kernels/ops.h: backward ops add) start
-// at zero: the residual stream's and lnf's once per backward, a layer's as its backward begins
-// (all layers share them). fch is the exception: matmul_backward_gelu writes it whole.
-static void zero_layer_grads(GPT *m, LayerActs *dl, size_t BT) {
-    const Backend *be = m->be;
-    size_t C = m->cfg.n_embd, f = be->act_bytes;
-    float *bufs[] = {dl->ln1, dl->atty, dl->ln2};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->zero(bufs[i], BT * C * f);
-    be->zero(dl->qkv, BT * 3 * C * f);
-}
-
 // Tells the gradient-ready hook (if any) that these ranges are final. Offsets of the stacked
 // tensors' layer-l slices come from the layout, so the hook needs no other knowledge of it.
 static void grads_ready(GPT *m, const GradRange *r, int n) {
@@ -382,8 +371,9 @@ void gpt_backward(GPT *m) {
     // dres: the residual stream's gradient, (B,T,C), one buffer from the top of the stack down to
     // the embedding (layout_dacts)
     float *dres = d->encoded;
+    // the residual stream's gradient is the one activation gradient that ops add into (ops.h);
+    // every other one is written whole by the op that produces it
     be->zero(dres, (size_t)BT * C * be->act_bytes);
-    be->zero(d->lnf, (size_t)BT * C * be->act_bytes);
     float **p = m->param, **g = m->grad;
     // the classifier left dlogits in acts.logits
     be->matmul_backward(d->lnf, g[P_WTE], NULL, a->logits, a->lnf, p[P_WTE], BT, C, Vp);
@@ -395,10 +385,9 @@ void gpt_backward(GPT *m) {
         float *residual = l == 0 ? a->encoded : a->layer[l - 1].residual3;
         size_t lC = (size_t)l * C;
         LayerParams lp = gpt_layer_params(m, l);
-        zero_layer_grads(m, dl, BT);
 
         // dres holds d residual3 = d fcproj (residual3 = residual2 + fcproj); through the GELU
-        // straight to d fch (written, not added: nothing else reads fch)
+        // straight to d fch
         be->matmul_backward_gelu(dl->fch, g[P_FCPROJW] + lC * 4 * C, g[P_FCPROJB] + lC, dres, la->fch_gelu,
                                  lp.fcprojw, la->fch, BT, 4 * C, C);
         be->matmul_backward(dl->ln2, g[P_FCW] + lC * 4 * C, g[P_FCB] + lC * 4, dl->fch, la->ln2, lp.fcw, BT, C, 4 * C);

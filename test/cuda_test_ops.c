@@ -1,7 +1,9 @@
 // Every op of both CUDA tables against the CPU backend (the reference) on random inputs drawn
 // fresh each run (the seed is printed, TRACELLM_TEST_SEED replays one), never zeros. Forward
-// outputs are poisoned with NaN on the device before each run, so an unwritten element fails;
-// backward ops start from random gradients on both sides, which checks that they ACCUMULATE.
+// outputs, and the activation gradients backward ops write (kernels/ops.h), are poisoned with NaN
+// on the device before each run, so an unwritten element fails; parameter gradients and the
+// residual stream's (layernorm_backward's dinp) start from random values on both sides, which
+// checks that they ACCUMULATE.
 //
 // Tolerances, as max |gpu - cpu| <= tol * max(|cpu|) per tensor.
 // cuda-fp32 (every tensor fp32):
@@ -226,12 +228,14 @@ static void matmul_case(int mode, const char *mname, double tol, int N, int C, i
     snprintf(what, sizeof what, "matmul_forward %s N=%d C=%d OC=%d bias=%d shift=%d", mname, N, C, OC, with_bias, shift);
     close_to(what, g, out, no, tol);
     free(g);
-    // backward, accumulating into random gradients
+    // backward: dinp written over NaN (and over random values on the CPU), dweight and dbias
+    // accumulating into random gradients
     float *dout = rand_x(no, 1), *dinp = rand_x(nx, 1), *dw = rand_h(nw, 1), *dbias = rand_h(OC, 1);
     float *m_do = xalloc(no + 1), *m_di = xalloc(nx + 1), *m_dw = gpu->alloc((nw + 1) * 4);
     float *m_db = gpu->alloc((OC + 1) * 4);
     float *d_do = act_at(gpu, m_do, s), *d_di = act_at(gpu, m_di, s), *d_dw = m_dw + s, *d_db = m_db + s;
-    gpu->upload_act(d_do, dout, no); gpu->upload_act(d_di, dinp, nx);
+    gpu->upload_act(d_do, dout, no);
+    xpoison(d_di, nx);
     gpu->upload(d_dw, dw, nw * 4); gpu->upload(d_db, dbias, OC * 4);
     cpu->matmul_backward(dinp, dw, with_bias ? dbias : NULL, dout, x, w, N, C, OC);
     gpu->matmul_backward(d_di, d_dw, with_bias ? d_db : NULL, d_do, d_x, d_w, N, C, OC);
@@ -281,8 +285,9 @@ static void attention_case(const char *mode, double tol, int B, int T, int C, in
     snprintf(what, sizeof what, "attention_forward %s B=%d T=%d C=%d NH=%d", mode, B, T, C, NH);
     close_to(what, g, out, no, tol);
     // the backward takes the GPU's own (rounded) output, as in training; the CPU its exact one
-    float *dout = rand_x(no, 1), *dqkv = rand_x(nqkv, 1);
-    float *d_dout = xdev(dout, no), *d_dqkv = xdev(dqkv, nqkv);
+    float *dout = rand_x(no, 1), *dqkv = rand_x(nqkv, 1);  // dqkv: written over (random here, NaN there)
+    float *d_dout = xdev(dout, no), *d_dqkv = xalloc(nqkv);
+    xpoison(d_dqkv, nqkv);
     cpu->attention_backward(dqkv, dout, qkv, out, att, B, T, C, NH);
     gpu->attention_backward(d_dqkv, d_dout, d_qkv, d_out, d_state, B, T, C, NH);
     float *g1 = xdown(d_dqkv, nqkv);

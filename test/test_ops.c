@@ -86,7 +86,8 @@ static void test_matmul(void) {
     be->matmul_forward(out, inp, w, b, mN, mC, mOC);
     ref_matmul(ref);
     check_close("matmul forward", out, ref, mN * mOC, 1e-5);
-    float *dinp = xcalloc(mN * mC, 4), *dw = xcalloc(mOC * mC, 4), *db = xcalloc(mOC, 4);
+    // dinp starts as garbage (the op writes it); dw, db start at zero (they accumulate)
+    float *dinp = rand_f(mN * mC, 1e3), *dw = xcalloc(mOC * mC, 4), *db = xcalloc(mOC, 4);
     be->matmul_backward(dinp, dw, db, R, inp, w, mN, mC, mOC);
     objective = obj_matmul;
     check_grad("matmul dinp", m_inp, mN * mC, dinp);
@@ -246,7 +247,7 @@ static void attention_case(int B, int T, int C, int NH, size_t every) {
     be->attention_forward(out, att, qkv, aB, aT, aC, aNH);
     ref_attention(ref);
     check_close("attention forward", out, ref, no, 1e-5);
-    float *dqkv = xcalloc(nq, 4);
+    float *dqkv = rand_f(nq, 1e3);  // garbage: the op writes every element
     be->attention_backward(dqkv, R, qkv, out, att, aB, aT, aC, aNH);
     objective = obj_attention;
     check_grad_every("attention dqkv", a_qkv, nq, dqkv, every);

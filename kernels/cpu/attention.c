@@ -60,7 +60,8 @@ static float *scratch_tt(int T) {
     return buf;
 }
 
-// dqkv (B,T,3C) += gradient of out wrt qkv.
+// dqkv (B,T,3C) = gradient of out wrt qkv, written: each (b, h) task clears its slices of dq, dk,
+// dv, then its GEMMs add the row blocks' parts into them.
 void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *att, int B,
                             int T, int C,
                             int NH) {
@@ -74,6 +75,8 @@ void cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, co
             float *dq = dqkv + o3, *dk = dq + C, *dv = dq + 2 * C;
             const float *a = att + ((size_t)b * NH + h) * T * T;
             const float *d = dout + (size_t)b * T * C + h * hs;  // (T,hs), row stride C
+            for (int t = 0; t < T; t++)
+                for (int part = 0; part < 3; part++) memset(dq + (size_t)t * C3 + (size_t)part * C, 0, hs * sizeof *dq);
             float *ds = scratch_tt(T);
             for (int t0 = 0; t0 < T; t0 += BLK) {
                 int rows = T - t0 < BLK ? T - t0 : BLK, cols = t0 + rows;

@@ -14,8 +14,11 @@ void cpu_matmul_forward(float *out, const float *inp, const float *weight, const
     cpu_gemm(out, OC, inp, C, 1, weight, 1, C, N, OC, C, bias != NULL);
 }
 
-// dweight (OC,C) += dout^T (OC,N) @ inp (N,C); dbias (OC,) += column sums of dout, or NULL
-static void weight_grads(float *dweight, float *dbias, const float *dout, const float *inp, int N, int C, int OC) {
+void cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                         const float *weight, int N, int C, int OC) {
+    // dinp (N,C) = dout (N,OC) @ weight (OC,C), written
+    cpu_gemm(dinp, C, dout, OC, 1, weight, C, 1, N, C, OC, 0);
+    // dweight (OC,C) += dout^T (OC,N) @ inp (N,C)
     cpu_gemm(dweight, C, dout, 1, OC, inp, C, 1, OC, C, N, 1);
     if (dbias) {
         // each thread owns a slice of channels and sums rows in order: deterministic
@@ -32,13 +35,6 @@ static void weight_grads(float *dweight, float *dbias, const float *dout, const 
     }
 }
 
-void cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                         const float *weight, int N, int C, int OC) {
-    // dinp (N,C) += dout (N,OC) @ weight (OC,C)
-    cpu_gemm(dinp, C, dout, OC, 1, weight, C, 1, N, C, OC, 1);
-    weight_grads(dweight, dbias, dout, inp, N, C, OC);
-}
-
 // pre (N,OC) = inp @ weight^T + bias, out = gelu(pre)
 void cpu_matmul_gelu_forward(float *pre, float *out, const float *inp, const float *weight, const float *bias, int N,
                              int C, int OC) {
@@ -46,10 +42,9 @@ void cpu_matmul_gelu_forward(float *pre, float *out, const float *inp, const flo
     cpu_gelu_forward(out, pre, (size_t)N * OC);
 }
 
-// dpre (N,C) = gelu'(pre) * (dout @ weight), overwritten; dweight, dbias accumulate
+// dpre (N,C) = gelu'(pre) * (dout @ weight), written; dweight, dbias accumulate
 void cpu_matmul_backward_gelu(float *dpre, float *dweight, float *dbias, const float *dout, const float *inp,
                               const float *weight, const float *pre, int N, int C, int OC) {
-    cpu_gemm(dpre, C, dout, OC, 1, weight, C, 1, N, C, OC, 0);
+    cpu_matmul_backward(dpre, dweight, dbias, dout, inp, weight, N, C, OC);
     cpu_gelu_backward(dpre, pre, dpre, (size_t)N * C);
-    weight_grads(dweight, dbias, dout, inp, N, C, OC);
 }

@@ -144,7 +144,7 @@ __global__ void __launch_bounds__(BQ) attention_backward_dq_kernel(X *dqkv, floa
     Dsum[((size_t)b * NH + h) * T + i] = D;
     X *dq = dqkv + ((size_t)b * T + i) * C3 + h * HS;
 #pragma unroll
-    for (int d = 0; d < HS; d++) dq[d] = stx<X>(ldx(dq[d]) + acc[d]);
+    for (int d = 0; d < HS; d++) dq[d] = stx<X>(acc[d]);
 }
 
 // One key row j per thread, the query rows i >= j in tiles. WANT_DK: dk_j += scale sum_i dS_ij q_i
@@ -209,7 +209,7 @@ __global__ void __launch_bounds__(BQ) attention_backward_dkdv_kernel(X *dqkv, co
     if (j >= T) return;
     X *dst = dqkv + ((size_t)b * T + j) * C3 + (WANT_DK ? C : 2 * C) + h * HS;
 #pragma unroll
-    for (int d = 0; d < HS; d++) dst[d] = stx<X>(ldx(dst[d]) + acc[d]);
+    for (int d = 0; d < HS; d++) dst[d] = stx<X>(acc[d]);
 }
 
 #define HEAD_SIZES(X) X(8) X(16) X(32) X(64) X(128)

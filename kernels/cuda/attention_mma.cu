@@ -399,8 +399,8 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
 #pragma unroll
         for (int n = 0; n < HS / 8; n++) {
             int c = 8 * n + 2 * t;
-            d[c] = stx<bf16>(ldx(d[c]) + dq[n][2 * r]);
-            d[c + 1] = stx<bf16>(ldx(d[c + 1]) + dq[n][2 * r + 1]);
+            d[c] = stx<bf16>(dq[n][2 * r]);
+            d[c + 1] = stx<bf16>(dq[n][2 * r + 1]);
         }
     }
 }
@@ -514,10 +514,10 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel
 #pragma unroll
         for (int n = 0; n < HS / 8; n++) {
             int c = 8 * n + 2 * t;
-            d[C + c] = stx<bf16>(ldx(d[C + c]) + dk[n][2 * r]);
-            d[C + c + 1] = stx<bf16>(ldx(d[C + c + 1]) + dk[n][2 * r + 1]);
-            d[2 * C + c] = stx<bf16>(ldx(d[2 * C + c]) + dv[n][2 * r]);
-            d[2 * C + c + 1] = stx<bf16>(ldx(d[2 * C + c + 1]) + dv[n][2 * r + 1]);
+            d[C + c] = stx<bf16>(dk[n][2 * r]);
+            d[C + c + 1] = stx<bf16>(dk[n][2 * r + 1]);
+            d[2 * C + c] = stx<bf16>(dv[n][2 * r]);
+            d[2 * C + c + 1] = stx<bf16>(dv[n][2 * r + 1]);
         }
     }
 }

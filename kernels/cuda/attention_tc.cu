@@ -256,7 +256,7 @@ __global__ void __launch_bounds__(TC_THREADS) attention_backward_dq_tc_kernel(X 
     if (half == 0) Dsum[((size_t)b * NH + h) * T + i] = D;
     X *dq = dqkv + ((size_t)b * T + i) * C3 + h * HS + (HS / 2) * half;
 #pragma unroll
-    for (int d = 0; d < HS / 2; d++) dq[d] = stx<X>(ldx(dq[d]) + Xs[r * LD + (HS / 2) * half + d]);
+    for (int d = 0; d < HS / 2; d++) dq[d] = stx<X>(Xs[r * LD + (HS / 2) * half + d]);
 }
 
 // ---- backward: dk and dv ----
@@ -325,7 +325,7 @@ __global__ void __launch_bounds__(TC_THREADS) attention_backward_dkdv_tc_kernel(
         if (j < T) {
             X *dst = dqkv + ((size_t)b * T + j) * C3 + (1 + which) * C + h * HS + (HS / 2) * half;
 #pragma unroll
-            for (int d = 0; d < HS / 2; d++) dst[d] = stx<X>(ldx(dst[d]) + Ws[r * LD + (HS / 2) * half + d]);
+            for (int d = 0; d < HS / 2; d++) dst[d] = stx<X>(Ws[r * LD + (HS / 2) * half + d]);
         }
     }
 }

@@ -1,5 +1,6 @@
 // Linear layers through cuBLASLt: out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias, and its
-// backward (dinp, dweight accumulated with beta = 1; dbias by a deterministic column sum). And the
+// backward (dinp written with beta = 0, dweight accumulated with beta = 1; dbias by a
+// deterministic column sum). And the
 // MLP's GELU fused into the GEMMs around it (kernels/ops.h): in the bf16 table the forward's GELU
 // and the backward's GELU gradient are cuBLASLt epilogues (GELU_AUX_BIAS writes pre and gelu(pre)
 // in one pass; DGELU multiplies the product by gelu'(pre) as it is stored), which saves a read and
@@ -253,8 +254,8 @@ template <class X>
 static void matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                             const float *weight, int N, int C, int OC) {
     if (N <= 0) return;
-    // dinp^T (C,N) += W^T (C,OC) [col-major (C,OC)] . dout^T (OC,N)
-    gemm<X>(dinp, false, (const X *)weight, (const X *)dout, nullptr, C, N, OC, false, false, 1.0f,
+    // dinp^T (C,N) = W^T (C,OC) [col-major (C,OC)] . dout^T (OC,N), written (beta 0)
+    gemm<X>(dinp, false, (const X *)weight, (const X *)dout, nullptr, C, N, OC, false, false, 0.0f,
             "matmul_backward (dinp)", N, C, OC);
     weight_grads<X>(dweight, dbias, dout, inp, N, C, OC);
 }
@@ -279,9 +280,9 @@ static void matmul_backward_gelu(float *dpre, float *dweight, float *dbias, cons
     // dpre^T (C,N) = gelu'(pre^T) * (W^T (C,OC) . dout^T (OC,N))
     if (!gemm<X>(dpre, false, (const X *)weight, (const X *)dout, nullptr, C, N, OC, false, false, 0.0f,
                  "matmul_backward_gelu (dpre)", N, C, OC, EPI_DGELU, (const X *)pre)) {
-        gemm<X>(dpre, false, (const X *)weight, (const X *)dout, nullptr, C, N, OC, false, false, 0.0f,
-                "matmul_backward_gelu (dpre)", N, C, OC);
+        matmul_backward<X>(dpre, dweight, dbias, dout, inp, weight, N, C, OC);
         cuda_gelu_backward<X>((X *)dpre, (const X *)pre, (const X *)dpre, (size_t)N * C);
+        return;
     }
     weight_grads<X>(dweight, dbias, dout, inp, N, C, OC);
 }
