@@ -634,8 +634,7 @@ void prepare_run(const PrepareOptions *o, PrepareReport *rep) {
     rep->buckets = P->B;
     rep->threads = o->threads;
 
-    if (mkdir(o->out_dir, 0777) != 0 && errno != EEXIST) fatal("cannot create %s: %s", o->out_dir, strerror(errno));
-    if (!path_is_dir(o->out_dir)) fatal("%s exists and is not a directory", o->out_dir);
+    if (mkdir_p(o->out_dir, 0777) != 0) fatal("cannot create %s: %s", o->out_dir, strerror(errno));
     if (strlen(o->out_dir) > sizeof P->tmpdir - 64) fatal("output path too long: %.80s...", o->out_dir);
     snprintf(P->tmpdir, sizeof P->tmpdir, "%s/.prepare.tmp.%d", o->out_dir, (int)getpid());
     if (mkdir(P->tmpdir, 0700) != 0) fatal("cannot create %s: %s", P->tmpdir, strerror(errno));

@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define GRID_MAX_TEMPS 16
 
@@ -369,8 +368,7 @@ int cmd_eval_grid(int argc, char **argv) {
     const Backend *be = backend_get(o.device);
     if (!be) fatal("--device %s: not built into this binary", o.device);
     if (o.threads > 0) be->set_threads(o.threads);
-    if (mkdir(o.out, 0777) && errno != EEXIST) fatal("cannot create %s: %s", o.out, strerror(errno));
-    if (!path_is_dir(o.out)) fatal("%s exists and is not a directory", o.out);
+    if (mkdir_p(o.out, 0777)) fatal("cannot create %s: %s", o.out, strerror(errno));
 
     // ---- root conditions: the services (and latencies) the run was trained on, as generate draws them ----
     char cpath[4200];

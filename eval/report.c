@@ -7,7 +7,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 // ---------------------------------------------------------------------------------------------
 // Numbers from sorted samples
@@ -430,8 +429,7 @@ static void write_json(FILE *f, const EvalResult *r) {
 }
 
 void report_write(const char *dir, const EvalResult *r, const ReportInputs *in) {
-    if (mkdir(dir, 0777) && errno != EEXIST) fatal("cannot create %s: %s", dir, strerror(errno));
-    if (!path_is_dir(dir)) fatal("%s exists and is not a directory", dir);
+    if (mkdir_p(dir, 0777)) fatal("cannot create %s: %s", dir, strerror(errno));
     char *p = path_join(dir, "report.md");
     OutFile *o = out_open(p);
     fprintf(o->f, "# tracellm evaluation report\n\n");

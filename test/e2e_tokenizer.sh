@@ -164,6 +164,11 @@ decode_docs "$TMP/s10/docs.ids" "$TMP/tok.bin" "$TMP/s10.sorted"
 check doc_sep_documents "$PY" -c "
 t = open('$TMP/corpus.txt').read().split('[GENERATE GRAPH]')[1:51]
 assert open('$TMP/s10.sorted').read() == ''.join(sorted('[GENERATE GRAPH]' + x for x in t))"
+# --out is created like `mkdir -p` (two missing levels here); a regular file in the way is named
+check shards_out_nested $T shards --text "$TMP/sep.txt" --doc-sep %% --tokenizer "$TMP/tok.bin" --out "$TMP/new1/new2/s11" --quiet
+check shards_out_nested_format shardcheck "$TMP/new1/new2/s11" train 1024 "$TMP/tok.bin" plain
+expect_fail shards_out_under_file "cannot create directory .*/corpus.txt/s12: Not a directory" \
+  $T shards --text "$TMP/sep.txt" --doc-sep %% --tokenizer "$TMP/tok.bin" --out "$TMP/corpus.txt/s12" --quiet
 expect_fail vocab_too_small "vocab size 100: must be between 258" $T tokenizer train --in "$TMP/corpus.txt" --vocab-size 100 --out "$TMP/x.bin"
 
 # seeded shuffle: same seed, same bytes (any thread count); another seed, another order

@@ -4,6 +4,7 @@
 #include "util/json.h"
 #include "util/rng.h"
 #include "util/util.h"
+#include <errno.h>
 
 static void build_chain(CallGraph *g) {
     graph_init(g);
@@ -115,11 +116,48 @@ static void test_rng(void) {
     CHECK(parse_size("4G") == 4LL << 30 && parse_size("512M") == 512LL << 20 && parse_size("12") == 12 && parse_size("x") < 0);
 }
 
+// mkdir_p is `mkdir -p`: every --out directory goes through it, so `--out runs/a/b` works when
+// runs/ does not exist yet.
+static void test_mkdir_p(void) {
+    char dir[] = "/tmp/tracellm-mkdir-XXXXXX";
+    REQUIRE(mkdtemp(dir));
+    char p[4096], q[4096];
+    snprintf(p, sizeof p, "%s/a/b/c", dir);  // two missing parents
+    CHECK(mkdir_p(p, 0777) == 0 && path_is_dir(p));
+    CHECK(mkdir_p(p, 0777) == 0);            // already there: still 0
+    CHECK(mkdir_p(dir, 0777) == 0 && mkdir_p(".", 0777) == 0 && mkdir_p("/", 0777) == 0);
+    snprintf(p, sizeof p, "%s/t/u/", dir);   // trailing slash
+    snprintf(q, sizeof q, "%s/t/u", dir);
+    CHECK(mkdir_p(p, 0777) == 0 && path_is_dir(q));
+    snprintf(p, sizeof p, "%s/d//e///", dir);  // repeated slashes
+    snprintf(q, sizeof q, "%s/d/e", dir);
+    CHECK(mkdir_p(p, 0777) == 0 && path_is_dir(q));
+    // a regular file where a directory should be: ENOTDIR, as a parent or as the path itself
+    snprintf(q, sizeof q, "%s/f", dir);
+    FILE *f = fopen(q, "w");
+    REQUIRE(f);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/f/x/y", dir);
+    errno = 0;
+    CHECKF(mkdir_p(p, 0777) == -1 && errno == ENOTDIR, "errno %d", errno);
+    errno = 0;
+    CHECKF(mkdir_p(q, 0777) == -1 && errno == ENOTDIR, "errno %d", errno);
+    errno = 0;
+    CHECK(mkdir_p("", 0777) == -1 && errno == ENOENT);
+    // a long path (2,200 bytes in 200 levels): no fixed-size buffer inside
+    int n = snprintf(p, sizeof p, "%s/long", dir);
+    for (int i = 0; i < 200; i++) n += snprintf(p + n, sizeof p - n, "/level%04d", i);
+    CHECK(mkdir_p(p, 0777) == 0 && path_is_dir(p));
+    snprintf(p, sizeof p, "rm -rf %s", dir);
+    CHECK(system(p) == 0);
+}
+
 int main(void) {
     RUN(test_rpc_order);
     RUN(test_validate);
     RUN(test_json_roundtrip);
     RUN(test_json_parser);
     RUN(test_rng);
+    RUN(test_mkdir_p);
     TEST_END();
 }

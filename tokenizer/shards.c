@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -303,8 +302,7 @@ static void collect(Unit *units, size_t n, Samples *all) {
 // ---- output ----
 
 static void make_dir(const char *dir) {
-    if (mkdir(dir, 0777) && errno != EEXIST) fatal("cannot create directory %s: %s", dir, strerror(errno));
-    if (!path_is_dir(dir)) fatal("%s exists and is not a directory", dir);
+    if (mkdir_p(dir, 0777)) fatal("cannot create directory %s: %s", dir, strerror(errno));
 }
 
 static char *shard_name(const char *dir, const char *name, int k) {

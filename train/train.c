@@ -25,7 +25,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct {
@@ -262,8 +261,7 @@ int cmd_train(int argc, char **argv) {
         const char *bad = gpt_config_check(&cfg);
         if (bad) fatal("model %s with --layers/--heads/--embd: %s", o.model, bad);
     }
-    if (mkdir(o.out, 0777) && errno != EEXIST) fatal("cannot create run directory %s: %s", o.out, strerror(errno));
-    if (!path_is_dir(o.out)) fatal("%s exists and is not a directory", o.out);
+    if (mkdir_p(o.out, 0777)) fatal("cannot create run directory %s: %s", o.out, strerror(errno));
     // The corpus the model learned from, as root conditions (service, size, depth, latency):
     // `tracellm generate` draws what a request leaves out from here. An SFT run inherits its
     // pretraining run's file unless --corpus names another.

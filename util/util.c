@@ -85,6 +85,41 @@ bool path_is_dir(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
+// One level of mkdir_p. Any failure of mkdir(2) is checked with stat, not only EEXIST: an
+// existing directory the user cannot write to may answer EACCES or EROFS (NFS, read-only mounts),
+// and another process (a second rank with the same --out) may create it between the two calls.
+static int mkdir_one(const char *path, mode_t mode) {
+    if (mkdir(path, mode) == 0) return 0;
+    int err = errno;
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) return 0;
+        errno = ENOTDIR;
+        return -1;
+    }
+    errno = err;
+    return -1;
+}
+int mkdir_p(const char *path, mode_t mode) {
+    size_t n = strlen(path);
+    if (n == 0) { errno = ENOENT; return -1; }
+    // a copy to cut at each '/' in turn: path has no length limit, so no fixed buffer
+    char *p = xstrndup(path, n);
+    int rc = 0;
+    // i = 1: a leading '/' is the root, which exists. A prefix that ends in '/' ("a//b", "a/b/")
+    // was created one step earlier, so it is skipped; the whole path is the last prefix.
+    for (size_t i = 1; i <= n && rc == 0; i++) {
+        if ((i < n && p[i] != '/') || p[i - 1] == '/') continue;
+        char c = p[i];
+        p[i] = 0;
+        rc = mkdir_one(p, mode);
+        p[i] = c;
+    }
+    int err = errno;  // free may not touch errno, but older C libraries did not promise it
+    free(p);
+    errno = err;
+    return rc;
+}
 char *path_join(const char *dir, const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *p = xmalloc(n);

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
 // Prints "tracellm: <message>" to stderr, removes every registered temporary output, exits 1.
 // Library code that parses outside input returns errors instead; fatal is for the command layer
@@ -24,6 +25,11 @@ double now_seconds(void);               // monotonic clock
 bool has_suffix(const char *s, const char *suffix);
 bool path_is_dir(const char *path);
 char *path_join(const char *dir, const char *name);  // "dir/name", caller frees
+// `mkdir -p`: creates every missing directory of path, each with mode (less the umask). Returns 0
+// when path is a directory afterwards (created now or already there), else -1 with errno set:
+// ENOTDIR when path or one of its parents exists and is not a directory. "a/b/", "./a", "/abs",
+// "a//b" all work. Every command that takes an output directory (--out) creates it with this.
+int mkdir_p(const char *path, mode_t mode);
 int64_t file_size(const char *path);     // -1 when it cannot be stat'ed
 // Parses "4G", "512M", "100k", "123" into bytes; returns -1 on a malformed value.
 int64_t parse_size(const char *s);
