@@ -10,7 +10,7 @@
 # the attention counted without the causal half). MFU is against the card's dense bf16 peak from
 # its datasheet (H100 SXM / H200 989 TFLOP/s, H100 PCIe 756, H100 NVL 835, A100 312); the measured
 # GEMM ceiling (scripts/gpu_ceiling.cu) is reported beside it by scripts/gpu_check.sh.
-# The comparison runs both at --batch; then tracellm alone doubles the batch (2x, 4x) while it fits,
+# The comparison runs both at --batch; then tracellm alone doubles the batch (2x, 4x, 8x) while it fits,
 # and reports the largest batch's tokens/s and MFU (bf16 halves the activations' memory).
 # Every result is also printed as a "RESULT key=value" line for scripts/gpu_check.sh.
 set -uo pipefail
@@ -87,7 +87,7 @@ done
 # ---- the largest batch that fits: bf16, doubling from --batch until a run fails (out of memory) ----
 if [ -n "$ours" ]; then
   best=$B best_tok=$ours
-  for b2 in $((2 * B)) $((4 * B)); do
+  for b2 in $((2 * B)) $((4 * B)) $((8 * B)); do
     rm -rf "$TMP/probe"
     if timeout 120 "$TRACELLM" train --device cuda --data "$TMP/bench.bin" --out "$TMP/probe" --model "$MODEL" \
          --batch "$b2" --seq-len "$T" --steps $((WARM + 4)) --warmup 0 --print-every 0 --save-every 0 --eval-every 0 \
