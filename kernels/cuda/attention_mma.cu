@@ -180,6 +180,10 @@ __device__ __forceinline__ float quad_sum(float v) {
 // gaps at the end, instead of one long block running alone after the rest are done. (The dk/dv
 // kernel's key blocks are longest at x = 0 already.)
 __device__ __forceinline__ int heavy_first_rows() { return (gridDim.x - 1 - blockIdx.x) * MM_ROWS; }
+// Whether a tile of keys up to `last_key` is wholly visible to a warp's 16 rows from `w0` on
+// (every key <= every row, every row < T): then no score of the tile needs the causal mask. The
+// same for every lane, so the branch on it does not diverge; most tiles of a long sequence are.
+__device__ __forceinline__ bool below_diagonal(int last_key, int w0, int T) { return last_key <= w0 && w0 + 15 < T; }
 
 // The forward and dq kernels stream K and V tile pairs through a double buffer (Ks: two pairs of
 // KT x HS tiles, K then V). kv_load queues the pair at keys k0 into its half (cp.async); kv_next
@@ -242,27 +246,38 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
                 mma16816(s[n + 1], qf[kk], b1);
             }
         float mx[2] = {-INFINITY, -INFINITY};
+        if (below_diagonal(k0 + KT - 1, w0, T)) {  // no key of the tile is masked for the warp's rows
 #pragma unroll
-        for (int n = 0; n < KT / 8; n++)
+            for (int n = 0; n < KT / 8; n++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int i = row[e >> 1], j = k0 + 8 * n + 2 * t + (e & 1);
-                float v = (j <= i && i < T) ? s[n][e] * scale2 : -INFINITY;
-                s[n][e] = v;
-                mx[e >> 1] = fmaxf(mx[e >> 1], v);
-            }
-        float alpha[2], ls[2] = {0.0f, 0.0f};
+                for (int e = 0; e < 4; e++) {
+                    s[n][e] *= scale2;
+                    mx[e >> 1] = fmaxf(mx[e >> 1], s[n][e]);
+                }
+        } else {
+#pragma unroll
+            for (int n = 0; n < KT / 8; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int i = row[e >> 1], j = k0 + 8 * n + 2 * t + (e & 1);
+                    float v = (j <= i && i < T) ? s[n][e] * scale2 : -INFINITY;
+                    s[n][e] = v;
+                    mx[e >> 1] = fmaxf(mx[e >> 1], v);
+                }
+        }
+        float alpha[2], ls[2] = {0.0f, 0.0f}, mb[2];
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             float mn = fmaxf(m[r], quad_max(mx[r]));
             alpha[r] = mn == -INFINITY ? 1.0f : exp2f(m[r] - mn);
             m[r] = mn;
+            mb[r] = mn == -INFINITY ? 0.0f : mn;  // a row with no key yet (past T): exp2(-inf - 0) = 0, no NaN
         }
 #pragma unroll
         for (int n = 0; n < KT / 8; n++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                float p = s[n][e] == -INFINITY ? 0.0f : exp2f(s[n][e] - m[e >> 1]);
+                float p = exp2f(s[n][e] - mb[e >> 1]);  // masked: exp2(-inf) = 0
                 s[n][e] = p;
                 ls[e >> 1] += p;
             }
@@ -368,12 +383,13 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
                 mma16816(dp[n], gf[kk], bv0);  // dP = dO V^T
                 mma16816(dp[n + 1], gf[kk], bv1);
             }
+        bool full = below_diagonal(k0 + KT - 1, w0, T);
 #pragma unroll
         for (int n = 0; n < KT / 8; n++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 int r = e >> 1, i = row[r], j = k0 + 8 * n + 2 * t + (e & 1);
-                float p = (j <= i && i < T) ? exp2f(s[n][e] * scale2 - L2[r]) : 0.0f;
+                float p = (full || (j <= i && i < T)) ? exp2f(s[n][e] * scale2 - L2[r]) : 0.0f;
                 s[n][e] = p * (dp[n][e] - D[r]) * scale;  // dS
             }
         // dQ += dS K: dS repacked in registers, K transposed by ldmatrix
@@ -478,12 +494,13 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel
                 mma16816(dpt[n], vf[kk], bg0);  // dP^T = V dO^T
                 mma16816(dpt[n + 1], vf[kk], bg1);
             }
+        bool full = w0 + 15 <= i0 && i0 + QT - 1 < T;  // every query of the tile sees every key of the warp
 #pragma unroll
         for (int n = 0; n < QT / 8; n++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 int j = key[e >> 1], q = 8 * n + 2 * t + (e & 1), i = i0 + q;
-                float p = (i >= j && i < T && j < T) ? exp2f(st[n][e] * scale2 - Ls[q]) : 0.0f;
+                float p = (full || (i >= j && i < T && j < T)) ? exp2f(st[n][e] * scale2 - Ls[q]) : 0.0f;
                 st[n][e] = p;                                 // P^T
                 dpt[n][e] = p * (dpt[n][e] - Ds[q]) * scale;  // dS^T
             }
