@@ -13,7 +13,8 @@
 //   matmul, bf16 operands ..................................... 3e-2 (8-bit mantissa operands)
 //   attention, fp32 mode (CUDA cores, online softmax) ......... 1e-5
 //   attention, tf32 mode (tensor cores, TF32 Q K V P dO) ...... 5e-3
-// (the bf16 table's attention runs both its tensor-core kernels: mma.sync, then WMMA)
+// (the bf16 table's attention runs all its tensor-core kernels: mma.sync, mma.sync with 32 forward
+// rows a warp, then WMMA)
 // cuda (bf16 compute type): the inputs are rounded to bf16 first, so both sides see the same
 // numbers and only the op's own rounding differs:
 //   any op's bf16 output (8-bit mantissa, round to nearest) ... 1e-2
@@ -304,9 +305,11 @@ static void test_attention(void) {
     // (in the bf16 table both, with bf16 inputs and outputs)
     static const struct { int mode; const char *name; double tol; } modes[] = {
         {CUDA_MATMUL_FP32, "fp32", 1e-5}, {CUDA_MATMUL_TF32, "tf32", 5e-3}};
-    // the bf16 table's tensor-core attention: the mma.sync kernels (default), then the WMMA ones
-    static const struct { int kernel; const char *name; } kernels[] = {{CUDA_ATTENTION_MMA, "mma"}, {CUDA_ATTENTION_WMMA, "wmma"}};
-    for (int k = 0; k < (bf ? 2 : 1); k++) {
+    // the bf16 table's tensor-core attention: the mma.sync kernels (default), with 32 forward rows a
+    // warp, then the WMMA ones
+    static const struct { int kernel; const char *name; } kernels[] = {
+        {CUDA_ATTENTION_MMA, "mma"}, {CUDA_ATTENTION_MMA32, "mma32"}, {CUDA_ATTENTION_WMMA, "wmma"}};
+    for (int k = 0; k < (bf ? 3 : 1); k++) {
         cuda_set_attention_kernel(kernels[k].kernel);
         for (int m = 0; m < 2; m++) {
             cuda_set_matmul_mode(modes[m].mode);

@@ -8,11 +8,12 @@
 // bf16 as the A operand of the next product without touching shared memory.
 //
 // Work split as in attention_tc.cu: a block of 4 warps owns 64 rows (queries in the forward and dq
-// kernels, keys in the dk/dv kernel), 16 per warp, held as A fragments in registers; the other
-// operand streams through shared memory in tiles of KT rows, stored as they are in memory (rows
-// of HS channels). B fragments come out of the tiles by ldmatrix: plain where the product runs
-// over the tile's channels, .trans where it runs over the tile's rows (the hardware transposes
-// 8 x 8 blocks on the way to the registers, so no transposed copy is ever written):
+// kernels, keys in the dk/dv kernel), 16 per warp (the forward with mma32: 128 rows, 32 a warp),
+// held as A fragments in registers; the other operand streams through shared memory in tiles of
+// KT rows, stored as they are in memory (rows of HS channels). B fragments come out of the tiles
+// by ldmatrix: plain where the product runs over the tile's channels, .trans where it runs over
+// the tile's rows (the hardware transposes 8 x 8 blocks on the way to the registers, so no
+// transposed copy is ever written):
 //   forward   S = Q K^T (K, plain), O += P V (V, trans)
 //   dq        S = Q K^T, dP = dO V^T (V, plain), dS = P (dP - D), dQ += dS K (K, trans)
 //   dk, dv    S^T = K Q^T (Q, plain), dP^T = V dO^T (dO, plain), dV += P^T dO (dO, trans),
@@ -206,117 +207,141 @@ __device__ __forceinline__ const bf16 *kv_next(bf16 *Ks, const bf16 *base, size_
 }
 
 // ---- forward ----
-// grid (T/64, NH, B). Shared: K and V tiles (KT x HS each), twice: the next pair streams in while
-// the current one is used.
+// grid (T/(64 WG), NH, B): a warp owns WG groups of 16 query rows (WG = 1 or 2), so every B
+// fragment it loads from a K or V tile feeds WG products: WG = 2 halves the shared-memory reads
+// per product at twice the accumulators (TRACELLM_CUDA_ATTENTION=mma32 selects it for head sizes
+// up to 64; gpu_check.sh times both). Shared: K and V tiles (KT x HS each), twice: the next pair
+// streams in while the current one is used.
 template <int HS, int KT> constexpr size_t fwd_smem() { return sizeof(bf16) * 4 * KT * (HS + 8); }
 
-template <int HS, int KT>
+template <int HS, int KT, int WG>
 __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 *out, float *lse, const bf16 *qkv, int T,
                                                                            int C, int NH, float scale2, bool vec) {
     extern __shared__ __align__(16) float smem_f[];
     constexpr int LDK = HS + 8;
     bf16 *Ks = (bf16 *)smem_f;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    int b = blockIdx.z, h = blockIdx.y, q0 = heavy_first_rows(), w0 = q0 + 16 * warp;
-    int row[2] = {w0 + g, w0 + g + 8};
+    int b = blockIdx.z, h = blockIdx.y, q0 = heavy_first_rows() * WG, w0 = q0 + 16 * WG * warp;
     size_t C3 = 3 * (size_t)C;
     const bf16 *base = qkv + (size_t)b * T * C3 + h * HS;
 
-    unsigned qf[HS / 16][4];
-    rows_a<HS>(qf, base, C3, w0, T, g, t);
-    float o[HS / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    // per group u: rows w0 + 16 u + g and + 8 (this lane's), Q as A fragments, O, running max and sum
+    unsigned qf[WG][HS / 16][4];
+    float o[WG][HS / 8][4], m[WG][2], l[WG][2];
 #pragma unroll
-    for (int n = 0; n < HS / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
-    int last = min(T - 1, q0 + MM_ROWS - 1);
+    for (int u = 0; u < WG; u++) {
+        rows_a<HS>(qf[u], base, C3, w0 + 16 * u, T, g, t);
+        m[u][0] = m[u][1] = -INFINITY;
+        l[u][0] = l[u][1] = 0.0f;
+#pragma unroll
+        for (int n = 0; n < HS / 8; n++) o[u][n][0] = o[u][n][1] = o[u][n][2] = o[u][n][3] = 0.0f;
+    }
+    int last = min(T - 1, q0 + MM_ROWS * WG - 1);
     kv_load<HS, KT>(Ks, base, C3, C, 0, T, vec);
     cp_async_commit();
     for (int k0 = 0; k0 <= last; k0 += KT) {
         const bf16 *Kc = kv_next<HS, KT>(Ks, base, C3, C, k0, last, T, vec), *Vc = Kc + KT * LDK;
-        // S = Q K^T (16 x KT), scaled to base 2 and masked
-        float s[KT / 8][4];
+        // S = Q K^T (16 x KT per group), each K fragment pair used by every group
+        float s[WG][KT / 8][4];
 #pragma unroll
-        for (int n = 0; n < KT / 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+        for (int u = 0; u < WG; u++)
+#pragma unroll
+            for (int n = 0; n < KT / 8; n++) s[u][n][0] = s[u][n][1] = s[u][n][2] = s[u][n][3] = 0.0f;
 #pragma unroll
         for (int n = 0; n < KT / 8; n += 2)
 #pragma unroll
             for (int kk = 0; kk < HS / 16; kk++) {
                 unsigned b0[2], b1[2];
                 frag_b2(b0, b1, Kc + n * 8 * LDK + 16 * kk, LDK, lane);
-                mma16816(s[n], qf[kk], b0);
-                mma16816(s[n + 1], qf[kk], b1);
+#pragma unroll
+                for (int u = 0; u < WG; u++) {
+                    mma16816(s[u][n], qf[u][kk], b0);
+                    mma16816(s[u][n + 1], qf[u][kk], b1);
+                }
             }
-        float mx[2] = {-INFINITY, -INFINITY};
-        if (below_diagonal(k0 + KT - 1, w0, T)) {  // no key of the tile is masked for the warp's rows
+        // the online softmax, per group: scale to base 2, mask, new max, rescale O and the sum
+#pragma unroll
+        for (int u = 0; u < WG; u++) {
+            int wu = w0 + 16 * u, row[2] = {wu + g, wu + g + 8};
+            float mx[2] = {-INFINITY, -INFINITY};
+            if (below_diagonal(k0 + KT - 1, wu, T)) {  // no key of the tile is masked for these rows
+#pragma unroll
+                for (int n = 0; n < KT / 8; n++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        s[u][n][e] *= scale2;
+                        mx[e >> 1] = fmaxf(mx[e >> 1], s[u][n][e]);
+                    }
+            } else {
+#pragma unroll
+                for (int n = 0; n < KT / 8; n++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        int i = row[e >> 1], j = k0 + 8 * n + 2 * t + (e & 1);
+                        float v = (j <= i && i < T) ? s[u][n][e] * scale2 : -INFINITY;
+                        s[u][n][e] = v;
+                        mx[e >> 1] = fmaxf(mx[e >> 1], v);
+                    }
+            }
+            float alpha[2], ls[2] = {0.0f, 0.0f}, mb[2];
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                float mn = fmaxf(m[u][r], quad_max(mx[r]));
+                alpha[r] = mn == -INFINITY ? 1.0f : exp2f(m[u][r] - mn);
+                m[u][r] = mn;
+                mb[r] = mn == -INFINITY ? 0.0f : mn;  // a row with no key yet (past T): exp2(-inf - 0) = 0, no NaN
+            }
 #pragma unroll
             for (int n = 0; n < KT / 8; n++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    s[n][e] *= scale2;
-                    mx[e >> 1] = fmaxf(mx[e >> 1], s[n][e]);
+                    float p = exp2f(s[u][n][e] - mb[e >> 1]);  // masked: exp2(-inf) = 0
+                    s[u][n][e] = p;
+                    ls[e >> 1] += p;
                 }
-        } else {
 #pragma unroll
-            for (int n = 0; n < KT / 8; n++)
+            for (int r = 0; r < 2; r++) l[u][r] = l[u][r] * alpha[r] + quad_sum(ls[r]);
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    int i = row[e >> 1], j = k0 + 8 * n + 2 * t + (e & 1);
-                    float v = (j <= i && i < T) ? s[n][e] * scale2 : -INFINITY;
-                    s[n][e] = v;
-                    mx[e >> 1] = fmaxf(mx[e >> 1], v);
-                }
-        }
-        float alpha[2], ls[2] = {0.0f, 0.0f}, mb[2];
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            float mn = fmaxf(m[r], quad_max(mx[r]));
-            alpha[r] = mn == -INFINITY ? 1.0f : exp2f(m[r] - mn);
-            m[r] = mn;
-            mb[r] = mn == -INFINITY ? 0.0f : mn;  // a row with no key yet (past T): exp2(-inf - 0) = 0, no NaN
-        }
-#pragma unroll
-        for (int n = 0; n < KT / 8; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float p = exp2f(s[n][e] - mb[e >> 1]);  // masked: exp2(-inf) = 0
-                s[n][e] = p;
-                ls[e >> 1] += p;
+            for (int n = 0; n < HS / 8; n++) {
+                o[u][n][0] *= alpha[0]; o[u][n][1] *= alpha[0];
+                o[u][n][2] *= alpha[1]; o[u][n][3] *= alpha[1];
             }
-#pragma unroll
-        for (int r = 0; r < 2; r++) l[r] = l[r] * alpha[r] + quad_sum(ls[r]);
-#pragma unroll
-        for (int n = 0; n < HS / 8; n++) {
-            o[n][0] *= alpha[0]; o[n][1] *= alpha[0];
-            o[n][2] *= alpha[1]; o[n][3] *= alpha[1];
         }
-        // O += P V: P repacked in registers, V transposed by ldmatrix
+        // O += P V: P repacked in registers, V transposed by ldmatrix, each V fragment pair used by every group
 #pragma unroll
         for (int kk = 0; kk < KT / 16; kk++) {
-            unsigned pa[4];
-            acc_to_a(pa, s[2 * kk], s[2 * kk + 1]);
+            unsigned pa[WG][4];
+#pragma unroll
+            for (int u = 0; u < WG; u++) acc_to_a(pa[u], s[u][2 * kk], s[u][2 * kk + 1]);
 #pragma unroll
             for (int n = 0; n < HS / 8; n += 2) {
                 unsigned b0[2], b1[2];
                 frag_b2_trans(b0, b1, Vc + 16 * kk * LDK + 8 * n, LDK, lane);
-                mma16816(o[n], pa, b0);
-                mma16816(o[n + 1], pa, b1);
+#pragma unroll
+                for (int u = 0; u < WG; u++) {
+                    mma16816(o[u][n], pa[u], b0);
+                    mma16816(o[u][n + 1], pa[u], b1);
+                }
             }
         }
         __syncthreads();  // every warp is done with this buffer before the pair after next fills it
     }
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        int i = row[r];
-        if (i >= T) continue;
-        float inv = 1.0f / l[r];
-        bf16 *y = out + ((size_t)b * T + i) * C + h * HS;
+    for (int u = 0; u < WG; u++)
 #pragma unroll
-        for (int n = 0; n < HS / 8; n++) {
-            int c = 8 * n + 2 * t;
-            y[c] = stx<bf16>(o[n][2 * r] * inv);
-            y[c + 1] = stx<bf16>(o[n][2 * r + 1] * inv);
+        for (int r = 0; r < 2; r++) {
+            int i = w0 + 16 * u + g + 8 * r;
+            if (i >= T) continue;
+            float inv = 1.0f / l[u][r];
+            bf16 *y = out + ((size_t)b * T + i) * C + h * HS;
+#pragma unroll
+            for (int n = 0; n < HS / 8; n++) {
+                int c = 8 * n + 2 * t;
+                y[c] = stx<bf16>(o[u][n][2 * r] * inv);
+                y[c + 1] = stx<bf16>(o[u][n][2 * r + 1] * inv);
+            }
+            if (t == 0) lse[((size_t)b * NH + h) * T + i] = (m[u][r] + log2f(l[u][r])) / LOG2E;
         }
-        if (t == 0) lse[((size_t)b * NH + h) * T + i] = (m[r] + log2f(l[r])) / LOG2E;
-    }
 }
 
 // ---- backward: D_i = dO_i . O_i, one thread per (b, h, i) ----
@@ -547,21 +572,24 @@ template <class K> static void allow_smem(K kernel, size_t bytes, const char *wh
                    "%s: %zu bytes of shared memory", what, bytes);
 }
 
-// Which kernels the bf16 table's attention runs: these (default) or attention_tc.cu's WMMA ones
-// (TRACELLM_CUDA_ATTENTION=wmma, or cuda_set_attention_kernel), to compare them on a card.
+// Which kernels the bf16 table's attention runs: these (default), these with 32 forward rows a
+// warp (mma32), or attention_tc.cu's WMMA ones (TRACELLM_CUDA_ATTENTION=mma|mma32|wmma, or
+// cuda_set_attention_kernel), to compare them on a card.
 static int attention_kernel = -1;
 void cuda_set_attention_kernel(int k) {
-    if (k != CUDA_ATTENTION_MMA && k != CUDA_ATTENTION_WMMA) fatal("cuda_set_attention_kernel: unknown kernel %d", k);
+    if (k != CUDA_ATTENTION_MMA && k != CUDA_ATTENTION_WMMA && k != CUDA_ATTENTION_MMA32)
+        fatal("cuda_set_attention_kernel: unknown kernel %d", k);
     attention_kernel = k;
 }
 int cu_attention_mma_supported(int hs) {
     if (attention_kernel < 0) {
         const char *e = getenv("TRACELLM_CUDA_ATTENTION");
         if (!e || !*e || !strcmp(e, "mma")) attention_kernel = CUDA_ATTENTION_MMA;
+        else if (!strcmp(e, "mma32")) attention_kernel = CUDA_ATTENTION_MMA32;
         else if (!strcmp(e, "wmma")) attention_kernel = CUDA_ATTENTION_WMMA;
-        else fatal("TRACELLM_CUDA_ATTENTION=%s: expected mma or wmma", e);
+        else fatal("TRACELLM_CUDA_ATTENTION=%s: expected mma, mma32 or wmma", e);
     }
-    return attention_kernel == CUDA_ATTENTION_MMA && (hs == 16 || hs == 32 || hs == 64 || hs == 128);
+    return attention_kernel != CUDA_ATTENTION_WMMA && (hs == 16 || hs == 32 || hs == 64 || hs == 128);
 }
 
 // 16-byte tile loads need every row start 16-byte aligned
@@ -570,13 +598,20 @@ static bool rows_aligned16(const bf16 *p, int C) { return aligned16(p) && C % 8 
 // tiles of 64 streamed rows, 32 for head size 128 (registers)
 template <int HS> struct Tile { static constexpr int N = HS == 128 ? 32 : 64; };
 
-template <int HS> static void forward_hs(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH) {
+template <int HS, int WG> static void forward_launch(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH) {
     constexpr int KT = Tile<HS>::N;
-    dim3 grid(cdiv(T, MM_ROWS), NH, B);
+    dim3 grid(cdiv(T, MM_ROWS * WG), NH, B);
     size_t smem = fwd_smem<HS, KT>();
-    allow_smem(attention_forward_mma_kernel<HS, KT>, smem, "attention_forward (mma)");
+    allow_smem(attention_forward_mma_kernel<HS, KT, WG>, smem, "attention_forward (mma)");
     float scale2 = LOG2E / sqrtf((float)HS);
-    attention_forward_mma_kernel<HS, KT><<<grid, MM_THREADS, smem>>>(out, lse, qkv, T, C, NH, scale2, rows_aligned16(qkv, C));
+    attention_forward_mma_kernel<HS, KT, WG><<<grid, MM_THREADS, smem>>>(out, lse, qkv, T, C, NH, scale2,
+                                                                          rows_aligned16(qkv, C));
+}
+// 32 rows a warp (mma32) where the registers allow: head sizes up to 64
+template <int HS> static void forward_hs(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH) {
+    if constexpr (HS <= 64)
+        if (attention_kernel == CUDA_ATTENTION_MMA32) return forward_launch<HS, 2>(out, lse, qkv, B, T, C, NH);
+    forward_launch<HS, 1>(out, lse, qkv, B, T, C, NH);
 }
 
 template <int HS>

@@ -21,10 +21,11 @@ int cuda_device_check(char *why, size_t n);
 enum { CUDA_MATMUL_TF32 = 0, CUDA_MATMUL_FP32 = 1, CUDA_MATMUL_BF16 = 2 };
 void cuda_set_matmul_mode(int mode);
 
-// The tensor-core attention of the bf16 table: mma.sync kernels (attention_mma.cu, the default) or
-// the WMMA ones of attention_tc.cu, widened to TF32. TRACELLM_CUDA_ATTENTION=mma|wmma sets it at
-// first use; the benchmarks time both.
-enum { CUDA_ATTENTION_MMA = 0, CUDA_ATTENTION_WMMA = 1 };
+// The tensor-core attention of the bf16 table: mma.sync kernels (attention_mma.cu, the default),
+// the same with 32 query rows a warp in the forward (head sizes up to 64), or the WMMA ones of
+// attention_tc.cu, widened to TF32. TRACELLM_CUDA_ATTENTION=mma|mma32|wmma sets it at first use;
+// the benchmarks time all three.
+enum { CUDA_ATTENTION_MMA = 0, CUDA_ATTENTION_WMMA = 1, CUDA_ATTENTION_MMA32 = 2 };
 void cuda_set_attention_kernel(int kernel);
 
 // The MLP's GELU in the bf16 table (matmul_gelu_forward, matmul_backward_gelu): cuBLASLt GEMM
