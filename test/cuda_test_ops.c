@@ -14,7 +14,7 @@
 //   attention, fp32 mode (CUDA cores, online softmax) ......... 1e-5
 //   attention, tf32 mode (tensor cores, TF32 Q K V P dO) ...... 5e-3
 // (the bf16 table's attention runs all its tensor-core kernels: mma.sync, mma.sync with 32 forward
-// rows a warp, then WMMA)
+// rows a warp, mma.sync with dQ from the stored dS, then WMMA)
 // cuda (bf16 compute type): the inputs are rounded to bf16 first, so both sides see the same
 // numbers and only the op's own rounding differs:
 //   any op's bf16 output (8-bit mantissa, round to nearest) ... 1e-2
@@ -306,11 +306,13 @@ static void test_attention(void) {
     static const struct { int mode; const char *name; double tol; } modes[] = {
         {CUDA_MATMUL_FP32, "fp32", 1e-5}, {CUDA_MATMUL_TF32, "tf32", 5e-3}};
     // the bf16 table's tensor-core attention: the mma.sync kernels (default), with 32 forward rows a
-    // warp, then the WMMA ones
-    static const struct { int kernel; const char *name; } kernels[] = {
-        {CUDA_ATTENTION_MMA, "mma"}, {CUDA_ATTENTION_MMA32, "mma32"}, {CUDA_ATTENTION_WMMA, "wmma"}};
-    for (int k = 0; k < (bf ? 3 : 1); k++) {
+    // warp, the mma.sync backward with dQ from the stored dS, then the WMMA ones
+    static const struct { int kernel, dq_stored; const char *name; } kernels[] = {
+        {CUDA_ATTENTION_MMA, 0, "mma"}, {CUDA_ATTENTION_MMA32, 0, "mma32"}, {CUDA_ATTENTION_MMA, 1, "mma dS-stored"},
+        {CUDA_ATTENTION_WMMA, 0, "wmma"}};
+    for (int k = 0; k < (bf ? 4 : 1); k++) {
         cuda_set_attention_kernel(kernels[k].kernel);
+        cuda_set_attention_dq(kernels[k].dq_stored);
         for (int m = 0; m < 2; m++) {
             cuda_set_matmul_mode(modes[m].mode);
             double tol = xtol(modes[m].tol);
@@ -325,6 +327,7 @@ static void test_attention(void) {
         }
     }
     cuda_set_attention_kernel(CUDA_ATTENTION_MMA);
+    cuda_set_attention_dq(0);
     cuda_set_matmul_mode(CUDA_MATMUL_TF32);
 }
 

@@ -468,11 +468,15 @@ __device__ __forceinline__ void dkdv_load(float *buf, const bf16 *base, const bf
     }
 }
 
-template <int HS, int QT>
+// With STORE_DS it also writes the block's dS^T tiles (bf16, as packed for the dK product) into
+// dsT (B,NH,Tp,Tp), row = key, column = query, Tp = T rounded up to 64, for the dq kernel that
+// reads them instead of recomputing S and dP (attention_backward_dq_ds_kernel).
+template <int HS, int QT, bool STORE_DS>
 __global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel(bf16 *dqkv, const bf16 *dout,
                                                                                  const bf16 *qkv, const float *lse,
                                                                                  const float *Dsum, int T, int C,
-                                                                                 int NH, float scale, bool vec) {
+                                                                                 int NH, float scale, bool vec,
+                                                                                 bf16 *dsT, int Tp) {
     extern __shared__ __align__(16) float smem_f[];
     constexpr int LDR = HS + 8, BUF = dkdv_buf<HS, QT>();
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -535,6 +539,15 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel
             unsigned pa[4], da[4];
             acc_to_a(pa, st[2 * kk], st[2 * kk + 1]);
             acc_to_a(da, dpt[2 * kk], dpt[2 * kk + 1]);
+            if constexpr (STORE_DS) {
+                // da: (key g, queries 2t, 2t+1), (key g+8, ..), (key g, 2t+8, 2t+9), (key g+8, ..) of
+                // this 16 x 16 block; Tp keeps every column of a computed tile inside its row
+                bf16 *d0 = dsT + ((size_t)(b * NH + h) * Tp + key[0]) * Tp + i0 + 16 * kk + 2 * t;
+                *(unsigned *)d0 = da[0];
+                *(unsigned *)(d0 + 8 * (size_t)Tp) = da[1];
+                *(unsigned *)(d0 + 8) = da[2];
+                *(unsigned *)(d0 + 8 * (size_t)Tp + 8) = da[3];
+            }
 #pragma unroll
             for (int n = 0; n < HS / 8; n += 2) {
                 unsigned bg0[2], bg1[2], bq0[2], bq1[2];
@@ -564,6 +577,73 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel
     }
 }
 
+// ---- backward: dq from the stored dS (TRACELLM_CUDA_ATTENTION_DQ=stored) ----
+// dQ = dS K with dS read back from what the dk/dv kernel (STORE_DS) wrote, instead of recomputing
+// S = Q K^T and dP = dO V^T: one product a tile pair instead of three, for a write and a read of
+// dS (B,NH,T,T causal half, bf16). grid (T/64, NH, B) like the other dq kernel; shared: the K tile
+// and the dS^T tile (keys x the block's 64 queries), double-buffered. A fragments of dS come out
+// of the dS^T tile by ldmatrix.trans.
+template <int HS, int KT> constexpr size_t dq_ds_smem() { return sizeof(bf16) * 2 * KT * (HS + 8 + MM_ROWS + 8); }
+
+template <int HS, int KT>
+__global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_ds_kernel(bf16 *dqkv, const bf16 *qkv,
+                                                                              const bf16 *dsT, int T, int Tp, int C,
+                                                                              int NH, bool vec) {
+    extern __shared__ __align__(16) float smem_f[];
+    constexpr int LDK = HS + 8, LDS = MM_ROWS + 8, HALF = KT * (LDK + LDS);
+    bf16 *buf = (bf16 *)smem_f;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    int b = blockIdx.z, h = blockIdx.y, q0 = heavy_first_rows(), w0 = q0 + 16 * warp;
+    size_t C3 = 3 * (size_t)C;
+    const bf16 *kbase = qkv + (size_t)b * T * C3 + C + h * HS;
+    const bf16 *sbase = dsT + (size_t)(b * NH + h) * Tp * Tp + q0;  // row j: key j's dS^T at the block's queries
+    float dq[HS / 8][4];
+#pragma unroll
+    for (int n = 0; n < HS / 8; n++) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
+    int last = min(T - 1, q0 + MM_ROWS - 1);
+    load_tile<HS>(buf, LDK, kbase, C3, 0, KT, T, vec);
+    load_tile<MM_ROWS>(buf + KT * LDK, LDS, sbase, Tp, 0, KT, T, true);
+    cp_async_commit();
+    for (int k0 = 0; k0 <= last; k0 += KT) {
+        int it = k0 / KT;
+        bool more = k0 + KT <= last;
+        if (more) {
+            bf16 *nb = buf + ((it + 1) & 1) * HALF;
+            load_tile<HS>(nb, LDK, kbase, C3, k0 + KT, KT, T, vec);
+            load_tile<MM_ROWS>(nb + KT * LDK, LDS, sbase, Tp, k0 + KT, KT, T, true);
+        }
+        cp_async_step(more);
+        const bf16 *Kc = buf + (it & 1) * HALF, *Sc = Kc + KT * LDK;
+#pragma unroll
+        for (int kk = 0; kk < KT / 16; kk++) {
+            // A = dS (the warp's 16 queries x keys 16 kk ..): blocks (queries 0-7, keys 0-7),
+            // (8-15, 0-7), (0-7, 8-15), (8-15, 8-15), each the transpose of a dS^T block
+            unsigned da[4];
+            ldsm_x4<true>(da, Sc + (16 * kk + 8 * (lane >> 4) + (lane & 7)) * LDS + 16 * warp + 8 * ((lane >> 3) & 1));
+#pragma unroll
+            for (int n = 0; n < HS / 8; n += 2) {
+                unsigned b0[2], b1[2];
+                frag_b2_trans(b0, b1, Kc + 16 * kk * LDK + 8 * n, LDK, lane);
+                mma16816(dq[n], da, b0);
+                mma16816(dq[n + 1], da, b1);
+            }
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        int i = w0 + g + 8 * r;
+        if (i >= T) continue;
+        bf16 *d = dqkv + ((size_t)b * T + i) * C3 + h * HS;
+#pragma unroll
+        for (int n = 0; n < HS / 8; n++) {
+            int c = 8 * n + 2 * t;
+            d[c] = stx<bf16>(dq[n][2 * r]);
+            d[c + 1] = stx<bf16>(dq[n][2 * r + 1]);
+        }
+    }
+}
+
 // ---- launches ----
 // Kernels that need more than 48 KB of shared memory must say so once per kernel.
 template <class K> static void allow_smem(K kernel, size_t bytes, const char *what) {
@@ -580,6 +660,20 @@ void cuda_set_attention_kernel(int k) {
     if (k != CUDA_ATTENTION_MMA && k != CUDA_ATTENTION_WMMA && k != CUDA_ATTENTION_MMA32)
         fatal("cuda_set_attention_kernel: unknown kernel %d", k);
     attention_kernel = k;
+}
+// How the backward gets dQ: recomputing S and dP per tile pair (default), or from the dS the dk/dv
+// kernel stores (TRACELLM_CUDA_ATTENTION_DQ=recompute|stored, or cuda_set_attention_dq): fewer
+// products for (B,NH,T,T) bf16 of scratch memory, to compare on a card.
+static int attention_dq = -1;
+void cuda_set_attention_dq(int stored) { attention_dq = stored != 0; }
+static bool attention_dq_stored(void) {
+    if (attention_dq < 0) {
+        const char *e = getenv("TRACELLM_CUDA_ATTENTION_DQ");
+        if (e && *e && strcmp(e, "recompute") && strcmp(e, "stored"))
+            fatal("TRACELLM_CUDA_ATTENTION_DQ=%s: expected recompute or stored", e);
+        attention_dq = e && !strcmp(e, "stored");
+    }
+    return attention_dq;
 }
 int cu_attention_mma_supported(int hs) {
     if (attention_kernel < 0) {
@@ -621,13 +715,26 @@ static void backward_hs(bf16 *dqkv, const float *Dsum, const bf16 *dout, const b
     dim3 grid(cdiv(T, MM_ROWS), NH, B);
     float scale = 1.0f / sqrtf((float)HS);
     bool vec = rows_aligned16(qkv, C) && rows_aligned16(dout, C);
+    if (attention_dq_stored()) {
+        // dk/dv first, storing dS^T; then dq from it
+        int Tp = (int)cdiv(T, MM_ROWS) * MM_ROWS;
+        bf16 *dsT = (bf16 *)cuda_scratch(6, (size_t)B * NH * Tp * Tp * sizeof(bf16));
+        allow_smem(attention_backward_dkdv_mma_kernel<HS, KT, true>, dkdv_smem<HS, KT>(), "attention_backward dk/dv (mma)");
+        attention_backward_dkdv_mma_kernel<HS, KT, true><<<grid, MM_THREADS, dkdv_smem<HS, KT>()>>>(
+            dqkv, dout, qkv, lse, Dsum, T, C, NH, scale, vec, dsT, Tp);
+        LAUNCH_CHECK("attention_backward (dk/dv storing dS, mma) B=%d T=%d C=%d NH=%d", B, T, C, NH);
+        allow_smem(attention_backward_dq_ds_kernel<HS, KT>, dq_ds_smem<HS, KT>(), "attention_backward dq (stored dS)");
+        attention_backward_dq_ds_kernel<HS, KT><<<grid, MM_THREADS, dq_ds_smem<HS, KT>()>>>(dqkv, qkv, dsT, T, Tp, C, NH,
+                                                                                             rows_aligned16(qkv, C));
+        return;
+    }
     allow_smem(attention_backward_dq_mma_kernel<HS, KT>, dq_smem<HS, KT>(), "attention_backward dq (mma)");
     attention_backward_dq_mma_kernel<HS, KT><<<grid, MM_THREADS, dq_smem<HS, KT>()>>>(dqkv, dout, qkv, lse, Dsum, T, C,
                                                                                        NH, scale, vec);
     LAUNCH_CHECK("attention_backward (dq, mma) B=%d T=%d C=%d NH=%d", B, T, C, NH);
-    allow_smem(attention_backward_dkdv_mma_kernel<HS, KT>, dkdv_smem<HS, KT>(), "attention_backward dk/dv (mma)");
-    attention_backward_dkdv_mma_kernel<HS, KT><<<grid, MM_THREADS, dkdv_smem<HS, KT>()>>>(dqkv, dout, qkv, lse, Dsum, T,
-                                                                                           C, NH, scale, vec);
+    allow_smem(attention_backward_dkdv_mma_kernel<HS, KT, false>, dkdv_smem<HS, KT>(), "attention_backward dk/dv (mma)");
+    attention_backward_dkdv_mma_kernel<HS, KT, false><<<grid, MM_THREADS, dkdv_smem<HS, KT>()>>>(
+        dqkv, dout, qkv, lse, Dsum, T, C, NH, scale, vec, nullptr, 0);
 }
 
 void cu_attention_mma_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH) {

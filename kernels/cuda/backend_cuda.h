@@ -27,6 +27,10 @@ void cuda_set_matmul_mode(int mode);
 // the benchmarks time all three.
 enum { CUDA_ATTENTION_MMA = 0, CUDA_ATTENTION_WMMA = 1, CUDA_ATTENTION_MMA32 = 2 };
 void cuda_set_attention_kernel(int kernel);
+// The mma.sync backward's dQ: recomputed from Q, K, V, dO per tile pair (0, the default), or read
+// from the dS the dk/dv kernel stores in a (B,NH,T,T) bf16 scratch buffer (1).
+// TRACELLM_CUDA_ATTENTION_DQ=recompute|stored sets it at first use; the benchmarks time both.
+void cuda_set_attention_dq(int stored);
 
 // The MLP's GELU in the bf16 table (matmul_gelu_forward, matmul_backward_gelu): cuBLASLt GEMM
 // epilogues (1, the default; shapes and pointers cuBLASLt refuses still take the separate pass) or
