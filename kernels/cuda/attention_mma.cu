@@ -111,6 +111,37 @@ __device__ __forceinline__ void acc_to_a(unsigned (&a)[4], const float (&x)[4], 
     a[3] = pack2(y[2], y[3]);
 }
 
+// dq (a warp's 16 rows x HS) += da (its 16 x 16 block of dS, an A fragment) . the 16 key rows of
+// a tile at kt (ld elements a row), transposed by ldmatrix: the dq kernels' one product.
+template <int HS>
+__device__ __forceinline__ void add_ds_k(float (&dq)[HS / 8][4], const unsigned (&da)[4], const bf16 *kt, int ld,
+                                         int lane) {
+#pragma unroll
+    for (int n = 0; n < HS / 8; n += 2) {
+        unsigned b0[2], b1[2];
+        frag_b2_trans(b0, b1, kt + 8 * n, ld, lane);
+        mma16816(dq[n], da, b0);
+        mma16816(dq[n + 1], da, b1);
+    }
+}
+// A warp's 16 x HS accumulator as bf16 rows: rows r0 + g and r0 + g + 8 (those before T) at
+// dst + row * stride, this lane's columns 2t, 2t + 1 of every 8.
+template <int HS>
+__device__ __forceinline__ void store_rows(bf16 *dst, size_t stride, const float (&acc)[HS / 8][4], int r0, int T, int g,
+                                           int t) {
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        int i = r0 + g + 8 * r;
+        if (i >= T) continue;
+        bf16 *d = dst + (size_t)i * stride;
+#pragma unroll
+        for (int n = 0; n < HS / 8; n++) {
+            d[8 * n + 2 * t] = stx<bf16>(acc[n][2 * r]);
+            d[8 * n + 2 * t + 1] = stx<bf16>(acc[n][2 * r + 1]);
+        }
+    }
+}
+
 // 16 bytes global -> shared without a trip through registers (cp.async, sm_80+): the copy runs
 // while the warp goes on computing; `valid` false writes zeros and reads nothing. A group of copies
 // is closed by cp_async_commit; cp_async_wait<N> waits until at most N groups are still in flight
@@ -422,28 +453,11 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
         for (int kk = 0; kk < KT / 16; kk++) {
             unsigned da[4];
             acc_to_a(da, s[2 * kk], s[2 * kk + 1]);
-#pragma unroll
-            for (int n = 0; n < HS / 8; n += 2) {
-                unsigned b0[2], b1[2];
-                frag_b2_trans(b0, b1, Kc + 16 * kk * LDK + 8 * n, LDK, lane);
-                mma16816(dq[n], da, b0);
-                mma16816(dq[n + 1], da, b1);
-            }
+            add_ds_k<HS>(dq, da, Kc + 16 * kk * LDK, LDK, lane);
         }
         __syncthreads();
     }
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        int i = row[r];
-        if (i >= T) continue;
-        bf16 *d = dqkv + ((size_t)b * T + i) * C3 + h * HS;
-#pragma unroll
-        for (int n = 0; n < HS / 8; n++) {
-            int c = 8 * n + 2 * t;
-            d[c] = stx<bf16>(dq[n][2 * r]);
-            d[c + 1] = stx<bf16>(dq[n][2 * r + 1]);
-        }
-    }
+    store_rows<HS>(dqkv + (size_t)b * T * C3 + h * HS, C3, dq, w0, T, g, t);
 }
 
 // ---- backward: dk and dv ----
@@ -561,20 +575,9 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel
         }
         __syncthreads();
     }
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        int j = key[r];
-        if (j >= T) continue;
-        bf16 *d = dqkv + ((size_t)b * T + j) * C3 + h * HS;
-#pragma unroll
-        for (int n = 0; n < HS / 8; n++) {
-            int c = 8 * n + 2 * t;
-            d[C + c] = stx<bf16>(dk[n][2 * r]);
-            d[C + c + 1] = stx<bf16>(dk[n][2 * r + 1]);
-            d[2 * C + c] = stx<bf16>(dv[n][2 * r]);
-            d[2 * C + c + 1] = stx<bf16>(dv[n][2 * r + 1]);
-        }
-    }
+    bf16 *rows = dqkv + (size_t)b * T * C3 + h * HS;
+    store_rows<HS>(rows + C, C3, dk, w0, T, g, t);
+    store_rows<HS>(rows + 2 * C, C3, dv, w0, T, g, t);
 }
 
 // ---- backward: dq from the stored dS (TRACELLM_CUDA_ATTENTION_DQ=stored) ----
@@ -620,28 +623,11 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_ds_kernel(bf
             // (8-15, 0-7), (0-7, 8-15), (8-15, 8-15), each the transpose of a dS^T block
             unsigned da[4];
             ldsm_x4<true>(da, Sc + (16 * kk + 8 * (lane >> 4) + (lane & 7)) * LDS + 16 * warp + 8 * ((lane >> 3) & 1));
-#pragma unroll
-            for (int n = 0; n < HS / 8; n += 2) {
-                unsigned b0[2], b1[2];
-                frag_b2_trans(b0, b1, Kc + 16 * kk * LDK + 8 * n, LDK, lane);
-                mma16816(dq[n], da, b0);
-                mma16816(dq[n + 1], da, b1);
-            }
+            add_ds_k<HS>(dq, da, Kc + 16 * kk * LDK, LDK, lane);
         }
         __syncthreads();
     }
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        int i = w0 + g + 8 * r;
-        if (i >= T) continue;
-        bf16 *d = dqkv + ((size_t)b * T + i) * C3 + h * HS;
-#pragma unroll
-        for (int n = 0; n < HS / 8; n++) {
-            int c = 8 * n + 2 * t;
-            d[c] = stx<bf16>(dq[n][2 * r]);
-            d[c + 1] = stx<bf16>(dq[n][2 * r + 1]);
-        }
-    }
+    store_rows<HS>(dqkv + (size_t)b * T * C3 + h * HS, C3, dq, w0, T, g, t);
 }
 
 // ---- launches ----
@@ -667,22 +653,13 @@ void cuda_set_attention_kernel(int k) {
 static int attention_dq = -1;
 void cuda_set_attention_dq(int stored) { attention_dq = stored != 0; }
 static bool attention_dq_stored(void) {
-    if (attention_dq < 0) {
-        const char *e = getenv("TRACELLM_CUDA_ATTENTION_DQ");
-        if (e && *e && strcmp(e, "recompute") && strcmp(e, "stored"))
-            fatal("TRACELLM_CUDA_ATTENTION_DQ=%s: expected recompute or stored", e);
-        attention_dq = e && !strcmp(e, "stored");
-    }
+    static const char *const ways[] = {"recompute", "stored", NULL};
+    if (attention_dq < 0) attention_dq = cuda_env_choice("TRACELLM_CUDA_ATTENTION_DQ", ways);
     return attention_dq;
 }
 int cu_attention_mma_supported(int hs) {
-    if (attention_kernel < 0) {
-        const char *e = getenv("TRACELLM_CUDA_ATTENTION");
-        if (!e || !*e || !strcmp(e, "mma")) attention_kernel = CUDA_ATTENTION_MMA;
-        else if (!strcmp(e, "mma32")) attention_kernel = CUDA_ATTENTION_MMA32;
-        else if (!strcmp(e, "wmma")) attention_kernel = CUDA_ATTENTION_WMMA;
-        else fatal("TRACELLM_CUDA_ATTENTION=%s: expected mma, mma32 or wmma", e);
-    }
+    static const char *const kernels[] = {"mma", "wmma", "mma32", NULL};  // in the order of CUDA_ATTENTION_*
+    if (attention_kernel < 0) attention_kernel = cuda_env_choice("TRACELLM_CUDA_ATTENTION", kernels);
     return attention_kernel != CUDA_ATTENTION_WMMA && (hs == 16 || hs == 32 || hs == 64 || hs == 128);
 }
 

@@ -53,6 +53,18 @@ int cuda_device_check(char *why, size_t n) {
     return 1;
 }
 
+int cuda_env_choice(const char *var, const char *const *choices) {
+    const char *v = getenv(var);
+    if (!v || !*v) return 0;
+    for (int i = 0; choices[i]; i++)
+        if (!strcmp(v, choices[i])) return i;
+    char list[256] = "";
+    for (int i = 0; choices[i]; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? (choices[i + 1] ? ", " : " or ") : "",
+                 choices[i]);
+    fatal("%s=%s: expected %s", var, v, list);
+}
+
 void cuda_init(void) {
     if (initialised) return;
     char why[256];
@@ -60,12 +72,9 @@ void cuda_init(void) {
         fatal("--device cuda: no usable GPU (%s); use --device cpu on this machine", why);
     const char *s = getenv("TRACELLM_CUDA_SYNC");
     sync_each_launch = s && !strcmp(s, "1");
-    if (matmul_mode < 0) {
-        const char *m = getenv("TRACELLM_CUDA_MATMUL");
-        if (!m || !*m || !strcmp(m, "tf32")) matmul_mode = CUDA_MATMUL_TF32;
-        else if (!strcmp(m, "fp32")) matmul_mode = CUDA_MATMUL_FP32;
-        else if (!strcmp(m, "bf16")) matmul_mode = CUDA_MATMUL_BF16;
-        else fatal("TRACELLM_CUDA_MATMUL=%s: expected tf32, fp32 or bf16", m);
+    if (matmul_mode < 0) {  // in the order of CUDA_MATMUL_*
+        static const char *const modes[] = {"tf32", "fp32", "bf16", NULL};
+        matmul_mode = cuda_env_choice("TRACELLM_CUDA_MATMUL", modes);
     }
     // one process per GPU: a launcher that leaves every GPU visible (plain mpirun, srun, torchrun
     // style) gives each process its local rank, which picks the device; a launcher that narrows

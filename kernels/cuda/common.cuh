@@ -34,9 +34,13 @@ void cuda_die(cudaError_t e, const char *what, const char *fmt, ...) __attribute
 void cuda_after_launch(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 // Lazily initialises the device (first op or alloc); dies with a clear message without a GPU.
 void cuda_init(void);
+// Which of `choices` (NULL-terminated) the environment variable `var` names: 0 (the first, the
+// default) when it is unset or empty; any other value dies naming the choices. For the switches
+// that let a card time one kernel against another (TRACELLM_CUDA_MATMUL, _ATTENTION, ...).
+int cuda_env_choice(const char *var, const char *const *choices);
 // Scratch device memory owned by the backend, grown on demand; slots are independent buffers:
 // 0 column-sum partials, 1 attention row statistics, 2 encoder token groups, 3 sumsq partials,
-// 4 and 5 bf16 GEMM operands.
+// 4 and 5 bf16 GEMM operands, 6 attention's stored dS (TRACELLM_CUDA_ATTENTION_DQ=stored).
 void *cuda_scratch(int slot, size_t bytes);
 // The matmul precision chosen at init (CUDA_MATMUL_*).
 int cuda_matmul_mode(void);

@@ -231,13 +231,9 @@ __global__ void __launch_bounds__(32 * LN_WARPS)
 // memory (48 KiB by default, more on request), and not TRACELLM_CUDA_LAYERNORM=split.
 template <class X>
 static bool fused_backward_ok(const void *dinp, const void *dout, const void *inp, const void *w, int C, size_t smem) {
+    static const char *const kernels[] = {"fused", "split", NULL};
     static int split = -1;
-    if (split < 0) {
-        const char *e = getenv("TRACELLM_CUDA_LAYERNORM");
-        if (e && *e && strcmp(e, "split") && strcmp(e, "fused"))
-            fatal("TRACELLM_CUDA_LAYERNORM=%s: expected fused or split", e);
-        split = e && !strcmp(e, "split");
-    }
+    if (split < 0) split = cuda_env_choice("TRACELLM_CUDA_LAYERNORM", kernels);
     if (split || C % Vec<X>::N || !aligned16(dinp) || !aligned16(dout) || !aligned16(inp) || !aligned16(w)) return false;
     static size_t smem_set = 48 << 10;  // the default limit of dynamic shared memory
     return smem_opt_in(layernorm_backward_fused_kernel<X>, smem, smem_set, nullptr, "layernorm_backward (fused)");

@@ -169,12 +169,8 @@ enum Epi { EPI_NONE, EPI_GELU, EPI_DGELU };
 static int gelu_epilogue = -1;
 void cuda_set_gelu_epilogue(int on) { gelu_epilogue = on != 0; }
 static bool gelu_epilogue_allowed(void) {
-    if (gelu_epilogue < 0) {
-        const char *e = getenv("TRACELLM_CUDA_GELU");
-        if (e && *e && strcmp(e, "epilogue") && strcmp(e, "separate"))
-            fatal("TRACELLM_CUDA_GELU=%s: expected epilogue or separate", e);
-        gelu_epilogue = !(e && !strcmp(e, "separate"));
-    }
+    static const char *const ways[] = {"epilogue", "separate", NULL};
+    if (gelu_epilogue < 0) gelu_epilogue = cuda_env_choice("TRACELLM_CUDA_GELU", ways) == 0;
     return gelu_epilogue;
 }
 
