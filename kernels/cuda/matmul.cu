@@ -1,10 +1,9 @@
 // Linear layers through cuBLASLt: out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias, and its
 // backward (dinp written with beta = 0, dweight accumulated with beta = 1; dbias by a
-// deterministic column sum). And the
-// MLP's GELU fused into the GEMMs around it (kernels/ops.h): in the bf16 table the forward's GELU
-// and the backward's GELU gradient are cuBLASLt epilogues (GELU_AUX_BIAS writes pre and gelu(pre)
-// in one pass; DGELU multiplies the product by gelu'(pre) as it is stored), which saves a read and
-// a write of an (N,4C) tensor each way. Where the epilogue cannot run (the fp32 table, a shape or
+// deterministic column sum). And the MLP's GELU fused into the GEMMs around it (kernels/ops.h):
+// in the bf16 table the forward's GELU and the backward's GELU gradient are cuBLASLt epilogues
+// (GELU_AUX_BIAS writes pre and gelu(pre) in one pass; DGELU multiplies the product by gelu'(pre)
+// as it is stored), which saves a read and a write of an (N,4C) tensor each way. Where the epilogue cannot run (the fp32 table, a shape or
 // pointer cuBLASLt refuses, TRACELLM_CUDA_GELU=separate) the GELU is a pass of its own.
 //
 // cuBLASLt is column-major: a row-major (R,K) matrix is a column-major (K,R) one, so every
