@@ -169,6 +169,9 @@ check shards_out_nested $T shards --text "$TMP/sep.txt" --doc-sep %% --tokenizer
 check shards_out_nested_format shardcheck "$TMP/new1/new2/s11" train 1024 "$TMP/tok.bin" plain
 expect_fail shards_out_under_file "cannot create directory .*/corpus.txt/s12: Not a directory" \
   $T shards --text "$TMP/sep.txt" --doc-sep %% --tokenizer "$TMP/tok.bin" --out "$TMP/corpus.txt/s12" --quiet
+# a single output file's missing folders are made too (out_open)
+check tokenizer_out_nested $T tokenizer train --in "$TMP/corpus.txt" --vocab-size 300 --out "$TMP/new3/new4/tok.bin" --quiet
+check tokenizer_out_nested_file test -s "$TMP/new3/new4/tok.bin"
 expect_fail vocab_too_small "vocab size 100: must be between 258" $T tokenizer train --in "$TMP/corpus.txt" --vocab-size 100 --out "$TMP/x.bin"
 
 # seeded shuffle: same seed, same bytes (any thread count); another seed, another order

@@ -185,6 +185,13 @@ void install_cleanup_signals(void) {
 }
 
 OutFile *out_open(const char *path) {
+    // like the commands' --out folders: the folders the file goes into are made if missing
+    const char *slash = strrchr(path, '/');
+    if (slash && slash != path) {
+        char *dir = xstrndup(path, (size_t)(slash - path));
+        if (mkdir_p(dir, 0777)) fatal("cannot create directory %s for %s: %s", dir, path, strerror(errno));
+        free(dir);
+    }
     OutFile *o = xcalloc(1, sizeof *o);
     o->path = xstrdup(path);
     o->tmp = tmp_path_for(path);

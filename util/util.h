@@ -35,7 +35,8 @@ int64_t file_size(const char *path);     // -1 when it cannot be stat'ed
 int64_t parse_size(const char *s);
 
 // ---- outputs that appear whole or not at all ----
-// out_open("x.jsonl") opens "x.jsonl.tmp.<pid>" and registers it; out_close() checks every write
+// out_open("x.jsonl") opens "x.jsonl.tmp.<pid>" (making missing folders on the way, like mkdir -p)
+// and registers it; out_close() checks every write
 // (a full disk is an error naming the file), fsyncs and renames onto the final name.
 // Anything still registered when fatal() runs, or on SIGINT/SIGTERM, is unlinked.
 typedef struct {
