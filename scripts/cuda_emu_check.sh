@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the CUDA backend's kernels on the CPU through a small emulation of CUDA and cuBLASLt
 # (test/cuda_emu/), and runs test/cuda_test_ops.c (under AddressSanitizer + UBSan),
-# test/cuda_test_model.c and, with --e2e, test/e2e_cuda_train.sh against it. For machines without
+# test/cuda_test_model.c, test/e2e_cuda_generate.sh and, with --e2e, test/e2e_cuda_train.sh
+# against it. For machines without
 # a GPU: it finds wrong indexing, out-of-bounds accesses, missing barriers between phases, wrong
 # cuBLASLt layouts and wrong math before a GPU session spends its budget on them. It cannot find
 # races inside a phase or say anything about speed: `make test-cuda` on a GPU remains the test.
@@ -63,6 +64,8 @@ echo "== cuda_test_ops (emulated, ASan + UBSan)"
 [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 echo "== cuda_test_model (emulated)"
 "$E/cuda_test_model" || rc=1
+echo "== e2e_cuda_generate.sh (emulated)"
+TRACELLM="$E/tracellm" bash test/e2e_cuda_generate.sh || rc=1
 if [ $E2E -eq 1 ]; then
   echo "== e2e_cuda_train.sh (emulated)"
   TRACELLM="$E/tracellm" bash test/e2e_cuda_train.sh || rc=1
