@@ -8,7 +8,10 @@
 #   4. ceiling  scripts/gpu_ceiling.cu: measured bf16 / TF32 GEMM TFLOP/s and copy bandwidth
 #   4b. ops     scripts/bench_ops_gpu.c: every op at the shapes of a d12 step vs its floor
 #   5. bench    scripts/bench_train_gpu.sh: tokens/s and MFU of d12, T=1024 vs PyTorch
-#   6. memcheck / racecheck   compute-sanitizer over the op tests (out-of-bounds, shared-memory races)
+#   6. dist     NCCL over a 1-rank world (tcp, ZeRO-1, mpirun) against the plain run
+#   7. memcheck / racecheck   compute-sanitizer over the op tests (out-of-bounds, shared-memory races)
+#   8. gen      scripts/bench_generate_gpu.sh: `generate --device cuda` tokens/s and graphs/s vs the
+#               CPU (last: it gets the time the checks leave)
 # A failing stage is reported in the table and the next stage still runs. Logs go to $OUT (or a
 # temporary folder, printed); the summary table is printed last.
 #
@@ -117,6 +120,17 @@ if [ $BUILD_RC -eq 0 ] && command -v compute-sanitizer >/dev/null; then
   done
 else
   row sanitizer skipped 0 "compute-sanitizer not found or build failed"
+fi
+
+# 8. generation throughput, with what is left (a benchmark: GPU_CHECK_SKIP_BENCH leaves it out too)
+if [ -n "${GPU_CHECK_SKIP_BENCH:-}" ]; then
+  row gen skipped 0 "GPU_CHECK_SKIP_BENCH set"
+elif [ $BUILD_RC -eq 0 ]; then
+  run_stage gen 90 env TRACELLM="$BIN" bash scripts/bench_generate_gpu.sh
+  gen() { sed -n "s/^RESULT $1=//p" "$LOGDIR/gen.log" 2>/dev/null | tail -1; }
+  row gen "$(status $RC)" "$DUR" "generate d6 (384 ch): cuda $(gen gen_cuda_tokens_per_s) tok/s, $(gen gen_cuda_graphs_per_s) graphs/s (valid $(gen gen_cuda_valid)) vs cpu $(gen gen_cpu_tokens_per_s) tok/s: $(gen gen_ratio)"
+else
+  row gen skipped 0 "build failed"
 fi
 
 echo
