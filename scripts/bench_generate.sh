@@ -11,6 +11,7 @@
 # depend on how well it learned; the outputs only need the right shape). Prefix reuse is measured
 # on prefill alone: root requests with --max-tokens 1, with and without the prefix cache.
 set -euo pipefail
+source "$(dirname "$0")/lib_corpus.sh"
 TRACELLM=${TRACELLM:-./tracellm}
 PY=${PY:-/usr/bin/python3}
 FORMAT=instruct N=64 NAIVE_N=2 BATCH=64 STEPS=40 THREADS=2
@@ -31,11 +32,7 @@ SEQ=1024; [ "$FORMAT" = recursive ] && SEQ=256
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== model: 4 layers, 4 heads, 128 channels, context $SEQ, trained $STEPS steps on the $FORMAT format of 600 synthetic graphs"
-$TRACELLM synth --graphs 600 --seed 11 --out syn.csv.gz --quiet >/dev/null
-$TRACELLM prepare --input syn.csv.gz --out prep --quiet >/dev/null
-$TRACELLM render --in prep/train.jsonl --format recursive --split-threshold 0 --out train.txt >/dev/null 2>&1
-$TRACELLM tokenizer train --in train.txt --out tok.bin --vocab-size 1024 --quiet >/dev/null
-$TRACELLM shards --graphs prep/train.jsonl --format $fmt_shards --tokenizer tok.bin --out sh --seq-len $SEQ --quiet >/dev/null
+synth_corpus 600 11 1024 "$fmt_shards" "$SEQ"
 $TRACELLM train --data sh/train_000000.bin --out run --layers 4 --heads 4 --embd 128 --seq-len $SEQ --batch 4 \
   --steps "$STEPS" --lr 3e-3 --warmup 4 --print-every 0 --threads "$THREADS" >/dev/null
 G=($TRACELLM generate --model run --tokenizer tok.bin --format "$FORMAT" --seed 1 --threads "$THREADS" --from-graphs prep/val.jsonl --max-tokens 600)

@@ -10,6 +10,7 @@
 #
 # Prints one table and RESULT lines (gpu_check.sh reads them). TRACELLM=path/to/tracellm.
 set -euo pipefail
+source "$(dirname "$0")/lib_corpus.sh"
 TRACELLM=${TRACELLM:-./tracellm}
 PY=${PY:-$(command -v python3)}
 LAYERS=6 EMBD=384 N=256 CPU_N=16 BATCH=256 STEPS=60 THREADS=$(nproc)
@@ -30,11 +31,7 @@ cd "$TMP"
 
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || true)
 echo "== ${GPU:-no nvidia-smi}; CPU side $THREADS threads; model $LAYERS layers, $EMBD channels, $HEADS heads, trained $STEPS steps on the GPU"
-$TRACELLM synth --graphs 600 --seed 11 --out syn.csv.gz --quiet >/dev/null
-$TRACELLM prepare --input syn.csv.gz --out prep --quiet >/dev/null
-$TRACELLM render --in prep/train.jsonl --format recursive --split-threshold 0 --out train.txt >/dev/null 2>&1
-$TRACELLM tokenizer train --in train.txt --out tok.bin --vocab-size 1024 --quiet >/dev/null
-$TRACELLM shards --graphs prep/train.jsonl --format recursive --tokenizer tok.bin --out sh --seq-len 512 --quiet >/dev/null
+synth_corpus 600 11 1024 recursive 512
 $TRACELLM train --device cuda --data sh/train_000000.bin --out run --layers "$LAYERS" --heads "$HEADS" --embd "$EMBD" \
   --seq-len 512 --batch 8 --steps "$STEPS" --lr 1e-3 --warmup 6 --print-every 0 >train.log 2>&1 ||
   { echo "training on the GPU failed:"; tail -5 train.log; exit 1; }

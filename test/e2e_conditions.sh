@@ -4,13 +4,10 @@
 # `generate` draws every condition a request leaves out from it: no --service at all, or a
 # --service whose size/depth/latency come from that service's own graphs, or one field fixed.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../scripts/lib_corpus.sh"
 case $TRACELLM in /*) ;; *) TRACELLM=$PWD/$TRACELLM ;; esac
 cd "$TMP"
-$TRACELLM synth --graphs 300 --seed 5 --out syn.csv.gz --quiet >/dev/null
-$TRACELLM prepare --input syn.csv.gz --out prep --quiet >/dev/null
-$TRACELLM render --in prep/train.jsonl --format recursive --split-threshold 0 --out train.txt >/dev/null 2>&1
-$TRACELLM tokenizer train --in train.txt --out tok.bin --vocab-size 512 --quiet >/dev/null
-$TRACELLM shards --graphs prep/train.jsonl --format recursive --tokenizer tok.bin --out sh --seq-len 256 --quiet >/dev/null
+synth_corpus 300 5 512 recursive 256
 T=($TRACELLM train --data sh/train_000000.bin --layers 2 --heads 2 --embd 64 --seq-len 256 --batch 4 --lr 3e-3 --warmup 3 --print-every 0 --threads 1)
 check cond_train_records "${T[@]}" --steps 20 --corpus prep/train.jsonl --out run
 check cond_one_per_graph test "$(wc -l < run/conditions.jsonl)" -eq "$(wc -l < prep/train.jsonl)"

@@ -8,6 +8,7 @@
 #   - the fp32 table with strict fp32 GEMMs (TRACELLM_CUDA_MATMUL=fp32: CUDA-core attention, the
 #     CPU's arithmetic to ~1e-6) writes the CPU's answers for the same seed (answers_hash equal).
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../scripts/lib_corpus.sh"
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=$(command -v python3 || true)
 case $TRACELLM in /*) ;; *) TRACELLM=$PWD/$TRACELLM ;; esac
@@ -15,11 +16,7 @@ if [ -z "$PY" ]; then skip e2e_cuda_generate "needs python3 to read the outputs"
 
 # ---- a tiny model on the synthetic corpus, trained on the CPU ----
 cd "$TMP"
-$TRACELLM synth --graphs 300 --seed 3 --out syn.csv.gz --quiet >/dev/null
-$TRACELLM prepare --input syn.csv.gz --out prep --quiet >/dev/null
-$TRACELLM render --in prep/train.jsonl --format recursive --split-threshold 0 --out train.txt >/dev/null 2>&1
-$TRACELLM tokenizer train --in train.txt --out tok.bin --vocab-size 512 --quiet >/dev/null
-$TRACELLM shards --graphs prep/train.jsonl --format recursive --tokenizer tok.bin --out sh --seq-len 256 --quiet >/dev/null
+synth_corpus 300 3 512 recursive 256
 check cuda_generate_setup_train $TRACELLM train --data sh/train_000000.bin --out run --layers 2 --heads 2 --embd 64 \
   --seq-len 256 --batch 4 --steps 20 --lr 3e-3 --warmup 3 --print-every 0 --threads 1
 G=($TRACELLM generate --model run --tokenizer tok.bin --format recursive --seed 5 --max-tokens 160 --threads 1

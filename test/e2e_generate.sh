@@ -5,6 +5,7 @@
 # depend on the batch size, on prefix reuse or on the KV cache (--naive); the CSV must read back
 # through `prepare` into the same graphs; bad input must fail with a clear message, no output left.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../scripts/lib_corpus.sh"
 PY=/usr/bin/python3
 case $TRACELLM in /*) ;; *) TRACELLM=$PWD/$TRACELLM ;; esac
 for cmd in synth prepare render tokenizer shards train generate graphcheck; do
@@ -16,11 +17,7 @@ check generate_help bash -c "$TRACELLM generate --help | grep -q -- '--constrain
 
 # ---- a tiny model on the synthetic corpus (recursive format) ----
 cd "$TMP"
-$TRACELLM synth --graphs 400 --seed 3 --out syn.csv.gz --quiet >/dev/null
-$TRACELLM prepare --input syn.csv.gz --out prep --quiet >/dev/null
-$TRACELLM render --in prep/train.jsonl --format recursive --split-threshold 0 --out train.txt >/dev/null 2>&1
-$TRACELLM tokenizer train --in train.txt --out tok.bin --vocab-size 512 --quiet >/dev/null
-$TRACELLM shards --graphs prep/train.jsonl --format recursive --tokenizer tok.bin --out sh --seq-len 256 --quiet >/dev/null
+synth_corpus 400 3 512 recursive 256
 # one thread: tiny tensors, and on a loaded machine OpenMP barriers would dominate
 check generate_setup_train $TRACELLM train --data sh/train_000000.bin --out run --layers 2 --heads 2 --embd 64 \
   --seq-len 256 --batch 4 --steps 25 --lr 3e-3 --warmup 3 --print-every 0 --threads 1
