@@ -64,9 +64,8 @@ static void attention_decode(float *out, float *kcache, float *vcache, const flo
                                                               maxT);
     LAUNCH_CHECK("attention_decode (store) N=%d C=%d maxT=%d", N, C, maxT);
     size_t smem = (size_t)maxT * sizeof(float);
-    static size_t smem_set = 48 << 10;  // the default limit of dynamic shared memory
     int limit = 0;
-    if (!smem_opt_in(decode_attend_kernel<X>, smem, smem_set, &limit, "attention_decode"))
+    if (!smem_opt_in<decode_attend_kernel<X>>(smem, &limit, "attention_decode"))
         fatal("cuda attention_decode: context %d needs %zu bytes of shared memory, the GPU allows %d", maxT, smem, limit);
     dim3 grid(N, NH);
     decode_attend_kernel<X><<<grid, 32, smem>>>((X *)out, (const X *)kcache, (const X *)vcache, (const X *)qkv, slot, pos,

@@ -331,20 +331,13 @@ __global__ void __launch_bounds__(TC_THREADS) attention_backward_dkdv_tc_kernel(
 }
 
 // ---- launches ----
-// Kernels that need more than 48 KB of shared memory must say so once per kernel.
-template <class K> static void allow_smem(K kernel, size_t bytes, const char *what) {
-    if (bytes > 48 * 1024)
-        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes),
-                   "%s: %zu bytes of shared memory", what, bytes);
-}
-
 // 16-byte loads need every row start of every tensor read 16-byte aligned
 template <class X> static bool rows_aligned16(const X *p, int C) { return aligned16(p) && C * sizeof(X) % 16 == 0; }
 
 template <int HS, bool VEC, class X>
 static void forward_launch(X *out, float *lse, const X *qkv, int B, int T, int C, int NH, float scale) {
     dim3 grid(cdiv(T, TC_ROWS), NH, B);
-    allow_smem(attention_forward_tc_kernel<HS, VEC, X>, fwd_smem<HS>(), "attention_forward (tensor cores)");
+    smem_require<attention_forward_tc_kernel<HS, VEC, X>>(fwd_smem<HS>(), "attention_forward (tensor cores)");
     attention_forward_tc_kernel<HS, VEC, X><<<grid, TC_THREADS, fwd_smem<HS>()>>>(out, lse, qkv, T, C, NH, scale);
 }
 template <int HS, class X>
@@ -357,11 +350,11 @@ template <int HS, bool VEC, class X>
 static void backward_launch(X *dqkv, float *Dsum, const X *dout, const X *qkv, const X *out, const float *lse, int B,
                             int T, int C, int NH, float scale) {
     dim3 grid(cdiv(T, TC_ROWS), NH, B);
-    allow_smem(attention_backward_dq_tc_kernel<HS, VEC, X>, dq_smem<HS>(), "attention_backward dq (tensor cores)");
+    smem_require<attention_backward_dq_tc_kernel<HS, VEC, X>>(dq_smem<HS>(), "attention_backward dq (tensor cores)");
     attention_backward_dq_tc_kernel<HS, VEC, X><<<grid, TC_THREADS, dq_smem<HS>()>>>(dqkv, Dsum, dout, qkv, out, lse, T,
                                                                                       C, NH, scale);
     LAUNCH_CHECK("attention_backward (dq, tensor cores) B=%d T=%d C=%d NH=%d", B, T, C, NH);
-    allow_smem(attention_backward_dkdv_tc_kernel<HS, VEC, X>, dkdv_smem<HS>(), "attention_backward dk/dv (tensor cores)");
+    smem_require<attention_backward_dkdv_tc_kernel<HS, VEC, X>>(dkdv_smem<HS>(), "attention_backward dk/dv (tensor cores)");
     attention_backward_dkdv_tc_kernel<HS, VEC, X><<<grid, TC_THREADS, dkdv_smem<HS>()>>>(dqkv, Dsum, dout, qkv, lse, T,
                                                                                           C, NH, scale);
 }

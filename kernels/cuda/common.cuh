@@ -113,20 +113,27 @@ template <class X> __device__ __forceinline__ void store_vec(X *p, const float (
 }
 static inline bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
-// Dynamic shared memory past the default 48 KiB must be asked for once per kernel; `granted` (a
-// static of the caller, starting at 48 << 10) remembers how much was. False, with the card's
-// per-block limit in *limit, when the card cannot give `bytes`.
-template <class K> static bool smem_opt_in(K kernel, size_t bytes, size_t &granted, int *limit, const char *what) {
+// Dynamic shared memory past the default 48 KiB must be asked for, once per kernel: the kernel is
+// the template argument, so each one keeps its own record of what it was granted. False, with the
+// card's per-block limit in *limit (when not NULL), when the card cannot give `bytes`.
+template <auto Kernel> static bool smem_opt_in(size_t bytes, int *limit, const char *what) {
+    static size_t granted = 48 << 10;  // the default limit of dynamic shared memory
     if (bytes <= granted) return true;
     int dev = 0, most = 0;
     CUDA_CHECK(cudaGetDevice(&dev), "%s", what);
     CUDA_CHECK(cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "%s", what);
     if (limit) *limit = most;
     if (bytes > (size_t)most) return false;
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes),
+    CUDA_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes),
                "%s: %zu bytes of shared memory", what, bytes);
     granted = bytes;
     return true;
+}
+// The same for a kernel that cannot run with less: dies naming the op and the card's limit.
+template <auto Kernel> static void smem_require(size_t bytes, const char *what) {
+    int limit = 0;
+    if (!smem_opt_in<Kernel>(bytes, &limit, what))
+        fatal("cuda %s: needs %zu bytes of shared memory a block, the GPU allows %d", what, bytes, limit);
 }
 
 // dbias (OC,) += column sums of dout (N,OC), deterministic (kernels/cuda/layernorm.cu).

@@ -235,8 +235,7 @@ static bool fused_backward_ok(const void *dinp, const void *dout, const void *in
     static int split = -1;
     if (split < 0) split = cuda_env_choice("TRACELLM_CUDA_LAYERNORM", kernels);
     if (split || C % Vec<X>::N || !aligned16(dinp) || !aligned16(dout) || !aligned16(inp) || !aligned16(w)) return false;
-    static size_t smem_set = 48 << 10;  // the default limit of dynamic shared memory
-    return smem_opt_in(layernorm_backward_fused_kernel<X>, smem, smem_set, nullptr, "layernorm_backward (fused)");
+    return smem_opt_in<layernorm_backward_fused_kernel<X>>(smem, nullptr, "layernorm_backward (fused)");
 }
 
 template <class X>
