@@ -357,22 +357,20 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
         }
         __syncthreads();  // every warp is done with this buffer before the pair after next fills it
     }
+    // O / l, and the log-sum-exp, for the rows before T
 #pragma unroll
-    for (int u = 0; u < WG; u++)
+    for (int u = 0; u < WG; u++) {
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             int i = w0 + 16 * u + g + 8 * r;
             if (i >= T) continue;
             float inv = 1.0f / l[u][r];
-            bf16 *y = out + ((size_t)b * T + i) * C + h * HS;
 #pragma unroll
-            for (int n = 0; n < HS / 8; n++) {
-                int c = 8 * n + 2 * t;
-                y[c] = stx<bf16>(o[u][n][2 * r] * inv);
-                y[c + 1] = stx<bf16>(o[u][n][2 * r + 1] * inv);
-            }
+            for (int n = 0; n < HS / 8; n++) o[u][n][2 * r] *= inv, o[u][n][2 * r + 1] *= inv;
             if (t == 0) lse[((size_t)b * NH + h) * T + i] = (m[u][r] + log2f(l[u][r])) / LOG2E;
         }
+        store_rows<HS>(out + (size_t)b * T * C + h * HS, C, o[u], w0 + 16 * u, T, g, t);
+    }
 }
 
 // ---- backward: D_i = dO_i . O_i, one thread per (b, h, i) ----
@@ -604,19 +602,19 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_ds_kernel(bf
 #pragma unroll
     for (int n = 0; n < HS / 8; n++) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
     int last = min(T - 1, q0 + MM_ROWS - 1);
-    load_tile<HS>(buf, LDK, kbase, C3, 0, KT, T, vec);
-    load_tile<MM_ROWS>(buf + KT * LDK, LDS, sbase, Tp, 0, KT, T, true);
+    // queues the K tile and the dS^T tile at keys k0 into their half of the double buffer
+    auto load_pair = [&](int k0) {
+        bf16 *half = buf + (k0 / KT & 1) * HALF;
+        load_tile<HS>(half, LDK, kbase, C3, k0, KT, T, vec);
+        load_tile<MM_ROWS>(half + KT * LDK, LDS, sbase, Tp, k0, KT, T, true);
+    };
+    load_pair(0);
     cp_async_commit();
     for (int k0 = 0; k0 <= last; k0 += KT) {
-        int it = k0 / KT;
         bool more = k0 + KT <= last;
-        if (more) {
-            bf16 *nb = buf + ((it + 1) & 1) * HALF;
-            load_tile<HS>(nb, LDK, kbase, C3, k0 + KT, KT, T, vec);
-            load_tile<MM_ROWS>(nb + KT * LDK, LDS, sbase, Tp, k0 + KT, KT, T, true);
-        }
+        if (more) load_pair(k0 + KT);
         cp_async_step(more);
-        const bf16 *Kc = buf + (it & 1) * HALF, *Sc = Kc + KT * LDK;
+        const bf16 *Kc = buf + (k0 / KT & 1) * HALF, *Sc = Kc + KT * LDK;
 #pragma unroll
         for (int kk = 0; kk < KT / 16; kk++) {
             // A = dS (the warp's 16 queries x keys 16 kk ..): blocks (queries 0-7, keys 0-7),
@@ -631,13 +629,6 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_ds_kernel(bf
 }
 
 // ---- launches ----
-// Kernels that need more than 48 KB of shared memory must say so once per kernel.
-template <class K> static void allow_smem(K kernel, size_t bytes, const char *what) {
-    if (bytes > 48 * 1024)
-        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes),
-                   "%s: %zu bytes of shared memory", what, bytes);
-}
-
 // Which kernels the bf16 table's attention runs: these (default), these with 32 forward rows a
 // warp (mma32), or attention_tc.cu's WMMA ones (TRACELLM_CUDA_ATTENTION=mma|mma32|wmma, or
 // cuda_set_attention_kernel), to compare them on a card.
@@ -673,7 +664,7 @@ template <int HS, int WG> static void forward_launch(bf16 *out, float *lse, cons
     constexpr int KT = Tile<HS>::N;
     dim3 grid(cdiv(T, MM_ROWS * WG), NH, B);
     size_t smem = fwd_smem<HS, KT>();
-    allow_smem(attention_forward_mma_kernel<HS, KT, WG>, smem, "attention_forward (mma)");
+    smem_require<attention_forward_mma_kernel<HS, KT, WG>>(smem, "attention_forward (mma)");
     float scale2 = LOG2E / sqrtf((float)HS);
     attention_forward_mma_kernel<HS, KT, WG><<<grid, MM_THREADS, smem>>>(out, lse, qkv, T, C, NH, scale2,
                                                                           rows_aligned16(qkv, C));
@@ -696,20 +687,20 @@ static void backward_hs(bf16 *dqkv, const float *Dsum, const bf16 *dout, const b
         // dk/dv first, storing dS^T; then dq from it
         int Tp = (int)cdiv(T, MM_ROWS) * MM_ROWS;
         bf16 *dsT = (bf16 *)cuda_scratch(6, (size_t)B * NH * Tp * Tp * sizeof(bf16));
-        allow_smem(attention_backward_dkdv_mma_kernel<HS, KT, true>, dkdv_smem<HS, KT>(), "attention_backward dk/dv (mma)");
+        smem_require<attention_backward_dkdv_mma_kernel<HS, KT, true>>(dkdv_smem<HS, KT>(), "attention_backward dk/dv (mma)");
         attention_backward_dkdv_mma_kernel<HS, KT, true><<<grid, MM_THREADS, dkdv_smem<HS, KT>()>>>(
             dqkv, dout, qkv, lse, Dsum, T, C, NH, scale, vec, dsT, Tp);
         LAUNCH_CHECK("attention_backward (dk/dv storing dS, mma) B=%d T=%d C=%d NH=%d", B, T, C, NH);
-        allow_smem(attention_backward_dq_ds_kernel<HS, KT>, dq_ds_smem<HS, KT>(), "attention_backward dq (stored dS)");
+        smem_require<attention_backward_dq_ds_kernel<HS, KT>>(dq_ds_smem<HS, KT>(), "attention_backward dq (stored dS)");
         attention_backward_dq_ds_kernel<HS, KT><<<grid, MM_THREADS, dq_ds_smem<HS, KT>()>>>(dqkv, qkv, dsT, T, Tp, C, NH,
                                                                                              rows_aligned16(qkv, C));
         return;
     }
-    allow_smem(attention_backward_dq_mma_kernel<HS, KT>, dq_smem<HS, KT>(), "attention_backward dq (mma)");
+    smem_require<attention_backward_dq_mma_kernel<HS, KT>>(dq_smem<HS, KT>(), "attention_backward dq (mma)");
     attention_backward_dq_mma_kernel<HS, KT><<<grid, MM_THREADS, dq_smem<HS, KT>()>>>(dqkv, dout, qkv, lse, Dsum, T, C,
                                                                                        NH, scale, vec);
     LAUNCH_CHECK("attention_backward (dq, mma) B=%d T=%d C=%d NH=%d", B, T, C, NH);
-    allow_smem(attention_backward_dkdv_mma_kernel<HS, KT, false>, dkdv_smem<HS, KT>(), "attention_backward dk/dv (mma)");
+    smem_require<attention_backward_dkdv_mma_kernel<HS, KT, false>>(dkdv_smem<HS, KT>(), "attention_backward dk/dv (mma)");
     attention_backward_dkdv_mma_kernel<HS, KT, false><<<grid, MM_THREADS, dkdv_smem<HS, KT>()>>>(
         dqkv, dout, qkv, lse, Dsum, T, C, NH, scale, vec, nullptr, 0);
 }

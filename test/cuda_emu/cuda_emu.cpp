@@ -90,26 +90,24 @@ void emu_mma_m16n8k16_bf16(float (&d)[4], const unsigned (&a)[4], const unsigned
     for (int e = 0; e < 4; e++) d[e] = out[e];
 }
 
-// ldmatrix of nmat 8 x 8 blocks: lanes 8j..8j+7 give block j's row addresses
-static void ldmatrix(unsigned *r, unsigned nmat, const void *row, bool trans) {
+void emu_ldmatrix_x4(unsigned (&r)[4], const void *row, bool trans) {
     static std::vector<const unsigned short *> xp;  // every thread's row address
     unsigned tid = fibers[current].tid, n = (unsigned)fibers.size();
     if (xp.size() < n) xp.resize(n);
     unsigned w = tid & ~31u, lane = tid & 31, g = lane >> 2, t = lane & 3;
-    if (lane < 8 * nmat && ((uintptr_t)row & 15)) {
+    if ((uintptr_t)row & 15) {
         fprintf(stderr, "emu: ldmatrix row address %p of thread %u is not 16-byte aligned\n", row, tid);
         abort();
     }
     xp[tid] = (const unsigned short *)row;
     barrier();
-    for (unsigned j = 0; j < nmat; j++) {
+    for (unsigned j = 0; j < 4; j++) {
         const unsigned short *const *rows = &xp[w + 8 * j];
         unsigned lo = trans ? rows[2 * t][g] : rows[g][2 * t], hi = trans ? rows[2 * t + 1][g] : rows[g][2 * t + 1];
         r[j] = lo | hi << 16;
     }
     barrier();
 }
-void emu_ldmatrix_x4(unsigned (&r)[4], const void *row, bool trans) { ldmatrix(r, 4, row, trans); }
 
 void emu_run(const EmuCfg &cfg, const std::function<void()> &b) {
     unsigned nt = cfg.block.x * cfg.block.y * cfg.block.z;
