@@ -168,6 +168,7 @@ static void advance(Engine *e, EngineSeq *q, const float *logits) {
     // the same grammar state the mask was computed from (the token hook advances it)
     bool in_number = e->cfg.sampling.number_temperature_set && e->hooks.in_number && e->hooks.in_number(e->hooks.ctx, q);
     int tok = sampler_pick_field(&e->sampler, logits, e->m->cfg.vocab_size, mask, &e->cfg.sampling, in_number, &q->rng);
+    if (e->cfg.score && tok >= 0) q->logprob += sampler_logprob(logits, e->m->cfg.vocab_size, tok);
     e->t_sample += now_seconds() - t0;
     if (tok < 0) { finish(e, q, FIN_MASK_EMPTY); return; }
     if (tok == e->cfg.eot) { finish(e, q, FIN_EOT); return; }

@@ -45,6 +45,7 @@ typedef struct EngineSeq {
     int prefix;            // prefix entry, or -1
     int plen;              // positions read from the prefix slot
     Rng rng;
+    double logprob;        // EngineConfig.score: sum of sampler_logprob over the generated tokens
     int64_t admitted_step, finished_step;  // model calls made before admission / by the finish
 } EngineSeq;
 static inline int engine_seq_gen(const EngineSeq *s) { return s->n_tokens - s->req.prompt_len; }
@@ -70,6 +71,7 @@ typedef struct {
     int eot;               // end-of-text token id, or -1
     uint64_t seed;
     SamplerConfig sampling;
+    bool score;            // keep EngineSeq.logprob (one log-softmax over V per generated token)
     bool naive;            // the reference loop: one request at a time, no cache, full forward per token
 } EngineConfig;
 void engine_config_default(EngineConfig *c);

@@ -25,7 +25,7 @@ typedef struct {
     int64_t n, num_edges, depth, latency, seed;
     bool high_latency, naive, valid_only, canonical;
     double temperature, top_p;
-    int top_k, batch, retries, max_tokens, ctx, prefix_slots, chunk, threads;
+    int top_k, batch, retries, max_tokens, ctx, prefix_slots, chunk, threads, best_of;
 } GenOpts;
 
 // ---- root conditions ----
@@ -276,10 +276,13 @@ static void write_request_and_check(FILE *f, const GraphResult *r) {
         json_write_string(f, sp->special.inc_dst);
         fprintf(f, ",\"%s\"]", rpc_type_name(sp->special.inc_type));
     }
-    fprintf(f, "},\"check\":{\"assembled\":%s,\"valid\":%s,\"match\":%s,\"graph\":\"%s\",\"layer_error\":%d,\"layer_error_name\":\"%s\",\"layers\":%d,\"requests\":%d}}\n",
+    fprintf(f, "},\"check\":{\"assembled\":%s,\"valid\":%s,\"match\":%s,\"graph\":\"%s\",\"layer_error\":%d,\"layer_error_name\":\"%s\",\"layers\":%d,\"requests\":%d",
             r->assembled ? "true" : "false", r->valid ? "true" : "false", r->match ? "true" : "false",
             r->assembled ? graph_check_name(r->graph_check) : "not_assembled", r->first_error, layer_check_name(r->first_error),
             r->layers, r->requests);
+    // --best-of: which sample was kept and its log-likelihood (nats)
+    if (r->samples > 1) fprintf(f, ",\"samples\":%d,\"kept\":%d,\"logprob\":%.3f", r->samples, r->candidate, r->logprob);
+    fputs("}}\n", f);
 }
 
 void gen_write_result(FILE *f, const GraphResult *r) {
@@ -366,7 +369,7 @@ void gen_load_model(const char *model, const char *tokenizer, const Backend *be,
 int cmd_generate(int argc, char **argv) {
     GenOpts o = {.format = "instruct", .constrained = "on", .device = "cpu", .n = 0, .num_edges = -1, .depth = -1,
                  .latency = -1, .seed = 1, .temperature = 0.8, .top_k = 50, .top_p = 1.0, .batch = 64, .retries = 2,
-                 .max_tokens = 2048, .prefix_slots = 4, .chunk = 512};
+                 .best_of = 1, .max_tokens = 2048, .prefix_slots = 4, .chunk = 512};
     Opt opts[] = {
         {"--model", OPT_STR, &o.model, "RUN", "run directory of tracellm train (RUN/model.bin) or a model.bin file", true},
         {"--tokenizer", OPT_STR, &o.tokenizer, "PATH", "the tokenizer the model was trained with (checked by fingerprint)", true},
@@ -387,6 +390,8 @@ int cmd_generate(int argc, char **argv) {
         {"--seed", OPT_I64, &o.seed, "S", "run seed: with the graph index it decides every sample", false},
         {"--batch", OPT_INT, &o.batch, "B", "sequences decoded together (KV-cache slots)", false},
         {"--retries", OPT_INT, &o.retries, "N", "extra tries of a layer that fails its checks (0 = the paper)", false},
+        {"--best-of", OPT_INT, &o.best_of, "K", "sample each graph K times and keep the most likely under the model (among those that "
+                                                "match the request): K times the work; 1 = off (beyond the paper, docs/GENERATE.md)", false},
         {"--constrained", OPT_STR, &o.constrained, "on|off", "token masks that keep layers well-formed and consistent (docs/GENERATE.md)", false},
         {"--names", OPT_STR, &o.names, "FILE", "constrained: destinations only among the microservices of this graphs JSONL (e.g. train.jsonl)", false},
         {"--canonical-order", OPT_FLAG, &o.canonical, NULL, "constrained: edge attributes only in the canonical order (edge_id, type, destination, "
@@ -416,6 +421,7 @@ int cmd_generate(int argc, char **argv) {
     if (fmt < 0) fatal("--format %s: expected instruct, recursive or tabular", o.format);
     if (strcmp(o.constrained, "on") && strcmp(o.constrained, "off")) fatal("--constrained %s: expected on or off", o.constrained);
     if (o.batch < 1 || o.batch > 4096) fatal("--batch %d: expected 1..4096", o.batch);
+    if (o.best_of < 1 || o.best_of > 1024) fatal("--best-of %d: expected 1..1024", o.best_of);
     if (o.retries < 0 || o.max_tokens < 1 || o.top_k < 0 || o.temperature < 0 || o.top_p <= 0 || o.top_p > 1)
         fatal("--retries, --max-tokens, --top-k, --temperature must be >= 0 (max-tokens >= 1) and --top-p in (0, 1]");
     double number_temperature = 0;
@@ -516,6 +522,7 @@ int cmd_generate(int argc, char **argv) {
     // the tabular format has no automaton (docs/GENERATE.md): its summary says unconstrained
     hc.format = fmt; hc.retries = o.retries; hc.constrained = !strcmp(o.constrained, "on") && fmt != GEN_TABULAR; hc.max_layer_tokens = o.max_tokens;
     hc.canonical_order = o.canonical;
+    hc.best_of = o.best_of;
     if (o.canonical && !hc.constrained) fprintf(stderr, "generate: --canonical-order is ignored: it works through --constrained on (recursive or instruct format)\n");
     // numeric fields are known only to the automaton (constrain_in_number)
     if (o.number_temperature) {
@@ -541,8 +548,8 @@ int cmd_generate(int argc, char **argv) {
     Harness *h = harness_new(&m, &ec, &tok, &hc);
     {
         const Engine *e = harness_engine(h);
-        fprintf(stderr, "generate: %s format, %s, %d graphs, batch %d, context %d, KV cache %.0f MB\n", gen_format_name(fmt),
-                hc.constrained ? "constrained" : "unconstrained", n_specs, e->cfg.batch, e->cfg.ctx,
+        fprintf(stderr, "generate: %s format, %s, %d graphs%s, batch %d, context %d, KV cache %.0f MB\n", gen_format_name(fmt),
+                hc.constrained ? "constrained" : "unconstrained", n_specs, o.best_of > 1 ? " (each the best of several samples)" : "", e->cfg.batch, e->cfg.ctx,
                 o.naive ? 0.0 : decoder_cache_bytes(&m, e->dec.S, e->cfg.ctx) / 1e6);
     }
 
@@ -580,9 +587,9 @@ int cmd_generate(int argc, char **argv) {
         fputc('}', f);
     }
     fprintf(f, ",\"seconds\":%.3f,\"graphs_per_s\":%.3f,\"tokens_generated\":%" PRId64 ",\"tokens_per_s\":%.1f,"
-               "\"prefill_rows\":%" PRId64 ",\"prefix_rows_saved\":%" PRId64 ",\"model_calls\":%" PRId64 ",\"batch\":%d,\"naive\":%s,\"answers_hash\":\"%016" PRIx64 "\",\"forward_s\":%.3f,\"mask_s\":%.3f,\"sample_s\":%.3f}\n",
+               "\"prefill_rows\":%" PRId64 ",\"prefix_rows_saved\":%" PRId64 ",\"model_calls\":%" PRId64 ",\"batch\":%d,\"best_of\":%d,\"naive\":%s,\"answers_hash\":\"%016" PRIx64 "\",\"forward_s\":%.3f,\"mask_s\":%.3f,\"sample_s\":%.3f}\n",
             dt, n_specs / (dt > 0 ? dt : 1e-9), e->tokens_generated, e->tokens_generated / (dt > 0 ? dt : 1e-9),
-            e->prefill_rows, e->prefix_rows_saved, e->step, e->cfg.batch, o.naive ? "true" : "false", st->answers_hash, e->t_forward, e->t_mask, e->t_sample);
+            e->prefill_rows, e->prefix_rows_saved, e->step, e->cfg.batch, o.best_of, o.naive ? "true" : "false", st->answers_hash, e->t_forward, e->t_mask, e->t_sample);
     fclose(f);
     fprintf(stderr, "generate: %d requested, %" PRId64 " assembled, %" PRId64 " valid, %" PRId64 " matching the request; %.1f graphs/s, %.0f tokens/s\n",
             n_specs, st->assembled, st->valid, st->match, n_specs / (dt > 0 ? dt : 1e-9), e->tokens_generated / (dt > 0 ? dt : 1e-9));

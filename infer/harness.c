@@ -67,6 +67,8 @@ typedef struct {
 typedef struct {
     bool live, done;
     int64_t index;
+    int cand;                     // which of the best_of samples of graph `index`
+    double logprob;               // scored: sum of the kept layers' token log-likelihoods
     const GraphSpec *spec;
     int root;                     // job
     int pending;                  // requests not finished
@@ -87,8 +89,10 @@ struct Harness {
     int *free_jobs; int n_free, cap_free;
     GState *gs; int n_gs;
     int window;                   // graphs in flight at most
-    const GraphSpec *specs; int n_specs; int next_spec; int64_t index0;
-    int next_emit;
+    const GraphSpec *specs; int n_specs; int64_t index0;
+    int best_of;                  // samples per graph (>= 1)
+    int64_t next_spec;            // the next sample to start: graph next_spec / best_of
+    int next_emit;                // the next graph to hand to the sink
     GraphSink sink; void *sink_ctx;
     StopSet stops;
     uint8_t *mask;
@@ -338,6 +342,7 @@ static void hook_finish(void *ctx, EngineSeq *s, FinishReason why) {
             return;
         }
         if (g->dead) h->st.layer_fail[LC_PARSE]++;
+        g->logprob += s->logprob;
         if (--g->pending == 0) finalize(h, b->graph);
         return;
     }
@@ -383,6 +388,7 @@ static void hook_finish(void *ctx, EngineSeq *s, FinishReason why) {
         note_error(g, code, all, where);
     }
     g->res.layers++;
+    g->logprob += s->logprob;
     h->st.layers++;
     if (b->ans.status != ANS_OK) g->dead = true;
     else if (!g->dead) {
@@ -440,44 +446,81 @@ static void finalize(Harness *h, int gi) {
     for (int i = 0; i < g->n_jobs; i++) job_release(h, g->jobs[i]);
     g->n_jobs = 0;
     g->done = true;
-    h->st.graphs++;
-    h->st.assembled += r->assembled;
-    h->st.valid += r->valid;
-    h->st.match += r->match;
-    h->st.not_assembled += !r->assembled;
+    r->samples = h->best_of;
+    r->candidate = g->cand;
+    r->logprob = h->best_of > 1 ? g->logprob : 0;
     emit_ready(h);
     start_graphs(h);
 }
 
+// What the request asked for comes first: 3 = matches, 2 = valid, 1 = assembled, 0 = none.
+static int tier(const GState *g) { return g->res.match ? 3 : g->res.valid ? 2 : g->res.assembled ? 1 : 0; }
+
+// The sample of a graph to keep among its K finished ones (harness.h: best_of): the highest tier,
+// then the highest log-likelihood; ties keep the earlier sample.
+static GState *choose(const Harness *h, GState **c, int K) {
+    GState *best = c[0];
+    for (int k = 1; k < K; k++)
+        if (tier(c[k]) > tier(best) || (tier(c[k]) == tier(best) && c[k]->logprob > best->logprob)) best = c[k];
+    if (h->debug && K > 1)
+        for (int k = 0; k < K; k++)
+            fprintf(stderr, "---- graph %lld sample %d%s: %s, logprob %.3f, root call to %s\n", (long long)c[k]->index, k,
+                    c[k] == best ? " (kept)" : "",
+                    c[k]->res.match ? "matches" : c[k]->res.valid ? "valid" : c[k]->res.assembled ? "assembled" : "not assembled",
+                    c[k]->logprob, c[k]->res.assembled && c[k]->g.n ? c[k]->g.edges[0].dst : "-");
+    return best;
+}
+
+// Hands finished graphs to the sink in index order: graph i once all its samples are done, the
+// best of them (harness.h: best_of).
 static void emit_ready(Harness *h) {
+    const int K = h->best_of;
     while (h->next_emit < h->n_specs) {
-        GState *g = &h->gs[h->next_emit % h->window];
-        if (!g->live || !g->done || g->index != h->index0 + h->next_emit) return;
-        h->sink(h->sink_ctx, &g->res);
-        uint64_t v[2] = {h->st.answers_hash, g->answers};
-        h->st.answers_hash = hash_bytes(v, sizeof v, 0);
-        g->live = false;
+        GState *cand[K];
+        for (int c = 0; c < K; c++) {
+            GState *g = &h->gs[((int64_t)h->next_emit * K + c) % h->window];
+            if (!g->live || !g->done || g->index != h->index0 + h->next_emit) return;
+            cand[c] = g;
+        }
+        const GraphResult *r = &choose(h, cand, K)->res;
+        h->sink(h->sink_ctx, r);
+        h->st.graphs++;
+        h->st.assembled += r->assembled;
+        h->st.valid += r->valid;
+        h->st.match += r->match;
+        h->st.not_assembled += !r->assembled;
+        for (int c = 0; c < K; c++) {
+            GState *g = &h->gs[((int64_t)h->next_emit * K + c) % h->window];
+            uint64_t v[2] = {h->st.answers_hash, g->answers};
+            h->st.answers_hash = hash_bytes(v, sizeof v, 0);
+            g->live = false;
+        }
         h->next_emit++;
     }
 }
 
 static void start_graphs(Harness *h) {
-    while (h->next_spec < h->n_specs && h->next_spec - h->next_emit < h->window) {
-        int k = h->next_spec++;
+    const int K = h->best_of;
+    while (h->next_spec < (int64_t)h->n_specs * K && h->next_spec - (int64_t)h->next_emit * K < h->window) {
+        int64_t k = h->next_spec++;
         GState *g = &h->gs[k % h->window];
         if (g->live) fatal("internal: graph window slot still in use");
         g->live = true; g->done = false; g->dead = false;
-        g->index = h->index0 + k;
-        g->spec = &h->specs[k];
+        g->index = h->index0 + k / K;
+        g->cand = (int)(k % K);
+        g->spec = &h->specs[k / K];
         g->pending = 1;
         g->answers = 0;
+        g->logprob = 0;
         memset(&g->res, 0, sizeof g->res);
         graph_clear(&g->g);
         int j = job_new(h);
         Job *b = &h->jobs[j];
-        b->graph = k % h->window; b->parent = -1; b->root = true; b->depth = 1;
+        b->graph = (int)(k % h->window); b->parent = -1; b->root = true; b->depth = 1;
         b->cond = g->spec->cond;
+        // sample 0 is the graph's only sample without best_of: the same request ids, the same graph
         b->base = hash_bytes(&g->index, sizeof g->index, 0x726f6f74ULL);
+        if (g->cand) b->base = mix2(b->base, (uint64_t)g->cand, 0x63616e64ULL);
         g->root = j;
         if (g->n_jobs == g->cap_jobs) { g->cap_jobs = g->cap_jobs ? 2 * g->cap_jobs : 16; g->jobs = xrealloc(g->jobs, g->cap_jobs * sizeof *g->jobs); }
         g->jobs[g->n_jobs++] = j;
@@ -498,9 +541,12 @@ Harness *harness_new(GPT *m, const EngineConfig *ec, const Bpe *tok, const Harne
     h->eot = bpe_special_id(tok, BPE_EOT);
     EngineConfig c = *ec;
     c.eot = h->eot;
+    h->best_of = cfg->best_of > 1 ? cfg->best_of : 1;
+    c.score = c.score || h->best_of > 1;
     EngineHooks hooks = {.mask = hook_mask, .in_number = hook_in_number, .token = hook_token, .finish = hook_finish, .ctx = h};
     engine_init(&h->e, m, &c, &hooks);
-    h->window = 4 * h->e.cfg.batch;
+    // graphs in flight, in samples: a whole number of graphs' worth, at least one graph
+    h->window = (4 * h->e.cfg.batch + h->best_of - 1) / h->best_of * h->best_of;
     h->gs = xcalloc(h->window, sizeof *h->gs);
     for (int i = 0; i < h->window; i++) graph_init(&h->gs[i].g);
     h->mask = xmalloc(tok->vocab_size);

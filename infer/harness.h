@@ -52,6 +52,11 @@ typedef struct {
     // seen to call; `names` (or any name) where the table has nothing. NULL: off.
     const ConCallees *entries, *calls;
     bool canonical_order;    // constrained: edge attributes only in the canonical order (constrain_set_canonical)
+    // Sample-and-rank (`generate --best-of K`): each graph is generated K times from independent
+    // samples and the one kept is the first by (matches the request, valid, assembled, highest
+    // log-likelihood under the model: the sum over its layers' generated tokens of log p at
+    // temperature 1, unmasked). 0 or 1: one sample, exactly what the harness generates without it.
+    int best_of;
 } HarnessConfig;
 void harness_config_default(HarnessConfig *c);
 
@@ -66,6 +71,9 @@ typedef struct {
     int first_error;         // the first layer_check code that remained after the retries (0 none)
     uint32_t errors;         // bit per layer_check code seen in any try
     char detail[320];        // the first error, in words
+    int samples;             // best_of: how many samples the graph was chosen from (1 without)
+    int candidate;           // which of them was kept (0-based)
+    double logprob;          // samples > 1: its log-likelihood (sum over its kept layers), else 0
 } GraphResult;
 typedef void (*GraphSink)(void *ctx, const GraphResult *r);
 
@@ -79,6 +87,8 @@ void harness_run(Harness *h, const GraphSpec *specs, int n, int64_t index0, Grap
 
 // Statistics over everything run so far.
 typedef struct {
+    // graphs, assembled, valid, match: of the graphs handed to the sink; requests, layers,
+    // retried, the failure counts: of every sample (best_of > 1 generates K per graph)
     int64_t graphs, assembled, valid, match, requests, layers, retried;
     int64_t layer_fail[32];  // final failures by layer_check code
     int64_t try_fail[32];    // failed tries by code (including retried ones)

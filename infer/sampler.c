@@ -82,6 +82,14 @@ int sampler_pick_field(Sampler *s, const float *logits, int V, const uint8_t *al
     return s->idx[n - 1];  // rounding: r landed on the total
 }
 
+double sampler_logprob(const float *logits, int V, int tok) {
+    float maxl = logits[0];
+    for (int v = 1; v < V; v++) if (logits[v] > maxl) maxl = logits[v];
+    double sum = 0;
+    for (int v = 0; v < V; v++) sum += exp((double)logits[v] - maxl);
+    return (double)logits[tok] - maxl - log(sum);
+}
+
 void stopset_init(StopSet *ss, const char **stops, int n) {
     ss->s = stops;
     ss->n = n;

@@ -34,6 +34,9 @@ int sampler_pick(Sampler *s, const float *logits, int V, const uint8_t *allowed,
 // temperature is sampler_temperature(cfg, in_number); everything else is sampler_pick's.
 int sampler_pick_field(Sampler *s, const float *logits, int V, const uint8_t *allowed, const SamplerConfig *cfg, bool in_number,
                        Rng *rng);
+// log p(tok) under softmax(logits) at temperature 1 with no mask: how likely the model itself finds
+// the token, whatever the sampling settings (`generate --best-of` ranks samples by its sum).
+double sampler_logprob(const float *logits, int V, int tok);
 static inline float sampler_temperature(const SamplerConfig *cfg, bool in_number) {
     return in_number && cfg->number_temperature_set ? cfg->number_temperature : cfg->temperature;
 }

@@ -39,7 +39,9 @@
 # Knobs (environment): TRACELLM (program), QUALITY_DATA (the tabular file), QUALITY_DIR (outputs,
 # default runs/quality, git-ignored), QUALITY_THREADS (0 = all cores), QUALITY_STEPS, QUALITY_LR,
 # QUALITY_SEQ, QUALITY_REPEAT, QUALITY_SEED, QUALITY_TEMP, QUALITY_NUM_TEMP, QUALITY_CALLEES,
-# QUALITY_EMBD, QUALITY_VOCAB. CI's budget: 6 minutes (docs/PERF.md has the measured wall times).
+# QUALITY_EMBD, QUALITY_VOCAB, QUALITY_BEST_OF (generate --best-of, default 1), QUALITY_SHUFFLE (1:
+# train --shuffle; default 0). docs/PERF.md "Quality (real data)" has what the last two measured.
+# CI's budget: 6 minutes (docs/PERF.md has the measured wall times).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRACELLM=${TRACELLM:-./tracellm}
@@ -56,6 +58,8 @@ NUM_TEMP=${QUALITY_NUM_TEMP:-0}
 EMBD=${QUALITY_EMBD:-128}
 VOCAB=${QUALITY_VOCAB:-1024}
 CALLEES=${QUALITY_CALLEES:-1}   # 0: destinations among every training name (--names) only
+BEST_OF=${QUALITY_BEST_OF:-1}   # generate --best-of: keep the most likely of K samples per graph
+SHUFFLE=${QUALITY_SHUFFLE:-0}   # 1: train --shuffle (a fresh cut and order of the rows every epoch)
 CTX=1536   # the longest layer of the validation split (60 calls, ~1,200 tokens) must fit in one context
 SEQ=${QUALITY_SEQ:-512}   # training sequences: short, at random starts in the context (see the header)
 BATCH=$(( 3 * CTX / SEQ ))   # 4,608 tokens a step whatever SEQ
@@ -93,11 +97,13 @@ for split in train val; do
     --out "$OUT/shards" --name "$split" --seq-len "$CTX" --seed "$SEED" --threads "$THREADS" --quiet
 done
 
+shuffle=()
+[ "$SHUFFLE" = 1 ] && shuffle=(--shuffle)
 step "pretrain 4 layers x $EMBD channels (context $CTX), $STEPS steps of $BATCH x $SEQ tokens at random positions"
 rm -rf "$OUT/model"
 "$TRACELLM" train --data "$OUT"/shards/train_*.bin --val-data "$OUT"/shards/val_*.bin --tokenizer "$OUT/tok.bin" \
   --layers 4 --heads 4 --embd "$EMBD" --ctx "$CTX" --seq-len "$SEQ" --batch "$BATCH" --pos-offsets --pos-init sinusoid \
-  --steps "$STEPS" --lr "$LR" --warmup 30 \
+  --steps "$STEPS" --lr "$LR" --warmup 30 ${shuffle[@]+"${shuffle[@]}"} \
   --eval-every "$STEPS" --print-every 100 --threads "$THREADS" --seed "$SEED" --corpus "$OUT/train.jsonl" --out "$OUT/model"
 
 step "prompts: the root condition of every validation graph, $REPEAT times"
@@ -108,7 +114,7 @@ callees=()
 [ "$CALLEES" = 1 ] && callees=(--callees "$OUT/train.jsonl")
 step "generate (recursive, constrained, names from the training graphs${callees[0]+, observed callees}, temperature $TEMP, numbers $NUM_TEMP)"
 "$TRACELLM" generate --model "$OUT/model" --tokenizer "$OUT/tok.bin" --format recursive --prompts "$OUT/prompts.jsonl" \
-  --names "$OUT/train.jsonl" ${callees[@]+"${callees[@]}"} --temperature "$TEMP" --number-temperature "$NUM_TEMP" --seed "$SEED" --threads "$THREADS" --out "$OUT/llm.jsonl" --summary "$OUT/generate_summary.json" \
+  --names "$OUT/train.jsonl" ${callees[@]+"${callees[@]}"} --temperature "$TEMP" --number-temperature "$NUM_TEMP" --best-of "$BEST_OF" --seed "$SEED" --threads "$THREADS" --out "$OUT/llm.jsonl" --summary "$OUT/generate_summary.json" \
   > "$OUT/generate.txt"
 
 step "probabilistic baseline: fit on the training graphs, the same prompts"

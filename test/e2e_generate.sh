@@ -122,6 +122,35 @@ assert len(gs) >= 8 and all(g['check']['valid'] and g['check']['match'] for g in
 check generate_number_temp_unconstrained_note bash -c "${G[*]} -n 1 --from-graphs prep/val.jsonl --constrained off --number-temperature 0.3 --out x.jsonl 2>&1 | grep -q 'number-temperature is ignored'"
 expect_fail generate_number_temp_negative "number-temperature -1: must be a number >= 0" "${G[@]}" -n 2 --service S_1 --number-temperature -1 --out x.jsonl
 
+# ---- --best-of K: sample i of a graph is the same whatever K, so best-of 8 chooses among a superset
+# of best-of 4's samples (its kept graph is at least as likely), and sample 0 is the plain run's ----
+check generate_best_of_1 "${G[@]}" -n 12 --from-graphs prep/val.jsonl --batch 8 --best-of 1 --out gb1.jsonl
+check generate_best_of_1_identical cmp gb1.jsonl g8.jsonl
+check generate_best_of_4 "${G[@]}" -n 12 --from-graphs prep/val.jsonl --batch 8 --best-of 4 --out gb4.jsonl --summary sb4.json
+check generate_best_of_4_batch3 "${G[@]}" -n 12 --from-graphs prep/val.jsonl --batch 3 --best-of 4 --out gb4b3.jsonl
+check generate_best_of_batch_independent cmp gb4.jsonl gb4b3.jsonl
+check generate_best_of_8 "${G[@]}" -n 12 --from-graphs prep/val.jsonl --batch 8 --best-of 8 --out gb8.jsonl
+cat > bestof.py <<'EOF'
+import json
+load = lambda f: [json.loads(l) for l in open(f)]
+plain, b4, b8, s = load("g8.jsonl"), load("gb4.jsonl"), load("gb8.jsonl"), json.load(open("sb4.json"))
+assert len(plain) == len(b4) == len(b8) == 12 and s["best_of"] == 4 and s["requested"] == s["written"] == 12, s
+strip = lambda g: {**g, "check": {k: v for k, v in g["check"].items() if k not in ("samples", "kept", "logprob")}}
+rank = lambda g: (g["check"]["match"], g["check"]["valid"], g["check"]["assembled"], g["check"]["logprob"])
+moved = 0
+for p, a, b in zip(plain, b4, b8):
+    assert a["check"]["samples"] == 4 and 0 <= a["check"]["kept"] < 4 and b["check"]["samples"] == 8, (a["check"], b["check"])
+    if a["check"]["kept"] == 0: assert strip(a) == p, (a, p)        # sample 0 is the plain run's graph
+    else: moved += 1; assert strip(a) != p
+    assert rank(b) >= rank(a), (a["check"], b["check"])               # a superset of samples
+    if b["check"]["kept"] < 4: assert b == {**a, "check": {**a["check"], "samples": 8}}, (a, b)
+    if a["check"]["assembled"]: assert a["check"]["logprob"] < 0, a["check"]
+assert moved > 0, "best-of 4 kept sample 0 for every graph: the ranking did nothing"
+print(f"best-of: {moved} of 12 graphs replaced by a more likely sample")
+EOF
+check generate_best_of_ranks "$PY" bestof.py
+expect_fail generate_best_of_zero "best-of 0: expected 1..1024" "${G[@]}" -n 2 --service S_1 --best-of 0 --out x.jsonl
+
 # ---- the CSV is Alibaba v2022 CallGraph: prepare reads it back into the same graphs ----
 check generate_csv_header bash -c "head -1 g8.csv | grep -qx 'timestamp,traceid,service,rpc_id,rpctype,um,uminstanceid,interface,dm,dminstanceid,rt'"
 check generate_csv_prepare $TRACELLM prepare --input g8.csv --out back --val-fraction 0 --keep-duplicates --quiet

@@ -74,6 +74,17 @@ check threads_run train "${COMMON[@]}" --out "$TMP/full2" --threads 2
 check threads_same_weights cmp "$TMP/full/model.bin" "$TMP/full2/model.bin"
 check resume_done_is_noop train "${COMMON[@]}" --out "$TMP/half" --resume
 
+# ---- --shuffle: a fresh cut and order of the rows every epoch; resume stays bit-identical ----
+# (24 batches of the 85 an epoch holds here; test_train's test_loader_shuffled crosses epochs)
+check shuffle_full train "${COMMON[@]}" --shuffle --out "$TMP/sh_full"
+check shuffle_half train "${COMMON[@]}" --shuffle --stop-after 5 --out "$TMP/sh_half"
+check shuffle_resume train "${COMMON[@]}" --shuffle --out "$TMP/sh_half" --resume
+check shuffle_same_weights cmp "$TMP/sh_full/model.bin" "$TMP/sh_half/model.bin"
+check shuffle_same_log cmp <(logcore "$TMP/sh_full/log.jsonl") <(logcore "$TMP/sh_half/log.jsonl")
+check shuffle_other_data bash -c "! cmp -s '$TMP/sh_full/model.bin' '$TMP/full/model.bin'"
+expect_fail shuffle_resume_without "was trained with --shuffle: resume it with --shuffle" train "${COMMON[@]}" --out "$TMP/sh_half" --resume
+expect_fail shuffle_resume_with "was trained without --shuffle: resume it without --shuffle" train "${COMMON[@]}" --shuffle --out "$TMP/half" --resume
+
 # ---- short sequences first (--ctx), then --resume at the full context ----
 # header: magic 8, version 4, header_size 4, then n_layer n_head n_embd max_seq_len (int32)
 ckpt_ctx() { "$PY" -c "import struct,sys; print(struct.unpack_from('<i', open(sys.argv[1],'rb').read(), 28)[0])" "$1"; }

@@ -4,6 +4,7 @@
 // continuous batching hands a finished sequence's slot to the next request at once; stop hooks,
 // max tokens, masks and the end-of-text token end requests as documented.
 #include "infer/engine.h"
+#include <math.h>
 #include "model/gpt.h"
 #include "test/test.h"
 #include "util/rng.h"
@@ -23,6 +24,7 @@ typedef struct {
     int n_out[NREQ];
     FinishReason why[NREQ];
     int64_t admitted[NREQ], finished[NREQ];
+    double logprob[NREQ];
     int done;
     int stop_token;          // token hook stops on this token (-1: never)
     uint8_t *mask;           // when set, every step uses it
@@ -38,6 +40,7 @@ static void on_finish(void *ctx, EngineSeq *s, FinishReason why) {
     r->why[id] = why;
     r->admitted[id] = s->admitted_step;
     r->finished[id] = s->finished_step;
+    r->logprob[id] = s->logprob;
     r->done++;
 }
 
@@ -62,7 +65,7 @@ static void run(Run *out, int batch, int prefix_slots, bool naive, bool reverse,
     out->mask = mask;
     EngineConfig c;
     engine_config_default(&c);
-    c.batch = batch; c.prefix_slots = prefix_slots; c.naive = naive; c.seed = 42; c.prefill_chunk = chunk;
+    c.batch = batch; c.prefix_slots = prefix_slots; c.naive = naive; c.seed = 42; c.prefill_chunk = chunk; c.score = true;
     c.sampling = (SamplerConfig){.temperature = temperature, .top_k = 0, .top_p = 1.0f};
     EngineHooks h = {.mask = on_mask, .token = on_token, .finish = on_finish, .ctx = out};
     Engine e;
@@ -114,6 +117,34 @@ static void test_equals_naive_loop(void) {
     run(&ref, 8, 2, false, false, 512, 1.0f, -1, NULL);
     run(&other, 1, 0, true, false, 512, 1.0f, -1, NULL);
     CHECK(same(&ref, &other));
+}
+
+// EngineConfig.score: a request's logprob is the sum, over its generated tokens, of log p(token)
+// under the full forward's logits at temperature 1 with no mask (the model's own likelihood of the
+// text), here recomputed with gpt_forward over prompt + answer; the same under a mask and at T 0.
+static void test_score_is_the_models_likelihood(void) {
+    uint8_t mask[50];
+    for (int v = 0; v < 50; v++) mask[v] = v % 3 != 0;
+    for (int variant = 0; variant < 2; variant++) {
+        run(&ref, 5, 2, false, false, 512, variant ? 0.0f : 1.0f, -1, variant ? mask : NULL);
+        for (int q = 0; q < NREQ; q++) {
+            int32_t seq[64];
+            int n = plens[q] + ref.n_out[q];
+            memcpy(seq, prompts[q], plens[q] * sizeof *seq);
+            memcpy(seq + plens[q], ref.out[q], ref.n_out[q] * sizeof *seq);
+            gpt_forward(&model, seq, 1, n);
+            double want = 0;
+            for (int t = plens[q]; t < n; t++) {
+                const float *lg = model.acts.logits + (size_t)(t - 1) * cfg.padded_vocab_size;
+                double mx = lg[0], z = 0;
+                for (int v = 1; v < cfg.vocab_size; v++) mx = lg[v] > mx ? lg[v] : mx;
+                for (int v = 0; v < cfg.vocab_size; v++) z += exp(lg[v] - mx);
+                want += lg[seq[t]] - mx - log(z);
+            }
+            CHECK(ref.n_out[q] > 0 && want < 0);
+            CHECKF(fabs(ref.logprob[q] - want) <= 1e-4 * ref.n_out[q], "request %d: engine %.6f, recomputed %.6f", q, ref.logprob[q], want);
+        }
+    }
 }
 
 // With 3 slots, requests are admitted as slots free up: request k >= 3 joins the very next model
@@ -188,6 +219,7 @@ int main(void) {
     make_prompts();
     RUN(test_independent_of_batch_order_and_prefix);
     RUN(test_equals_naive_loop);
+    RUN(test_score_is_the_models_likelihood);
     RUN(test_continuous_batching);
     RUN(test_stop_and_mask);
     RUN(test_context_limit);

@@ -37,12 +37,12 @@ static void test_schedule(void) {
     CHECK(schedule_parse("cosine") == SCHED_COSINE && schedule_parse("cos") == -1);
 }
 
-// tokens 0,1,2,... (mod vocab) so every batch says where it came from
-static void write_shard(const char *path, uint64_t n, uint64_t fp, bool mask) {
+// tokens base, base+1, ... (mod vocab) so every batch says where it came from
+static void write_shard_from(const char *path, uint64_t n, uint64_t fp, bool mask, uint64_t base) {
     uint16_t *t = xmalloc(n * 2);
     uint8_t *m = mask ? xmalloc(n) : NULL;
     for (uint64_t i = 0; i < n; i++) {
-        t[i] = (uint16_t)(i % 1000);
+        t[i] = (uint16_t)((base + i) % 1000);
         if (m) m[i] = i % 3 != 0;
     }
     uint64_t doc = 0;
@@ -50,6 +50,7 @@ static void write_shard(const char *path, uint64_t n, uint64_t fp, bool mask) {
     free(t);
     free(m);
 }
+static void write_shard(const char *path, uint64_t n, uint64_t fp, bool mask) { write_shard_from(path, n, fp, mask, 0); }
 
 static void test_loader(void) {
     // B*T = 8: shard a holds 2 windows (17 tokens needed for 2, has 20), b is too small, c holds 1
@@ -82,6 +83,77 @@ static void test_loader(void) {
     CHECK(!memcmp(in, in2, sizeof in));
     loader_free(&l);
     loader_free(&l2);
+}
+
+// The shuffled order (loader_shuffle): each epoch draws distinct whole rows of T+1 consecutive
+// tokens, all of one shard cut at one offset, a different cut and order every epoch; the mask
+// follows its row; the position restores exactly; ranks split each batch's rows.
+static void test_loader_shuffled(void) {
+    enum { T = 8, B = 3 };
+    write_shard_from(tmp_file("sa.bin"), 203, 5, false, 0);    // (203 - 8) / 8 = 24 rows
+    write_shard_from(tmp_file("sb.bin"), 15, 5, false, 300);   // under 2T: no row
+    write_shard_from(tmp_file("sc.bin"), 100, 5, true, 500);   // 11 rows, masked
+    const char *paths[] = {tmp_file("sa.bin"), tmp_file("sb.bin"), tmp_file("sc.bin")};
+    Loader l;
+    loader_open(&l, paths, 3, B, T);
+    loader_shuffle(&l, 9);
+    CHECKF(l.n_rows == 35 && l.windows_per_epoch == 11, "%llu rows, %llu batches", (unsigned long long)l.n_rows,
+           (unsigned long long)l.windows_per_epoch);
+    int32_t in[B * T], tg[B * T], first[3][33];
+    float w[B * T];
+    for (int e = 0; e < 3; e++) {
+        int cut[2] = {-1, -1}, n = 0;
+        bool seen[1000] = {false};
+        for (int k = 0; k < 11; k++) {
+            bool wrapped = loader_next(&l, in, tg, w);
+            CHECK(wrapped == (e > 0 && k == 0) && l.epoch == (uint64_t)e);
+            for (int b = 0; b < B; b++) {
+                int32_t s = in[b * T];
+                bool c = s >= 500;
+                int pos = c ? s - 500 : s;
+                CHECKF(s < 203 || (c && pos + T < 100), "row starts at token %d", s);
+                if (cut[c] < 0) cut[c] = pos % T;
+                CHECKF(pos % T == cut[c], "epoch %d: a row of shard %c starts at %d, the epoch's cut is %d", e, c ? 'c' : 'a', pos, cut[c]);
+                CHECKF(!seen[s], "epoch %d drew the row at %d twice", e, s);
+                seen[s] = true;
+                first[e][n++] = s;
+                for (int t = 0; t < T; t++) {
+                    CHECK(in[b * T + t] == s + t && tg[b * T + t] == s + t + 1);
+                    CHECK(w[b * T + t] == (c ? (float)((pos + t + 1) % 3 != 0) : 1.0f));
+                }
+            }
+        }
+    }
+    CHECK(memcmp(first[0], first[1], sizeof first[0]) && memcmp(first[1], first[2], sizeof first[0]));
+    // the position is the whole state (with the seed); another seed, another order
+    uint64_t s = l.shard, o = l.offset, e = l.epoch;
+    CHECK(s == LOADER_SHUFFLED);
+    loader_next(&l, in, tg, w);
+    Loader l2, l3;
+    loader_open(&l2, paths, 3, B, T);
+    loader_shuffle(&l2, 9);
+    l2.shard = s; l2.offset = o; l2.epoch = e;
+    int32_t in2[B * T];
+    loader_next(&l2, in2, tg, w);
+    CHECK(!memcmp(in, in2, sizeof in));
+    loader_open(&l3, paths, 3, B, T);
+    loader_shuffle(&l3, 10);
+    bool differs = false;
+    for (int k = 0; k < 11; k++) { loader_next(&l3, in2, tg, w); differs |= in2[0] != first[0][k * B]; }
+    CHECK(differs);
+    // three ranks: rank r gets row r of the same global batch
+    loader_rewind(&l2);
+    loader_next(&l2, in, tg, w);
+    loader_rewind(&l3);
+    loader_shuffle(&l3, 9);
+    for (int r = 0; r < 3; r++) {
+        Loader lr = l3;   // same position for every rank, as in training
+        loader_next_rank(&lr, r, 3, in2, tg, w);
+        CHECK(!memcmp(in2, in + r * T, T * sizeof *in2));
+    }
+    loader_free(&l);
+    loader_free(&l2);
+    loader_free(&l3);
 }
 
 static void small_model(GPT *m) {
@@ -154,6 +226,7 @@ int main(void) {
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
     RUN(test_schedule);
     RUN(test_loader);
+    RUN(test_loader_shuffled);
     RUN(test_checkpoint_roundtrip_and_damage);
     const char *names[] = {"a.bin", "b.bin", "c.bin", "model.bin", "optim.bin"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) unlink(tmp_file(names[i]));

@@ -1,5 +1,6 @@
 // Batches from token shards; see loader.h.
 #include "train/loader.h"
+#include "util/rng.h"
 #include "util/util.h"
 #include <inttypes.h>
 #include <stdlib.h>
@@ -43,7 +44,93 @@ void loader_free(Loader *l) {
     for (int i = 0; i < l->n_shards; i++) shard_free(&l->shards[i]);
     free(l->shards);
     free(l->paths);
+    free(l->rows);
+    free(l->first_row);
     memset(l, 0, sizeof *l);
+}
+
+void loader_shuffle(Loader *l, uint64_t seed) {
+    uint64_t T = (uint64_t)l->T;
+    l->shuffled = true;
+    l->seed = seed;
+    free(l->rows);
+    free(l->first_row);
+    l->rows = xcalloc(l->n_shards, sizeof *l->rows);
+    l->first_row = xcalloc(l->n_shards, sizeof *l->first_row);
+    l->n_rows = 0;
+    l->usable_tokens = 0;
+    for (int i = 0; i < l->n_shards; i++) {
+        uint64_t n = l->shards[i].h.n_tokens;
+        // rows of T+1 tokens starting at off + k*T for any off in [0, T): k*T + 2T <= n
+        l->rows[i] = n >= 2 * T ? (n - T) / T : 0;
+        l->first_row[i] = l->n_rows;
+        l->n_rows += l->rows[i];
+        if (l->rows[i]) l->usable_tokens += n;
+    }
+    if (l->n_rows < (uint64_t)l->B)
+        fatal("%s%s: %" PRIu64 " rows of %d tokens fit (a shard needs %" PRIu64 " tokens for one at every offset), fewer than one batch "
+              "of %d; use a smaller --batch or --seq-len, or train without --shuffle",
+              l->paths[0], l->n_shards > 1 ? " and the other shards" : "", l->n_rows, l->T, 2 * T, l->B);
+    l->windows_per_epoch = l->n_rows / l->B;
+    loader_rewind(l);
+}
+
+// A permutation of [0, n) keyed by key: a 4-round Feistel network on the smallest even number of
+// bits that covers n, walking the cycle until the value lands inside [0, n) (at most ~4 steps on
+// average, since the domain is under 4n). Bijective whatever the round function.
+static uint64_t permute(uint64_t i, uint64_t n, uint64_t key) {
+    int half = 1;
+    while ((1ull << (2 * half)) < n) half++;
+    const uint64_t mask = (1ull << half) - 1;
+    do {
+        uint64_t lo = i & mask, hi = i >> half;
+        for (uint64_t r = 0; r < 4; r++) {
+            uint64_t v[3] = {lo, r, key};
+            uint64_t f = hash_bytes(v, sizeof v, 0x6665697374656cULL) & mask;
+            uint64_t t = hi ^ f;
+            hi = lo;
+            lo = t;
+        }
+        i = (hi << half) | lo;
+    } while (i >= n);
+    return i;
+}
+
+// Shuffled order: the row drawn j-th in the current epoch, as a pointer to its T+1 tokens (and the
+// token offset of its first one, for the mask).
+static const uint16_t *shuffled_row(const Loader *l, uint64_t j, const Shard **sh, uint64_t *at) {
+    uint64_t e[2] = {l->seed, l->epoch};
+    uint64_t key = hash_bytes(e, sizeof e, 0x6f72646572ULL);
+    uint64_t r = permute(j, l->n_rows, key);
+    int lo = 0, hi = l->n_shards - 1;   // the last shard whose first row is <= r
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (l->first_row[mid] <= r) lo = mid; else hi = mid - 1;
+    }
+    uint64_t s[3] = {l->seed, l->epoch, (uint64_t)lo};
+    uint64_t off = hash_bytes(s, sizeof s, 0x6f6666736574ULL) % (uint64_t)l->T;   // this epoch's cut of shard lo
+    *sh = &l->shards[lo];
+    *at = off + (r - l->first_row[lo]) * (uint64_t)l->T;
+    return (*sh)->tokens + *at;
+}
+
+// Rows [lo, lo + n) of the next shuffled batch (a new epoch first when fewer than B rows remain).
+static bool next_shuffled(Loader *l, size_t lo, size_t n, int32_t *inputs, int32_t *targets, float *weight) {
+    bool wrapped = false;
+    if (l->offset + (uint64_t)l->B > l->n_rows) { l->offset = 0; l->epoch++; wrapped = true; }
+    const size_t T = (size_t)l->T;
+    for (size_t b = 0; b < n; b++) {
+        const Shard *sh;
+        uint64_t at;
+        const uint16_t *tok = shuffled_row(l, l->offset + lo + b, &sh, &at);
+        for (size_t t = 0; t < T; t++) {
+            inputs[b * T + t] = tok[t];
+            targets[b * T + t] = tok[t + 1];
+            weight[b * T + t] = sh->mask ? (float)(sh->mask[at + t + 1] != 0) : 1.0f;
+        }
+    }
+    l->offset += (uint64_t)l->B;
+    return wrapped;
 }
 
 // Moves to the first shard at or after the current one that fits a window (wrapping: new epoch).
@@ -59,11 +146,13 @@ static bool settle(Loader *l) {
 
 void loader_rewind(Loader *l) {
     l->shard = 0; l->offset = 0; l->epoch = 0;
+    if (l->shuffled) { l->shard = LOADER_SHUFFLED; return; }
     // the first usable shard, without counting an epoch
     while (!fits(l, l->shard)) l->shard++;
 }
 
 bool loader_next(Loader *l, int32_t *inputs, int32_t *targets, float *weight) {
+    if (l->shuffled) return next_shuffled(l, 0, (size_t)l->B, inputs, targets, weight);
     bool wrapped = settle(l);
     const Shard *s = &l->shards[l->shard];
     size_t BT = (size_t)l->B * l->T;
@@ -84,6 +173,7 @@ bool loader_next(Loader *l, int32_t *inputs, int32_t *targets, float *weight) {
 bool loader_next_rank(Loader *l, int rank, int world, int32_t *inputs, int32_t *targets, float *weight) {
     if (world < 1 || rank < 0 || rank >= world || l->B % world)
         fatal("internal: rank %d of %d cannot take an equal share of a batch of %d rows", rank, world, l->B);
+    if (l->shuffled) return next_shuffled(l, (size_t)(rank * (l->B / world)), (size_t)(l->B / world), inputs, targets, weight);
     bool wrapped = settle(l);
     const Shard *s = &l->shards[l->shard];
     size_t rows = (size_t)(l->B / world) * l->T, lo = rank * rows;

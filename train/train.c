@@ -35,6 +35,7 @@ typedef struct {
     const char *corpus;                   // training graphs whose root conditions the run records
     bool sft, loss_on_all;
     bool pos_offsets;                     // each step's rows start at a random position of the context
+    bool shuffle;                         // rows cut at a fresh offset and drawn in a fresh order every epoch
     int sft_eval_every, sft_eval_n, sft_eval_tokens;
     int layers, heads, embd;
     int ctx;                              // a fresh model's context when longer than seq_len (0: seq_len)
@@ -148,9 +149,11 @@ int cmd_train(int argc, char **argv) {
         {"--save-every", OPT_INT, &o.save_every, "N", "checkpoint every N steps (0 = only at the end)", false},
         {"--resume", OPT_FLAG, &o.resume, NULL, "continue the run in --out from its checkpoint (its model shape wins)", false},
         {"--stop-after", OPT_INT, &o.stop_after, "K", "end this invocation after K steps with a checkpoint", false},
-        {"--seed", OPT_I64, &o.seed, "S", "initialisation seed", false},
+        {"--seed", OPT_I64, &o.seed, "S", "initialisation seed (and --shuffle's order)", false},
         {"--pos-offsets", OPT_FLAG, &o.pos_offsets, NULL, "each step's sequences take positions from a random start in the context "
                                                           "(with --ctx: short sequences train every position; beyond GPT-2)", false},
+        {"--shuffle", OPT_FLAG, &o.shuffle, NULL, "every epoch, cut the shards into rows at a fresh offset and draw them in a fresh "
+                                                  "order (seeded by --seed; default: the same contiguous windows every epoch)", false},
         {"--pos-init", OPT_STR, &o.pos_init, "random|sinusoid", "position embeddings at step 0: random (GPT-2) or sinusoids (beyond GPT-2: "
                                                                "short runs on long contexts learn positions faster; still trained)", false},
         {"--threads", OPT_INT, &o.threads, "N", "CPU threads (0 = all)", false},
@@ -220,6 +223,7 @@ int cmd_train(int argc, char **argv) {
     // ---- data ----
     Loader train, val = {0};
     loader_open(&train, o.data.v, o.data.n, o.batch * dist->world, o.seq_len);  // dist: the global batch
+    if (o.shuffle) loader_shuffle(&train, (uint64_t)o.seed);
     bool have_val = o.val_data.n > 0;
     if (have_val) {
         loader_open(&val, o.val_data.v, o.val_data.n, o.batch * dist->world, o.seq_len);
@@ -300,7 +304,12 @@ int cmd_train(int argc, char **argv) {
         }
         if (st.step != h.step)
             fatal("%s is at step %" PRIu64 " but %s at step %" PRIu64 " (interrupted while saving?)", rp.model, h.step, rp.optim, st.step);
-        if (st.shard >= (uint64_t)train.n_shards) fatal("%s: data position (shard %" PRIu64 ") does not fit the %d shards given", rp.optim, st.shard, train.n_shards);
+        if ((st.shard == LOADER_SHUFFLED) != train.shuffled)
+            fatal("%s was trained %s --shuffle: resume it %s --shuffle (and the same --seed)", o.out, train.shuffled ? "without" : "with",
+                  train.shuffled ? "without" : "with");
+        if (train.shuffled ? st.offset > train.n_rows : st.shard >= (uint64_t)train.n_shards)
+            fatal("%s: data position (%s %" PRIu64 ") does not fit the %s given", rp.optim, train.shuffled ? "row" : "shard",
+                  train.shuffled ? st.offset : st.shard, train.shuffled ? "shards' rows" : "shards");
         train.shard = st.shard; train.offset = st.offset; train.epoch = st.epoch;
         memcpy(rng.s, st.rng, sizeof rng.s);
         if (dist->rank == 0) truncate_log(rp.log, st.step);
