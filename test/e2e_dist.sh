@@ -76,6 +76,11 @@ check tcp_zero1_matches_1proc same_losses "$TMP/ref" "$TMP/tcpz"
 check tcp_zero1_slices test -f "$TMP/tcpz/optim.zero1.r0.bin" -a -f "$TMP/tcpz/optim.zero1.r1.bin" -a ! -e "$TMP/tcpz/optim.bin"
 # ZeRO-1 and plain data parallelism apply the same update: the same weights to the bit
 check zero1_same_weights cmp "$TMP/tcp/model.bin" "$TMP/tcpz/model.bin"
+# --shuffle: every rank draws the same permutation and keeps its rows of each global batch
+check ref_1proc_shuffle train --batch 8 --shuffle --out "$TMP/refsh"
+check tcp_shuffle_run tcp2 "$TMP/tcpsh" --shuffle
+check tcp_shuffle_matches_1proc same_losses "$TMP/refsh" "$TMP/tcpsh"
+check shuffle_other_rows bash -c "! cmp -s '$TMP/refsh/model.bin' '$TMP/ref/model.bin'"
 
 # ZeRO-1 resume on the same world size continues bit-identically; another world size is refused
 check zero1_first_half tcp2 "$TMP/half" --zero 1 --stop-after 10
