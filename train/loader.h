@@ -9,8 +9,8 @@
 // at a fresh offset in [0, T) and draws them in a fresh order, so a document split by a row
 // boundary in one epoch is seen whole in another and batches mix differently. The order is a
 // keyed permutation of the row indices (a Feistel network, no table), a function of (seed, epoch):
-// the position is still (epoch, rows drawn), so a checkpoint restores it exactly. Rows left over
-// when fewer than B remain in an epoch wait for the next one (a different set each epoch).
+// the position is still (epoch, rows drawn), so a checkpoint restores it exactly. When fewer than B
+// rows remain, the epoch ends without them (a different few each epoch: each has its own order).
 //
 // Its position (shard, offset, epoch) is all the state there is, so a checkpoint can restore it.
 #pragma once
