@@ -59,7 +59,7 @@ static void test_loader(void) {
     write_shard(tmp_file("c.bin"), 12, 5, true);
     const char *paths[] = {tmp_file("a.bin"), tmp_file("b.bin"), tmp_file("c.bin")};
     Loader l;
-    loader_open(&l, paths, 3, 2, 4);
+    loader_open(&l, paths, 3, 2, 4, false, 0);
     CHECK(l.windows_per_epoch == 3 && l.has_mask && l.fingerprint == 5 && l.vocab_size == 1000);
     int32_t in[8], tg[8];
     float w[8];
@@ -77,7 +77,7 @@ static void test_loader(void) {
     int32_t in2[8];
     loader_next(&l, in, tg, w);
     Loader l2;
-    loader_open(&l2, paths, 3, 2, 4);
+    loader_open(&l2, paths, 3, 2, 4, false, 0);
     l2.shard = s; l2.offset = o; l2.epoch = e;
     loader_next(&l2, in2, tg, w);
     CHECK(!memcmp(in, in2, sizeof in));
@@ -85,7 +85,7 @@ static void test_loader(void) {
     loader_free(&l2);
 }
 
-// The shuffled order (loader_shuffle): each epoch draws distinct whole rows of T+1 consecutive
+// The shuffled order (loader_open(..., true, seed)): each epoch draws distinct whole rows of T+1 consecutive
 // tokens, all of one shard cut at one offset, a different cut and order every epoch; the mask
 // follows its row; the position restores exactly; ranks split each batch's rows.
 static void test_loader_shuffled(void) {
@@ -95,8 +95,7 @@ static void test_loader_shuffled(void) {
     write_shard_from(tmp_file("sc.bin"), 100, 5, true, 500);   // 11 rows, masked
     const char *paths[] = {tmp_file("sa.bin"), tmp_file("sb.bin"), tmp_file("sc.bin")};
     Loader l;
-    loader_open(&l, paths, 3, B, T);
-    loader_shuffle(&l, 9);
+    loader_open(&l, paths, 3, B, T, true, 9);
     CHECKF(l.n_rows == 35 && l.windows_per_epoch == 11, "%llu rows, %llu batches", (unsigned long long)l.n_rows,
            (unsigned long long)l.windows_per_epoch);
     int32_t in[B * T], tg[B * T], first[3][33];
@@ -130,22 +129,20 @@ static void test_loader_shuffled(void) {
     CHECK(s == LOADER_SHUFFLED);
     loader_next(&l, in, tg, w);
     Loader l2, l3;
-    loader_open(&l2, paths, 3, B, T);
-    loader_shuffle(&l2, 9);
+    loader_open(&l2, paths, 3, B, T, true, 9);
     l2.shard = s; l2.offset = o; l2.epoch = e;
     int32_t in2[B * T];
     loader_next(&l2, in2, tg, w);
     CHECK(!memcmp(in, in2, sizeof in));
-    loader_open(&l3, paths, 3, B, T);
-    loader_shuffle(&l3, 10);
+    loader_open(&l3, paths, 3, B, T, true, 10);
     bool differs = false;
     for (int k = 0; k < 11; k++) { loader_next(&l3, in2, tg, w); differs |= in2[0] != first[0][k * B]; }
     CHECK(differs);
     // three ranks: rank r gets row r of the same global batch
     loader_rewind(&l2);
     loader_next(&l2, in, tg, w);
-    loader_rewind(&l3);
-    loader_shuffle(&l3, 9);
+    loader_free(&l3);
+    loader_open(&l3, paths, 3, B, T, true, 9);
     for (int r = 0; r < 3; r++) {
         Loader lr = l3;   // same position for every rank, as in training
         loader_next_rank(&lr, r, 3, in2, tg, w);
@@ -154,6 +151,21 @@ static void test_loader_shuffled(void) {
     loader_free(&l);
     loader_free(&l2);
     loader_free(&l3);
+    // shards smaller than a batch (24 < B*T+1 = 25 tokens: no sequential window) give rows, and a
+    // batch takes them from several shards
+    write_shard_from(tmp_file("s1.bin"), 24, 5, false, 0);
+    write_shard_from(tmp_file("s2.bin"), 24, 5, false, 100);
+    write_shard_from(tmp_file("s3.bin"), 24, 5, false, 200);
+    const char *small[] = {tmp_file("s1.bin"), tmp_file("s2.bin"), tmp_file("s3.bin")};
+    loader_open(&l, small, 3, B, T, true, 4);
+    CHECK(l.n_rows == 6 && l.windows_per_epoch == 2);
+    bool shard_seen[3] = {false};
+    for (int k = 0; k < 2; k++) {
+        loader_next(&l, in, tg, w);
+        for (int b = 0; b < B; b++) shard_seen[in[b * T] / 100] = true;
+    }
+    CHECK(shard_seen[0] && shard_seen[1] && shard_seen[2]);
+    loader_free(&l);
 }
 
 static void small_model(GPT *m) {

@@ -8,7 +8,9 @@
 
 static bool fits(const Loader *l, uint64_t s) { return l->shards[s].h.n_tokens >= (uint64_t)l->B * l->T + 1; }
 
-void loader_open(Loader *l, const char *const *paths, int n, int B, int T) {
+static void shuffle_rows(Loader *l, uint64_t seed);
+
+void loader_open(Loader *l, const char *const *paths, int n, int B, int T, bool shuffled, uint64_t seed) {
     memset(l, 0, sizeof *l);
     if (n < 1) fatal("no shard files given");
     l->n_shards = n;
@@ -34,6 +36,7 @@ void loader_open(Loader *l, const char *const *paths, int n, int B, int T) {
             l->windows_per_epoch += (h->n_tokens - 1) / window;
         }
     }
+    if (shuffled) { shuffle_rows(l, seed); return; }   // rows, not windows: a batch may span shards
     if (!l->windows_per_epoch)
         fatal("%s%s: fewer than batch*seq_len+1 = %" PRIu64 " tokens in every shard; use a smaller --batch or --seq-len",
               paths[0], n > 1 ? " and the other shards" : "", window + 1);
@@ -49,12 +52,11 @@ void loader_free(Loader *l) {
     memset(l, 0, sizeof *l);
 }
 
-void loader_shuffle(Loader *l, uint64_t seed) {
+// The shuffled order's rows (loader.h): how many each shard holds at any offset, and where they start.
+static void shuffle_rows(Loader *l, uint64_t seed) {
     uint64_t T = (uint64_t)l->T;
     l->shuffled = true;
     l->seed = seed;
-    free(l->rows);
-    free(l->first_row);
     l->rows = xcalloc(l->n_shards, sizeof *l->rows);
     l->first_row = xcalloc(l->n_shards, sizeof *l->first_row);
     l->n_rows = 0;

@@ -5,7 +5,7 @@
 // Every epoch sees the same windows with the same row boundaries. A shard too small for one window
 // is skipped.
 //
-// Shuffled (`train --shuffle`, loader_shuffle): every epoch cuts each shard into rows of T+1 tokens
+// Shuffled (`train --shuffle`, loader_open(..., true, seed)): every epoch cuts each shard into rows of T+1 tokens
 // at a fresh offset in [0, T) and draws them in a fresh order, so a document split by a row
 // boundary in one epoch is seen whole in another and batches mix differently. The order is a
 // keyed permutation of the row indices (a Feistel network, no table), a function of (seed, epoch):
@@ -28,7 +28,7 @@ typedef struct {
     int B, T;
     uint64_t usable_tokens;       // tokens of shards that hold at least one window (shuffled: one row)
     uint64_t windows_per_epoch;   // batches per pass over the data
-    // shuffled order (loader_shuffle): rows[s] rows of shard s at most (room for any offset), first_row[s]
+    // shuffled order: rows[s] rows of shard s at most (room for any offset), first_row[s]
     // the index of shard s's first row, n_rows = their sum; the permutation's key
     bool shuffled;
     uint64_t seed, n_rows, *rows, *first_row;
@@ -39,12 +39,11 @@ typedef struct {
 #define LOADER_SHUFFLED UINT64_MAX
 
 // Loads every shard (each verified by shard_load), checks they agree on vocabulary and tokenizer
-// fingerprint (dies naming the two files otherwise) and that at least one batch fits.
-void loader_open(Loader *l, const char *const *paths, int n, int B, int T);
+// fingerprint (dies naming the two files otherwise) and that at least one batch fits: in one shard
+// (sequential), or in rows of all shards together (shuffled, keyed by seed; a shard needs 2*T
+// tokens for a row at every offset).
+void loader_open(Loader *l, const char *const *paths, int n, int B, int T, bool shuffled, uint64_t seed);
 void loader_free(Loader *l);
-// Switches l to the shuffled order keyed by seed (and rewinds it). Dies when no shard holds one row
-// and an offset (2*T tokens) or the rows are fewer than one batch.
-void loader_shuffle(Loader *l, uint64_t seed);
 void loader_rewind(Loader *l);
 // Next batch: inputs (B,T), targets (B,T), weight (B,T) = loss mask of each target (1 without a
 // mask). Advances the position; returns true when it had to wrap around to a new epoch first.

@@ -222,11 +222,10 @@ int cmd_train(int argc, char **argv) {
 
     // ---- data ----
     Loader train, val = {0};
-    loader_open(&train, o.data.v, o.data.n, o.batch * dist->world, o.seq_len);  // dist: the global batch
-    if (o.shuffle) loader_shuffle(&train, (uint64_t)o.seed);
+    loader_open(&train, o.data.v, o.data.n, o.batch * dist->world, o.seq_len, o.shuffle, (uint64_t)o.seed);  // dist: the global batch
     bool have_val = o.val_data.n > 0;
     if (have_val) {
-        loader_open(&val, o.val_data.v, o.val_data.n, o.batch * dist->world, o.seq_len);
+        loader_open(&val, o.val_data.v, o.val_data.n, o.batch * dist->world, o.seq_len, false, 0);
         if (val.fingerprint != train.fingerprint || val.vocab_size != train.vocab_size)
             fatal("%s was made by another tokenizer than %s (fingerprint %016" PRIx64 " vs %016" PRIx64 ")",
                   o.val_data.v[0], o.data.v[0], val.fingerprint, train.fingerprint);
