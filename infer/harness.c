@@ -490,10 +490,9 @@ static void emit_ready(Harness *h) {
         h->st.match += r->match;
         h->st.not_assembled += !r->assembled;
         for (int c = 0; c < K; c++) {
-            GState *g = &h->gs[((int64_t)h->next_emit * K + c) % h->window];
-            uint64_t v[2] = {h->st.answers_hash, g->answers};
+            uint64_t v[2] = {h->st.answers_hash, cand[c]->answers};
             h->st.answers_hash = hash_bytes(v, sizeof v, 0);
-            g->live = false;
+            cand[c]->live = false;
         }
         h->next_emit++;
     }
