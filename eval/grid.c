@@ -427,7 +427,7 @@ int cmd_eval_grid(int argc, char **argv) {
     if (o.names) {
         if (strcmp(o.constrained, "on") || fmt == GEN_TABULAR)
             fprintf(stderr, "eval grid: --names is ignored: it works through --constrained on (recursive or instruct format)\n");
-        else gen_load_names(o.names, &names);
+        else gen_load_names(o.names, &names, &tok);
     }
     ConCallees entries, calls;
     con_callees_init(&entries);
@@ -435,7 +435,7 @@ int cmd_eval_grid(int argc, char **argv) {
     if (o.callees) {
         if (strcmp(o.constrained, "on") || fmt == GEN_TABULAR)
             fprintf(stderr, "eval grid: --callees is ignored: it works through --constrained on (recursive or instruct format)\n");
-        else gen_load_callees(o.callees, &entries, &calls);
+        else gen_load_callees(o.callees, &entries, &calls, &tok);
     }
 
     GridRun *runs = xcalloc(n_runs, sizeof *runs);

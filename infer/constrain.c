@@ -76,8 +76,44 @@ void con_names_finish(ConNames *s) {
 }
 void con_names_free(ConNames *s) {
     for (int i = 0; i < s->n; i++) free(s->v[i]);
-    free(s->v);
+    free(s->enc_pool);
+    con_names_view_free(s);
+}
+void con_names_view_free(ConNames *s) {
+    free(s->v); free(s->below); free(s->rt); free(s->types); free(s->enc); free(s->enc_n);
     memset(s, 0, sizeof *s);
+}
+void con_names_encode(ConNames *s, const Bpe *tok) {
+    static const char pre[] = "destination is ";
+    free(s->enc_pool); free(s->enc); free(s->enc_n);
+    s->enc = xcalloc(s->n + 1, sizeof *s->enc);
+    s->enc_n = xcalloc(s->n + 1, sizeof *s->enc_n);
+    size_t *off = xmalloc((s->n + 1) * sizeof *off), pool = 0, cap = 64;
+    s->enc_pool = xmalloc(cap * sizeof *s->enc_pool);
+    BpeCache *cache = bpe_cache_new();
+    TokBuf t = {0};
+    char line[FMT_NAME_MAX + 32];
+    for (int j = 0; j < s->n; j++) {
+        // in context, then keep the tokens that cover exactly the name's bytes
+        size_t a = sizeof pre - 1, b = a + strlen(s->v[j]), at = 0;
+        snprintf(line, sizeof line, "%s%s,", pre, s->v[j]);
+        t.n = 0;
+        bpe_encode(tok, cache, (const unsigned char *)line, strlen(line), &t);
+        size_t first = t.n, last = t.n;
+        bool aligned = false;
+        for (size_t i = 0; i < t.n; i++) {
+            if (at == a) first = i;
+            at += tok->tok_len[t.v[i]];
+            if (at == b) { last = i + 1; aligned = first < t.n; }
+        }
+        off[j] = pool;
+        s->enc_n[j] = aligned ? (int)(last - first) : 0;
+        if (pool + s->enc_n[j] > cap) { cap = 2 * (pool + s->enc_n[j]); s->enc_pool = xrealloc(s->enc_pool, cap * sizeof *s->enc_pool); }
+        for (int i = 0; i < s->enc_n[j]; i++) s->enc_pool[pool++] = t.v[first + i];
+    }
+    for (int j = 0; j < s->n; j++) s->enc[j] = s->enc_n[j] ? s->enc_pool + off[j] : NULL;
+    free(t.v); free(off);
+    bpe_cache_free(cache);
 }
 bool con_names_has(const ConNames *s, const char *name) {
     return s->n && bsearch(&name, s->v, s->n, sizeof *s->v, cmp_str);
@@ -95,14 +131,20 @@ static int names_lower(const ConNames *s, int lo, int hi, int pos, unsigned ch) 
 // ---- observed callees ----
 
 void con_callees_init(ConCallees *c) { memset(c, 0, sizeof *c); }
-bool con_callees_add(ConCallees *c, const char *key, const char *name) {
+bool con_callees_add(ConCallees *c, const char *key, const char *name, int type, int64_t below, int64_t rt) {
     if (!name_ok(name)) return false;   // the names set's rule: its sets get only names it accepts
     if (c->np == c->pcap) {
         c->pcap = c->pcap ? 2 * c->pcap : 256;
         c->pk = xrealloc(c->pk, c->pcap * sizeof *c->pk);
         c->pv = xrealloc(c->pv, c->pcap * sizeof *c->pv);
+        c->pb = xrealloc(c->pb, c->pcap * sizeof *c->pb);
+        c->pr = xrealloc(c->pr, c->pcap * sizeof *c->pr);
+        c->pt = xrealloc(c->pt, c->pcap * sizeof *c->pt);
     }
+    c->pt[c->np] = type >= 0 && type < RPC_NTYPES ? type : -1;
     c->pk[c->np] = xstrdup(key);
+    c->pb[c->np] = below < 0 ? -1 : below;
+    c->pr[c->np] = rt < 0 ? -1 : rt;
     c->pv[c->np++] = xstrdup(name);
     return true;
 }
@@ -130,26 +172,79 @@ void con_callees_finish(ConCallees *c) {
         con_names_init(s);
         for (int k = a; k < b; k++) con_names_add(s, c->pv[ord[k]]);
         con_names_finish(s);
+        // per name the types seen, the most edges below it and the longest response time; one
+        // unknown makes that bound unknown for good (every type; -1)
+        s->below = xmalloc((s->n + 1) * sizeof *s->below);
+        s->rt = xmalloc((s->n + 1) * sizeof *s->rt);
+        s->types = xmalloc(s->n + 1);
+        for (int j = 0; j < s->n; j++) { s->below[j] = s->rt[j] = 0; s->types[j] = 0; }
+        for (int k = a; k < b; k++) {
+            const char *name = c->pv[ord[k]];
+            char **hit = bsearch(&name, s->v, s->n, sizeof *s->v, cmp_str);
+            int64_t *m = &s->below[hit - s->v], v = c->pb[ord[k]];
+            if (*m >= 0) *m = v < 0 ? -1 : v > *m ? v : *m;
+            m = &s->rt[hit - s->v]; v = c->pr[ord[k]];
+            if (*m >= 0) *m = v < 0 ? -1 : v > *m ? v : *m;
+            s->types[hit - s->v] |= c->pt[ord[k]] < 0 ? (1u << RPC_NTYPES) - 1 : 1u << c->pt[ord[k]];
+        }
         a = b;
     }
     for (int i = 0; i < c->np; i++) { free(c->pk[i]); free(c->pv[i]); }
-    free(c->pk); free(c->pv); free(ord);
-    c->pk = c->pv = NULL; c->np = c->pcap = 0;
+    free(c->pk); free(c->pv); free(c->pb); free(c->pr); free(c->pt); free(ord);
+    c->pk = c->pv = NULL; c->pb = c->pr = NULL; c->pt = NULL; c->np = c->pcap = 0;
 }
 void con_callees_free(ConCallees *c) {
     for (int i = 0; i < c->n; i++) { free(c->keys[i]); con_names_free(&c->sets[i]); }
     for (int i = 0; i < c->np; i++) { free(c->pk[i]); free(c->pv[i]); }
-    free(c->keys); free(c->sets); free(c->pk); free(c->pv);
+    free(c->keys); free(c->sets); free(c->pk); free(c->pv); free(c->pb); free(c->pr); free(c->pt);
     memset(c, 0, sizeof *c);
 }
-const ConNames *con_callees_find(const ConCallees *c, const char *key) {
-    if (!c->n) return NULL;
+static int callees_index(const ConCallees *c, const char *key) {
+    if (!c->n) return -1;
     char **k = bsearch(&key, c->keys, c->n, sizeof *c->keys, cmp_str);
-    return k ? &c->sets[k - c->keys] : NULL;
+    return k ? (int)(k - c->keys) : -1;
+}
+const ConNames *con_callees_find(const ConCallees *c, const char *key) {
+    int i = callees_index(c, key);
+    return i < 0 ? NULL : &c->sets[i];
+}
+void con_callees_encode(ConCallees *c, const Bpe *tok) {
+    for (int i = 0; i < c->n; i++) con_names_encode(&c->sets[i], tok);
+}
+const ConNames *con_callees_fit(const ConCallees *c, const char *key, int64_t need, ConNames *view) {
+    int i = callees_index(c, key);
+    if (i < 0) return NULL;
+    const ConNames *s = &c->sets[i];
+    int64_t most = 0;
+    for (int j = 0; j < s->n; j++) if (s->below[j] > most) most = s->below[j];
+    if (need > most) need = most;
+    int fit = 0;
+    for (int j = 0; j < s->n; j++) fit += s->below[j] < 0 || s->below[j] >= need;
+    if (fit == s->n) return s;
+    if (view->cap < fit) {
+        view->cap = fit;
+        view->v = xrealloc(view->v, fit * sizeof *view->v);
+        view->below = xrealloc(view->below, fit * sizeof *view->below);
+        view->rt = xrealloc(view->rt, fit * sizeof *view->rt);
+        view->types = xrealloc(view->types, fit);
+        view->enc = xrealloc(view->enc, fit * sizeof *view->enc);
+        view->enc_n = xrealloc(view->enc_n, fit * sizeof *view->enc_n);
+    }
+    view->n = 0; view->max_len = 0;
+    for (int j = 0; j < s->n; j++)
+        if (s->below[j] < 0 || s->below[j] >= need) {
+            view->v[view->n] = s->v[j]; view->below[view->n] = s->below[j]; view->rt[view->n] = s->rt[j];
+            view->types[view->n] = s->types[j];
+            view->enc[view->n] = s->enc ? s->enc[j] : NULL; view->enc_n[view->n++] = s->enc ? s->enc_n[j] : 0;
+            int len = (int)strlen(s->v[j]);
+            if (len > view->max_len) view->max_len = len;
+        }
+    return view;
 }
 
 void constrain_set_names(Constraint *k, const ConNames *s) { k->names = s && s->n ? s : NULL; }
 void constrain_set_canonical(Constraint *k, bool on) { k->canonical = on; }
+void constrain_set_bounds(Constraint *k, bool on) { k->bounds = on; }
 
 void constrain_init(Constraint *k, const Condition *q, bool root, bool scratchpad) {
     memset(k, 0, sizeof *k);
@@ -315,8 +410,23 @@ static uint32_t next_field(uint32_t done) {
 
 static void enter_lit(ConCursor *c, const char *lit, int pos, int next) { c->phase = P_LIT; c->lit = lit; c->lit_pos = pos; c->next_phase = next; }
 
+// With a callee set's bounds: may this edge's destination be name j of the set, given its type
+// if typed?
+static bool pair_seen(const Constraint *k, const ConCursor *c, int j) {
+    return !k->bounds || !k->names || !k->names->types || c->e_type < 0 || (k->names->types[j] >> c->e_type & 1u);
+}
+// The types this edge may take: with a callee set's bounds, those seen for its destination if
+// typed, else for any name of the set.
+static uint32_t types_allowed(const Constraint *k, const ConCursor *c) {
+    uint32_t all = (1u << RPC_NTYPES) - 1, m = 0;
+    if (!k->bounds || !k->names || !k->names->types) return all;
+    if (c->dst_ix >= 0) m = k->names->types[c->dst_ix];
+    else for (int j = 0; j < k->names->n; j++) m |= k->names->types[j];
+    return m & all ? m & all : all;
+}
+
 static void begin_edge_value(const Constraint *k, ConCursor *c) {
-    c->forced = NULL; c->forced_pos = 0; c->name_len = 0; c->type_len = 0; c->type_mask = (1u << RPC_NTYPES) - 1;
+    c->forced = NULL; c->forced_pos = 0; c->name_len = 0; c->type_len = 0; c->type_mask = types_allowed(k, c);
     c->sub_len = 0;
     c->nm_lo = 0; c->nm_hi = k->names ? k->names->n : 0;
     int64_t lo = k->start_comm >= 0 ? k->start_comm : 0, hi = k->latency >= 0 ? k->latency : INF;
@@ -327,6 +437,9 @@ static void begin_edge_value(const Constraint *k, ConCursor *c) {
     } else if (c->attr == A_FINISH) {
         if (c->e_start >= 0) lo = max64(lo, c->e_start);
         if (k->root && k->latency >= 0 && lo <= k->latency) lo = k->latency;   // the requested latency, exactly
+        // the callee's longest observed response time (lo is the start here, so the range stays non-empty)
+        if (k->bounds && !k->root && k->names && k->names->rt && c->dst_ix >= 0 && c->e_start >= 0 && k->names->rt[c->dst_ix] >= 0)
+            hi = min64(hi, c->e_start + k->names->rt[c->dst_ix]);
         num_start(c, lo, hi);
     } else if (c->attr == A_ID) {
         num_start(c, k->first_id >= 0 ? k->first_id + k->n_edges : 0, k->first_id >= 0 ? k->first_id + k->n_edges : INF);
@@ -337,7 +450,7 @@ static bool edge_value_done(const Constraint *k, const ConCursor *c) {
     switch (c->attr) {
     case A_ID: case A_START: case A_FINISH: return num_complete(c);
     case A_TYPE: for (int t = 0; t < RPC_NTYPES; t++) if ((c->type_mask >> t & 1u) && (int)strlen(TYPES[t]) == c->type_len) return true; return false;
-    default: return c->name_len > 0 && (!k->names || !k->names->v[c->nm_lo][c->name_len]);
+    default: return c->name_len > 0 && (!k->names || (!k->names->v[c->nm_lo][c->name_len] && pair_seen(k, c, c->nm_lo)));
     }
 }
 
@@ -351,6 +464,11 @@ static bool dst_char(const Constraint *k, ConCursor *c, unsigned char ch) {
         int lo = names_lower(k->names, c->nm_lo, c->nm_hi, c->name_len, ch);
         int hi = names_lower(k->names, lo, c->nm_hi, c->name_len, ch + 1u);
         if (lo == hi) return false;
+        if (c->e_type >= 0 && k->bounds && k->names->types) {   // some name seen with this edge's type goes on
+            int j = lo;
+            while (j < hi && !pair_seen(k, c, j)) j++;
+            if (j == hi) return false;
+        }
         c->nm_lo = lo; c->nm_hi = hi;
         c->name_len++;
         return true;
@@ -438,7 +556,7 @@ static bool step(const Constraint *k, Constraint *w, ConCursor *c, unsigned char
     case P_EDGE_LINE:
         if (ch == '(' && (k->n_cur < 0 || k->n_edges < k->n_cur) && k->n_edges < CON_MAX_EDGES) {
             c->phase = P_EDGE_KEY; c->key_len = 0; c->key_mask = edge_keys(k, 0); c->done = 0;
-            c->e_start = c->e_finish = -1;
+            c->e_start = c->e_finish = -1; c->dst_ix = c->e_type = -1;
             if (w) w->dst[0] = 0;
             return true;
         }
@@ -465,7 +583,11 @@ static bool step(const Constraint *k, Constraint *w, ConCursor *c, unsigned char
             enter_lit(c, " milliseconds", 1, P_EDGE_SEP);
             return true;
         case A_TYPE: {
-            if (edge_value_done(k, c)) return edge_sep(k, c, ch);
+            if (edge_value_done(k, c)) {
+                for (int t = 0; t < RPC_NTYPES; t++)   // no type is a prefix of another: one matches
+                    if ((c->type_mask >> t & 1u) && (int)strlen(TYPES[t]) == c->type_len) c->e_type = t;
+                return edge_sep(k, c, ch);
+            }
             uint32_t m = 0;
             for (int t = 0; t < RPC_NTYPES; t++)
                 if ((c->type_mask >> t & 1u) && TYPES[t][c->type_len] == (char)ch) m |= 1u << t;
@@ -480,7 +602,9 @@ static bool step(const Constraint *k, Constraint *w, ConCursor *c, unsigned char
                 if (w) { w->dst[at] = (char)ch; w->dst[at + 1] = 0; }
                 return true;
             }
-            return edge_value_done(k, c) && edge_sep(k, c, ch);
+            if (!edge_value_done(k, c)) return false;
+            if (k->names) c->dst_ix = c->nm_lo;
+            return edge_sep(k, c, ch);
         }
     case P_EDGE_SEP:
         return edge_sep(k, c, ch);
@@ -604,11 +728,43 @@ bool constrain_in_number(const Constraint *k) {
     return false;
 }
 
+// At a destination with encoded names (con_names_encode): the tokens that go on some name of the
+// typed range in its own tokens, and when a name of the range is complete, whatever may follow it.
+// False (use the general mask) when a name of the range has no encoding or no token boundary here.
+static bool names_mask(const Constraint *k, const Bpe *tok, uint8_t *mask, int *count) {
+    const ConCursor *c = &k->c;
+    const ConNames *s = k->names;
+    if (!s || !s->enc || c->phase != P_EDGE_VAL || c->attr != A_DST) return false;
+    bool complete = false, on_path = false;
+    int n = 0;
+    for (int j = c->nm_lo; j < c->nm_hi; j++) if (!s->enc[j]) return false;
+    memset(mask, 0, (size_t)tok->vocab_size);
+    for (int j = c->nm_lo; j < c->nm_hi; j++) {
+        int at = 0, i = 0;
+        while (i < s->enc_n[j] && at < c->name_len) at += (int)tok->tok_len[s->enc[j][i++]];
+        if (at != c->name_len) continue;   // what was typed is not a start of this name's tokens
+        on_path = true;
+        if (i == s->enc_n[j]) { complete = true; continue; }
+        uint32_t v = s->enc[j][i];
+        if (!mask[v] && constrain_try(k, tok->tok[v], tok->tok_len[v])) { mask[v] = 1; n++; }
+    }
+    if (!on_path) return false;   // entered off every name's tokens (a token across "destination is " and the name)
+    if (complete)   // the separator after the name: tokens that start with a non-name byte
+        for (int v = 0; v < tok->vocab_size - tok->n_special; v++) {
+            if (mask[v] || !tok->tok_len[v] || is_name(tok->tok[v][0])) continue;
+            if (constrain_try(k, tok->tok[v], tok->tok_len[v])) { mask[v] = 1; n++; }
+        }
+    *count = n;
+    return true;
+}
+
 int constrain_mask(const Constraint *k, const Bpe *tok, uint8_t *mask) {
+    int n = 0;
+    if (names_mask(k, tok, mask, &n)) return n;
     // first bytes: one try each, then only tokens whose first byte passes are tried in full
     uint8_t first[256];
     for (int b = 0; b < 256; b++) { unsigned char ch = (unsigned char)b; first[b] = constrain_try(k, &ch, 1); }
-    int n = 0, specials = tok->vocab_size - tok->n_special;
+    int specials = tok->vocab_size - tok->n_special;
     for (int v = 0; v < tok->vocab_size; v++) {
         mask[v] = 0;
         if (v >= specials || !tok->tok_len[v] || !first[tok->tok[v][0]]) continue;

@@ -9,7 +9,9 @@
 //   edges       exactly num_current_edges (the root layer: 1); edge ids in sequence from
 //               start_edge_id; types among http/rpc/mc/db/mq; the first edge starts at
 //               start_communication_at; every start >= start_communication_at; start <= finish
-//               <= latency
+//               <= latency; with a callee set's bounds (constrain_set_bounds), a type and a
+//               destination only in a pair the set shows, and finish - start <= the callee's
+//               longest observed response time
 //   subgraphs   only when remaining_depth > 0, exactly num_subgraphs of them, each for an edge of
 //               this layer without one yet; the ten condition fields in canonical order (see
 //               constrain.c: every order is equally likely in training, and a fixed one makes
@@ -42,31 +44,61 @@
 // The microservice names a destination may take: sorted and unique, so the names sharing a typed
 // prefix are one range [lo, hi) of v, narrowed by binary search per character (an implicit trie:
 // no node arrays, O(log n) a character). Read-only once finished: one set serves every request.
-typedef struct { char **v; int n, cap; int max_len; } ConNames;
+// A callee set of --callees also carries, per name, bounds seen in the training graphs.
+typedef struct {
+    char **v; int n, cap; int max_len;
+    int64_t *below;              // callee sets: the most edges seen under a call to v[j] (-1 unknown); else NULL
+    int64_t *rt;                 // callee sets: the longest response time seen of such a call (-1 unknown); else NULL
+    uint8_t *types;              // callee sets: the communication types seen of such a call (bit per RpcType); else NULL
+    // con_names_encode: each name's tokens as the tokenizer writes it after "destination is " (the
+    // only way the model saw it); enc[j] = NULL when the name does not start and end on token
+    // boundaries there. A view shares them.
+    const uint32_t **enc; int *enc_n;
+    uint32_t *enc_pool;          // the set that owns the tokens (NULL in a view)
+} ConNames;
 void con_names_init(ConNames *s);
 // Adds a name; false (not added) when it is empty, longer than FMT_NAME_MAX - 1 or has a character
 // outside [A-Za-z0-9_] (the automaton could not write it).
 bool con_names_add(ConNames *s, const char *name);
 void con_names_finish(ConNames *s);   // sorts and drops duplicates
+// Records each name's tokens under tok (call after finishing; again for another tokenizer). With
+// them, constrain_mask lets a destination be written only in those tokens: the mask then keeps the
+// model's own choice among whole names instead of steering the mass of prefix tokens it meant for
+// other names (after "MS_", the digits of whichever allowed name the prefix happens to fit).
+void con_names_encode(ConNames *s, const Bpe *tok);
 void con_names_free(ConNames *s);
 bool con_names_has(const ConNames *s, const char *name);
 
 // Observed callees (`generate --callees`, beyond the paper): per key, the names a destination may
 // take. The table narrows the names a layer may call to what the training graphs show; the model
-// still chooses among them. Built with con_callees_add (key, name) pairs, then finished.
+// still chooses among them. Built with con_callees_add, one call each, then finished. Each set
+// keeps, per name, the communication types seen of such a call, the most edges seen below it and
+// its longest response time: the bounds `generate --callee-bounds` holds generation to
+// (con_callees_fit; constrain_set_bounds for the types and response times).
 typedef struct {
     char **keys;                 // sorted, unique once finished
-    ConNames *sets;              // sets[i]: the names observed for keys[i]
+    ConNames *sets;              // sets[i]: the names observed for keys[i], with their bounds
     int n, cap;
-    char **pk, **pv; int np, pcap;  // pairs until finished
+    char **pk, **pv; int64_t *pb, *pr; int *pt; int np, pcap;  // calls until finished
 } ConCallees;
 void con_callees_init(ConCallees *c);
-// Records that key calls name; false (not recorded) when name could not be a destination.
-bool con_callees_add(ConCallees *c, const char *key, const char *name);
+// Records that key calls name with communication type `type` (an RpcType), `below` edges under that
+// call and response time rt (any of them -1: unknown); false (not recorded) when name could not be
+// a destination.
+bool con_callees_add(ConCallees *c, const char *key, const char *name, int type, int64_t below, int64_t rt);
 void con_callees_finish(ConCallees *c);
 void con_callees_free(ConCallees *c);
 // The set of key, or NULL when key never called anything.
 const ConNames *con_callees_find(const ConCallees *c, const char *key);
+void con_callees_encode(ConCallees *c, const Bpe *tok);   // con_names_encode on every set
+// The names of key's set that can carry a subtree of `need` edges: those seen with at least
+// min(need, the most any of them was seen with) edges below them, or with an unknown count. So the
+// set is never empty, and a request larger than anything seen goes to the names that came closest.
+// Returns the whole set when every name qualifies, else `view` filled with its qualifying names and
+// their bounds (strings shared with the table; free with con_names_view_free, reusable), NULL when
+// key is unknown.
+const ConNames *con_callees_fit(const ConCallees *c, const char *key, int64_t need, ConNames *view);
+void con_names_view_free(ConNames *view);
 
 typedef struct {
     int phase;                   // see constrain.c
@@ -81,6 +113,8 @@ typedef struct {
     int name_len;                // a free name's length
     char name[FMT_NAME_MAX];     // a destination typed so far (no names set: for the keyword check)
     int nm_lo, nm_hi;            // names set: the names that start with what was typed
+    int dst_ix;                  // names set: this edge's destination once typed (-1 before)
+    int e_type;                  // this edge's type once typed (-1 before)
     int64_t e_start, e_finish;   // this edge's times (-1 unknown)
     int type_len; uint32_t type_mask;
     char sub_id[24]; int sub_len;// subgraph edge id typed so far
@@ -101,6 +135,7 @@ typedef struct {
     char id[FMT_NAME_MAX], caller[FMT_NAME_MAX];   // what blocks copy (id may be empty: free)
     const ConNames *names;       // destinations must be one of these (NULL: any name, see above)
     bool canonical;              // edge attributes in the canonical order only (constrain_set_canonical)
+    bool bounds;                 // hold calls to the names set's types and rt bounds (constrain_set_bounds)
     int name_max;                // without names: a destination's length at most
     // committed content
     int n_edges;
@@ -119,6 +154,11 @@ void constrain_set_names(Constraint *k, const ConNames *s);
 // the order `--canonical-order` training text always has: a model trained on it has never seen
 // another, and an order it drifts into is text it cannot continue well. Call before feeding.
 void constrain_set_canonical(Constraint *k, bool on);
+// With a callee set (names carrying bounds): an edge's type and destination only as a pair the set
+// shows (whichever is typed first narrows the other), and a call of a non-root layer whose
+// destination and start are typed before its finish (the canonical order) finishes at most start +
+// the longest response time the set shows for that callee. Call before feeding.
+void constrain_set_bounds(Constraint *k, bool on);
 // Feeds generated bytes; false (state unspecified) when they break the automaton.
 bool constrain_feed(Constraint *k, const unsigned char *s, size_t n);
 // Would these bytes be accepted next? (does not change k)

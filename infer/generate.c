@@ -20,7 +20,7 @@
 
 typedef struct {
     const char *model, *tokenizer, *format, *service, *include_edge, *prompts, *from_graphs, *out, *csv, *constrained,
-        *device, *summary, *names, *callees,
+        *device, *summary, *names, *callees, *callee_bounds,
         *number_temperature;   // a string: absent means "as --temperature", which no number can say
     int64_t n, num_edges, depth, latency, seed;
     bool high_latency, naive, valid_only, canonical;
@@ -187,7 +187,7 @@ int gen_load_conditions(const char *path, const char *only_service, CondRecord *
 // ---- the microservice names destinations may take (--names) ----
 
 // From a graphs JSONL (every src and dst but USER) or a stats.json with a "microservices" list.
-void gen_load_names(const char *path, ConNames *s) {
+void gen_load_names(const char *path, ConNames *s, const Bpe *tok) {
     // the first line tells a stats.json ({"format":"tracellm-stats",...) from a graphs JSONL
     FILE *f = fopen(path, "rb");
     if (!f) fatal("%s: cannot open: %s", path, strerror(errno));
@@ -228,6 +228,7 @@ void gen_load_names(const char *path, ConNames *s) {
         graphs_free(gs, n);
     }
     con_names_finish(s);
+    con_names_encode(s, tok);
     if (s->n == 0) fatal("%s: no microservice names (every src/dst but USER) to constrain destinations to", path);
     fprintf(stderr, "generate: %d microservice names from %s (longest %d)", s->n, path, s->max_len);
     if (skipped) fprintf(stderr, "; %d occurrences of names outside [A-Za-z0-9_] left out", skipped);
@@ -330,24 +331,39 @@ static void sink_graph(void *ctx, const GraphResult *r) {
 
 // ---- observed callees (--callees) ----
 
-void gen_load_callees(const char *path, ConCallees *entries, ConCallees *calls) {
+void gen_load_callees(const char *path, ConCallees *entries, ConCallees *calls, const Bpe *tok) {
     con_callees_init(entries);
     con_callees_init(calls);
     CallGraph *gs;
-    int n = graphs_load(path, &gs), skipped = 0;
-    for (int i = 0; i < n; i++)
+    int n = graphs_load(path, &gs), skipped = 0, unsized = 0;
+    Layers L;
+    layers_init(&L);
+    for (int i = 0; i < n; i++) {
+        // the edges under each call (Layers.sub) need a sorted, valid graph; an invalid one still
+        // gives its callees, with their bounds unknown
+        graph_sort(&gs[i]);
+        char err[256];
+        LayerOpts lo = {.split_threshold = 0};
+        bool sized = graph_validate(&gs[i], 0, NULL) == GRAPH_OK && layers_build(&L, &gs[i], &lo, err, sizeof err);
+        unsized += !sized;
         for (int e = 0; e < gs[i].n; e++) {
             const Edge *x = &gs[i].edges[e];
+            int64_t below = sized ? L.sub[e] : -1, rt = sized ? x->rt_ms : -1;
             bool root = !strchr(x->rpc_id, '.');
-            if (root && gs[i].service && gs[i].service[0] && !con_callees_add(entries, gs[i].service, x->dst)) skipped++;
-            if (!con_callees_add(calls, x->src, x->dst)) skipped++;
+            if (root && gs[i].service && gs[i].service[0] && !con_callees_add(entries, gs[i].service, x->dst, x->type, below, rt)) skipped++;
+            if (!con_callees_add(calls, x->src, x->dst, x->type, below, rt)) skipped++;
         }
+    }
+    layers_free(&L);
     graphs_free(gs, n);
     con_callees_finish(entries);
     con_callees_finish(calls);
+    con_callees_encode(entries, tok);
+    con_callees_encode(calls, tok);
     if (calls->n == 0) fatal("%s: no calls to take callees from", path);
     fprintf(stderr, "generate: callees of %d services' roots and %d callers from %s", entries->n, calls->n, path);
     if (skipped) fprintf(stderr, "; %d calls to names outside [A-Za-z0-9_] left out", skipped);
+    if (unsized) fprintf(stderr, "; %d graphs not valid (their calls' bounds unknown)", unsized);
     fputc('\n', stderr);
 }
 
@@ -367,7 +383,7 @@ void gen_load_model(const char *model, const char *tokenizer, const Backend *be,
 // ---- the command ----
 
 int cmd_generate(int argc, char **argv) {
-    GenOpts o = {.format = "instruct", .constrained = "on", .device = "cpu", .n = 0, .num_edges = -1, .depth = -1,
+    GenOpts o = {.format = "instruct", .constrained = "on", .callee_bounds = "on", .device = "cpu", .n = 0, .num_edges = -1, .depth = -1,
                  .latency = -1, .seed = 1, .temperature = 0.8, .top_k = 50, .top_p = 1.0, .batch = 64, .retries = 2,
                  .best_of = 1, .max_tokens = 2048, .prefix_slots = 4, .chunk = 512};
     Opt opts[] = {
@@ -399,6 +415,10 @@ int cmd_generate(int argc, char **argv) {
         {"--callees", OPT_STR, &o.callees, "FILE", "constrained: each layer's destinations only among the callees this graphs JSONL shows for it "
                                                    "(root: the service's entry microservices; else: what the layer's start_node calls), "
                                                    "--names where it shows none; the model picks among them (beyond the paper)", false},
+        {"--callee-bounds", OPT_STR, &o.callee_bounds, "on|off", "with --callees: hold choices to what the graphs show: in a layer of one edge (a root "
+                                                                 "layer) of a requested size, only callees seen carrying a subtree that large (or the "
+                                                                 "closest); a call's type among those seen for its caller and callee, its response time at "
+                                                                 "most the longest seen", false},
         {"--max-tokens", OPT_INT, &o.max_tokens, "N", "tokens per layer request at most", false},
         {"--ctx", OPT_INT, &o.ctx, "T", "positions per cache slot (0 = the model's context)", false},
         {"--prefix-cache", OPT_INT, &o.prefix_slots, "N", "shared prompt prefixes kept cached (0 = no prefix reuse)", false},
@@ -420,6 +440,7 @@ int cmd_generate(int argc, char **argv) {
     int fmt = gen_format_parse(o.format);
     if (fmt < 0) fatal("--format %s: expected instruct, recursive or tabular", o.format);
     if (strcmp(o.constrained, "on") && strcmp(o.constrained, "off")) fatal("--constrained %s: expected on or off", o.constrained);
+    if (strcmp(o.callee_bounds, "on") && strcmp(o.callee_bounds, "off")) fatal("--callee-bounds %s: expected on or off", o.callee_bounds);
     if (o.batch < 1 || o.batch > 4096) fatal("--batch %d: expected 1..4096", o.batch);
     if (o.best_of < 1 || o.best_of > 1024) fatal("--best-of %d: expected 1..1024", o.best_of);
     if (o.retries < 0 || o.max_tokens < 1 || o.top_k < 0 || o.temperature < 0 || o.top_p <= 0 || o.top_p > 1)
@@ -522,6 +543,7 @@ int cmd_generate(int argc, char **argv) {
     // the tabular format has no automaton (docs/GENERATE.md): its summary says unconstrained
     hc.format = fmt; hc.retries = o.retries; hc.constrained = !strcmp(o.constrained, "on") && fmt != GEN_TABULAR; hc.max_layer_tokens = o.max_tokens;
     hc.canonical_order = o.canonical;
+    hc.callee_bounds = !strcmp(o.callee_bounds, "on");
     hc.best_of = o.best_of;
     if (o.canonical && !hc.constrained) fprintf(stderr, "generate: --canonical-order is ignored: it works through --constrained on (recursive or instruct format)\n");
     // numeric fields are known only to the automaton (constrain_in_number)
@@ -535,7 +557,7 @@ int cmd_generate(int argc, char **argv) {
     if (o.names) {
         if (!hc.constrained || fmt == GEN_TABULAR)
             fprintf(stderr, "generate: --names is ignored: it works through --constrained on (recursive or instruct format)\n");
-        else { gen_load_names(o.names, &ms_names); hc.names = &ms_names; }
+        else { gen_load_names(o.names, &ms_names, &tok); hc.names = &ms_names; }
     }
     ConCallees entries, calls;
     con_callees_init(&entries);
@@ -543,7 +565,7 @@ int cmd_generate(int argc, char **argv) {
     if (o.callees) {
         if (!hc.constrained || fmt == GEN_TABULAR)
             fprintf(stderr, "generate: --callees is ignored: it works through --constrained on (recursive or instruct format)\n");
-        else { gen_load_callees(o.callees, &entries, &calls); hc.entries = &entries; hc.calls = &calls; }
+        else { gen_load_callees(o.callees, &entries, &calls, &tok); hc.entries = &entries; hc.calls = &calls; }
     }
     Harness *h = harness_new(&m, &ec, &tok, &hc);
     {

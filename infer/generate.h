@@ -21,11 +21,13 @@ void gen_conditions_path(const char *model, char *buf, size_t n);
 // count (0 when none match), or -1 when the file does not exist. A bad line is fatal with file:line.
 int gen_load_conditions(const char *path, const char *only_service, CondRecord **out);
 // The names destinations may take (--names): every src and dst but USER of a graphs JSONL, or the
-// "microservices" list of a stats.json. Fatal when the file has none.
-void gen_load_names(const char *path, ConNames *s);
+// "microservices" list of a stats.json, encoded under tok (con_names_encode). Fatal when the file
+// has none.
+void gen_load_names(const char *path, ConNames *s, const Bpe *tok);
 // The observed callees (--callees) of a graphs JSONL: entries[service] = the destinations of its
-// root calls, calls[src] = the destinations src calls (root calls under their source, USER).
-void gen_load_callees(const char *path, ConCallees *entries, ConCallees *calls);
+// root calls, calls[src] = the destinations src calls (root calls under their source, USER), with
+// the bounds of each (types, edges below, response time) and encoded under tok.
+void gen_load_callees(const char *path, ConCallees *entries, ConCallees *calls, const Bpe *tok);
 // model.bin of a run directory (or the file itself) on backend be, and the tokenizer it was
 // trained with: a fingerprint mismatch is fatal, naming both files.
 void gen_load_model(const char *model, const char *tokenizer, const Backend *be, GPT *m, Bpe *tok);

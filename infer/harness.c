@@ -27,6 +27,7 @@ void harness_config_default(HarnessConfig *c) {
     c->max_layer_tokens = 2048;
     c->split_threshold = 15;
     c->keep_stops = true;
+    c->callee_bounds = true;
 }
 
 void graph_spec_make(GraphSpec *s, const char *service, int64_t num_edges, int64_t depth, int64_t latency) {
@@ -37,6 +38,9 @@ void graph_spec_make(GraphSpec *s, const char *service, int64_t num_edges, int64
     cond_set_str(c, CF_START_NODE, "USER");
     cond_set_str(c, CF_START_EDGE_ID, "0");
     cond_set_num(c, CF_START_COMM, 0);
+    // the root layer is the one root edge; training roots say so (data/layers.c), and a prompt
+    // without it reads like the few roots that lost the field to --keep-prob
+    cond_set_num(c, CF_NUM_CURRENT_EDGES, 1);
     if (num_edges > 0) cond_set_num(c, CF_NUM_EDGES, num_edges);
     if (depth > 0) {
         cond_set_num(c, CF_REMAINING_DEPTH, depth - 1);
@@ -61,6 +65,8 @@ typedef struct {
     LayerAnswer ans;
     int *kids; int n_kids;
     Constraint *con;              // when constrained
+    ConNames *fit;                // --callees: this layer's callees that can carry its one edge's subtree
+                                  // (on the heap like con: con->names points at it, and jobs move)
     int too_long;                 // prompt tokens, when the prompt does not fit the context
 } Job;
 
@@ -108,6 +114,12 @@ static const char *LAYER_STOPS[] = {"</layer>", "</split>", "finish generation",
 static const char *TABULAR_STOPS[] = {"</edges>"};
 static const char PREAMBLE_INSTRUCT[] = "### Question: You are a trace generator that creates traces based on given requirements.\nRequirements:\n";
 static const char PREAMBLE_ROOT[] = "[GENERATE GRAPH]";
+// A child layer's prompt in the recursive format. A training document is a whole graph: the root
+// prompt after end-of-text, then every layer in DFS order, so a child's condition line always
+// follows the "</layer>\n" of the layer before it and never end-of-text (which only ever precedes
+// a root prompt). Asked after end-of-text, a trained model answers a child as if it were a root
+// (measured: "type is http" first, 77-88%, where its training layers open with "type is mc").
+static const char PREAMBLE_CHILD[] = "</layer>\n";
 
 // ---- jobs ----
 
@@ -124,9 +136,9 @@ static int job_new(Harness *h) {
         answer_init(&h->jobs[j].ans);
     }
     Job *b = &h->jobs[j];
-    TextBuf t = b->text; LayerAnswer a = b->ans; Constraint *con = b->con;
+    TextBuf t = b->text; LayerAnswer a = b->ans; Constraint *con = b->con; ConNames *fit = b->fit;
     memset(b, 0, sizeof *b);
-    b->text = t; tb_clear(&b->text); b->ans = a; b->con = con;
+    b->text = t; tb_clear(&b->text); b->ans = a; b->con = con; b->fit = fit;
     return j;
 }
 static void job_release(Harness *h, int j) {
@@ -174,18 +186,26 @@ static int prompt_text(Harness *h, const Job *b) {
         instruct_prompt(p, &c, b->root, b->split, &sp, NULL, NULL);
         return 0;
     }
-    if (b->root) tb_puts(p, PREAMBLE_ROOT);
+    tb_puts(p, b->root ? PREAMBLE_ROOT : PREAMBLE_CHILD);
     cond_render(p, &b->cond, b->cond.present, NULL);
     tb_putc(p, '\n');
     return b->root ? 1 : 2;
 }
 
 // The names a layer's destinations may take: --callees narrows --names per layer (HarnessConfig).
-static const ConNames *layer_names(const Harness *h, const Job *b) {
+// With --callee-bounds: in a layer of one edge whose num_edges is given, that edge carries the
+// other num_edges - 1, so its destination must be a callee the training graphs show carrying that
+// many (con_callees_fit): a service whose big graphs start at another entry than its small ones
+// gets the big one's entry. (The set's types and response times bound each call: constrain_set_bounds.)
+static const ConNames *layer_names(const Harness *h, Job *b) {
     const ConNames *s = NULL;
     const char *from = cond_has(&b->cond, CF_START_NODE) ? b->cond.start_node : b->root ? "USER" : NULL;
-    if (b->root && h->cfg.entries && cond_has(&b->cond, CF_ID)) s = con_callees_find(h->cfg.entries, b->cond.id);
-    if (!s && h->cfg.calls && from) s = con_callees_find(h->cfg.calls, from);
+    bool one = b->root || (cond_has(&b->cond, CF_NUM_CURRENT_EDGES) && b->cond.v[CF_NUM_CURRENT_EDGES] == 1);
+    int64_t need = one && h->cfg.callee_bounds && cond_has(&b->cond, CF_NUM_EDGES) ? b->cond.v[CF_NUM_EDGES] - 1 : 0;
+    if (!h->cfg.entries && !h->cfg.calls) return h->cfg.names;
+    if (!b->fit) b->fit = xcalloc(1, sizeof *b->fit);
+    if (b->root && h->cfg.entries && cond_has(&b->cond, CF_ID)) s = con_callees_fit(h->cfg.entries, b->cond.id, need, b->fit);
+    if (!s && h->cfg.calls && from) s = con_callees_fit(h->cfg.calls, from, need, b->fit);
     return s ? s : h->cfg.names;
 }
 
@@ -194,7 +214,7 @@ static void submit(Harness *h, int j) {
     b->id = mix2(b->base, (uint64_t)b->attempt, 0x7265717565737421ULL);
     int kind = prompt_text(h, b);
     h->ptoks.n = 0;
-    if (h->eot >= 0) tokbuf_push(&h->ptoks, (uint32_t)h->eot);
+    if (h->eot >= 0 && kind != 2) tokbuf_push(&h->ptoks, (uint32_t)h->eot);   // kind 2: PREAMBLE_CHILD
     bpe_encode(h->tok, h->cache, (const unsigned char *)h->prompt.p, h->prompt.n, &h->ptoks);
     if ((int)h->ptoks.n > h->req_cap) { h->req_cap = (int)h->ptoks.n; h->req_tokens = xrealloc(h->req_tokens, h->req_cap * sizeof(int32_t)); }
     for (size_t i = 0; i < h->ptoks.n; i++) h->req_tokens[i] = (int32_t)h->ptoks.v[i];
@@ -207,6 +227,7 @@ static void submit(Harness *h, int j) {
         if (!b->con) b->con = xmalloc(sizeof *b->con);
         constrain_init(b->con, &b->cond, b->root, h->cfg.format == GEN_INSTRUCT);
         constrain_set_names(b->con, layer_names(h, b));
+        constrain_set_bounds(b->con, h->cfg.callee_bounds);
         constrain_set_canonical(b->con, h->cfg.canonical_order);
     } else if (b->con) b->con->active = false;
     int room = h->e.cfg.ctx - (int)h->ptoks.n;
@@ -551,9 +572,9 @@ Harness *harness_new(GPT *m, const EngineConfig *ec, const Bpe *tok, const Harne
     h->mask = xmalloc(tok->vocab_size);
     if (cfg->format == GEN_TABULAR) stopset_init(&h->stops, TABULAR_STOPS, 1);
     else stopset_init(&h->stops, LAYER_STOPS, 4);
-    const char *pre[3] = {PREAMBLE_INSTRUCT, PREAMBLE_ROOT, ""};
+    const char *pre[3] = {PREAMBLE_INSTRUCT, PREAMBLE_ROOT, PREAMBLE_CHILD};
     for (int k = 0; k < 3; k++) {
-        if (h->eot >= 0) tokbuf_push(&h->pre_tokens[k], (uint32_t)h->eot);
+        if (h->eot >= 0 && k != 2) tokbuf_push(&h->pre_tokens[k], (uint32_t)h->eot);
         bpe_encode(tok, h->cache, (const unsigned char *)pre[k], strlen(pre[k]), &h->pre_tokens[k]);
     }
     return h;
@@ -565,6 +586,8 @@ void harness_free(Harness *h) {
     for (int i = 0; i < h->n_jobs; i++) {
         Job *b = &h->jobs[i];
         tb_free(&b->text); answer_free(&b->ans); free(b->kids); free(b->con);
+        if (b->fit) con_names_view_free(b->fit);
+        free(b->fit);
     }
     free(h->jobs); free(h->free_jobs);
     for (int i = 0; i < h->window; i++) { graph_free(&h->gs[i].g); free(h->gs[i].jobs); }

@@ -51,6 +51,11 @@ typedef struct {
     // entries (unseen service: among calls["USER"]), another layer's among what its start_node was
     // seen to call; `names` (or any name) where the table has nothing. NULL: off.
     const ConCallees *entries, *calls;
+    // with the table, `generate --callee-bounds` (default on): in a layer of one edge and a given
+    // num_edges, that edge's destination only among the callees seen carrying its subtree's size
+    // (con_callees_fit), each call's type and callee a pair seen, its response time at most the
+    // longest seen (constrain_set_bounds)
+    bool callee_bounds;
     bool canonical_order;    // constrained: edge attributes only in the canonical order (constrain_set_canonical)
     // Sample-and-rank (`generate --best-of K`): each graph is generated K times from independent
     // samples and the one kept is the first by (matches the request, valid, assembled, highest

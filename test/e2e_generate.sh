@@ -75,28 +75,62 @@ expect_fail generate_names_missing "nothere.jsonl" "${G[@]}" -n 2 --service S_1 
 check generate_callees "${G[@]}" -n 12 --from-graphs prep/val.jsonl --batch 8 --names prep/train.jsonl \
   --callees prep/train.jsonl --canonical-order --out gcl.jsonl
 cat > callees.py <<'EOF'
-import json
+import json, sys
+# (key, callee) -> [most edges below such a call, longest response time, types] (--callee-bounds)
 calls, entries = {}, {}
+def parent(rpc): return rpc.rsplit(".", 1)[0] if "." in rpc else ""
+def subtree_sizes(edges):
+    below = {e[0]: 0 for e in edges}
+    for e in edges:
+        p = e[0].split(".")
+        for k in range(1, len(p)): below[".".join(p[:k])] += 1
+    return below
+def note(table, key, e, n):
+    b = table.setdefault(key, {}).setdefault(e[3], [0, 0, set()])
+    b[0] = max(b[0], n); b[1] = max(b[1], e[5]); b[2].add(e[1])
 for l in open("prep/train.jsonl"):
-    g = json.loads(l)
+    g = json.loads(l); below = subtree_sizes(g["edges"])
     for e in g["edges"]:
-        calls.setdefault(e[2], set()).add(e[3])
-        if "." not in e[0]: entries.setdefault(g["service"], set()).add(e[3])
+        note(calls, e[2], e, below[e[0]])
+        if "." not in e[0]: note(entries, g["service"], e, below[e[0]])
 names = {n for s in calls.values() for n in s} | set(calls) - {"USER"}
-gs = [g for g in map(json.loads, open("gcl.jsonl")) if g["check"]["assembled"]]
+gs = [g for g in map(json.loads, open(sys.argv[1])) if g["check"]["assembled"]]
 assert len(gs) >= 8, f"only {len(gs)} of 12 graphs assembled"
-n = bad = fallback = 0
+n = fallback = only = narrowed = 0
+bad = {"callee": 0, "size": 0, "type": 0, "rt": 0}
 for g in gs:
+    below = subtree_sizes(g["edges"])
+    kids = {}
+    for e in g["edges"]: kids[parent(e[0])] = kids.get(parent(e[0]), 0) + 1
     for e in g["edges"]:
+        n += 1
         allowed = entries.get(g["service"]) if "." not in e[0] else None
         if allowed is None: allowed = calls.get(e[2])   # the caller's observed callees
-        if allowed is None: allowed = names; fallback += 1
-        n += 1; bad += e[3] not in allowed
-assert bad == 0, f"{bad} of {n} calls outside the observed callees"
+        if allowed is None: fallback += 1; bad["callee"] += e[3] not in names; continue
+        if e[3] not in allowed: bad["callee"] += 1; continue
+        most, rt, types = allowed[e[3]]
+        bad["type"] += e[1] not in types
+        bad["rt"] += "." in e[0] and e[5] > rt   # the root edge's time is the request's latency
+        # a layer of one edge carries its whole subtree: only callees seen carrying that many
+        if kids[parent(e[0])] == 1:
+            need = min(below[e[0]], max(b[0] for b in allowed.values()))
+            fit = {d for d, b in allowed.items() if b[0] >= need}
+            only += 1; narrowed += len(fit) < len(allowed)
+            bad["size"] += e[3] not in fit
+assert not any(bad.values()), f"of {n} calls, outside the observed bounds: {bad}"
+assert narrowed > 0, "no choice was narrowed by size: the check tests nothing"
 assert all(g["check"]["valid"] and g["check"]["match"] for g in gs), [g["check"] for g in gs]
-print(f"callees: {n} calls, all among their caller's observed callees ({fallback} by the names fallback)")
+print(f"callees: {n} calls, all among their caller's observed callees ({fallback} by the names fallback), "
+      f"by a type seen and within the longest response time seen; {only} only children, each a callee "
+      f"seen carrying its subtree ({narrowed} choices narrowed by size)")
 EOF
-check generate_callees_observed "$PY" callees.py
+check generate_callees_observed "$PY" callees.py gcl.jsonl
+# without the bounds the same model breaks them (callees too small for their subtree, types or
+# response times never seen for the pair)
+check generate_callee_bounds_off "${G[@]}" -n 12 --from-graphs prep/val.jsonl --batch 8 --names prep/train.jsonl \
+  --callees prep/train.jsonl --callee-bounds off --canonical-order --out gcl_off.jsonl
+expect_fail generate_callee_bounds_matter "outside the observed bounds" "$PY" callees.py gcl_off.jsonl
+expect_fail generate_callee_bounds_bad "expected on or off" "${G[@]}" -n 2 --service S_1 --callee-bounds maybe --out x.jsonl
 
 # ---- the same graphs whatever the batch size, prefix reuse, and without the KV cache ----
 check generate_batch3 "${G[@]}" -n 12 --from-graphs prep/val.jsonl --batch 3 --out g3.jsonl

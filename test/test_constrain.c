@@ -139,7 +139,11 @@ static void test_accepts_released_layers(void) {
 // A uniform random walk over the allowed tokens must end in an answer that passes layer_check.
 // With a names set (the training graphs' microservices, as `--names train.jsonl`) every destination
 // it writes must also be one of those names, and every block's start_node its edge's destination.
-static void random_walks(bool with_names) {
+// With the names encoded (con_names_encode, as generate does), every destination must be written in
+static int strcmp_p(const char **a, const char **b) { return strcmp(*a, *b); }
+
+// exactly the tokens the tokenizer gives it.
+static void random_walks(bool with_names, bool encoded) {
     SynthConfig sc;
     synth_config_default(&sc);
     sc.graphs = 200;
@@ -171,6 +175,12 @@ static void random_walks(bool with_names) {
     }
     con_names_finish(&names);
     if (with_names) REQUIRE(names.n > 20);
+    int unencoded = 0;
+    if (encoded) {
+        con_names_encode(&names, &tok);
+        for (int j = 0; j < names.n; j++) unencoded += !names.enc[j];
+    }
+    int *starts = xmalloc(50001 * sizeof *starts), n_starts = 0, canonical = 0, off_tokens = 0;
     uint8_t *mask = xmalloc(tok.vocab_size);
     LayerAnswer ans;
     answer_init(&ans);
@@ -188,7 +198,9 @@ static void random_walks(bool with_names) {
                 constrain_set_names(&k, with_names ? &names : NULL);
                 tb_clear(&out);
                 walks++;
+                n_starts = 0;
                 for (int step = 0; step < 50000 && !k.complete; step++) {
+                    starts[n_starts++] = (int)out.n;
                     int n = constrain_mask(&k, &tok, mask);
                     if (n == 0) { dead++; if (dead < 4) printf("    dead end:\n%.*s\n", (int)(out.n < 400 ? out.n : 400), out.p + (out.n < 400 ? 0 : out.n - 400)); break; }
                     int pick = (int)rng_below(&rng, (uint64_t)n), v = 0;
@@ -197,6 +209,33 @@ static void random_walks(bool with_names) {
                     tb_put(&out, (const char *)tok.tok[v], tok.tok_len[v]);
                 }
                 if (!k.complete) continue;
+                starts[n_starts++] = (int)out.n;
+                // each destination's tokens: from "destination is " to the separator
+                for (const char *d = out.p; encoded && (d = strstr(d, "destination is ")) && d < out.p + out.n; d++) {
+                    int a = (int)(d - out.p) + 15, b = a;
+                    while (b < (int)out.n && out.p[b] != ',' && out.p[b] != ')') b++;
+                    char name[FMT_NAME_MAX] = {0};
+                    memcpy(name, out.p + a, (size_t)(b - a < FMT_NAME_MAX - 1 ? b - a : FMT_NAME_MAX - 1));
+                    const char *key = name;
+                    char **hit = bsearch(&key, names.v, names.n, sizeof *names.v, (int (*)(const void *, const void *))strcmp_p);
+                    if (!hit || !names.enc[hit - names.v]) continue;   // no encoding: the general mask
+                    int j = (int)(hit - names.v), i = 0, t = 0;
+                    while (i < n_starts && starts[i] < a) i++;
+                    bool ok = i < n_starts && starts[i] == a;
+                    for (int at = a; ok && t < names.enc_n[j]; t++) {
+                        uint32_t v = names.enc[j][t];
+                        ok = starts[i] == at && i + 1 < n_starts && starts[i + 1] - at == (int)tok.tok_len[v] &&
+                             !memcmp(out.p + at, tok.tok[v], tok.tok_len[v]);
+                        at += (int)tok.tok_len[v]; i++;
+                    }
+                    if (ok) canonical++;
+                    else if (off_tokens++ < 3) {   // show the tokens around it
+                        printf("    walk %d: destination '%s' not in its own tokens:", walks, name);
+                        for (int q = 0; q + 1 < n_starts; q++)
+                            if (starts[q + 1] > a - 18 && starts[q] < b + 2) printf(" [%.*s]", starts[q + 1] - starts[q], out.p + starts[q]);
+                        printf("\n");
+                    }
+                }
                 answer_parse(out.p, out.n, &ans, 1);
                 for (int e = 0; e < ans.n_edges; e++) {
                     dsts++;
@@ -235,13 +274,17 @@ static void random_walks(bool with_names) {
     CHECKF(!with_names || multi > 0, "%d of %d destinations spanned several tokens", multi, dsts);
     CHECKF(bad_start == 0, "%d subgraph blocks whose start_node is not their edge's destination", bad_start);
     CHECKF(bad_time == 0, "%d root edges off the requested latency or blocks whose latency is not their edge's finish", bad_time);
+    CHECKF(!encoded || (off_tokens == 0 && canonical > 100 && unencoded == 0), "%d destinations in their own tokens, %d not; %d names unencoded",
+           canonical, off_tokens, unencoded);
+    free(starts);
     con_names_free(&names);
     free(mask); tb_free(&out); tb_free(&corpus); answer_free(&ans); bpe_free(&tok);
     layers_free(&L); graph_free(&g); synth_free(s);
 }
 
-static void test_random_walk_is_valid(void) { random_walks(false); }
-static void test_random_walk_names(void) { random_walks(true); }
+static void test_random_walk_is_valid(void) { random_walks(false, false); }
+static void test_random_walk_names(void) { random_walks(true, false); }
+static void test_random_walk_names_encoded(void) { random_walks(true, true); }
 
 // Feeds the root layer's first edge up to "destination is " and returns the constraint there.
 static void at_destination(Constraint *k, const ConNames *names) {
@@ -394,8 +437,8 @@ static void test_callees_table(void) {
     con_callees_init(&c);
     CHECK(con_callees_find(&c, "MS_1") == NULL);
     const char *pairs[][2] = {{"MS_2", "MS_9"}, {"MS_1", "MS_5"}, {"MS_2", "MS_3"}, {"MS_1", "MS_5"}, {"USER", "MS_1"}, {"MS_2", "MS_9"}};
-    for (int i = 0; i < 6; i++) CHECK(con_callees_add(&c, pairs[i][0], pairs[i][1]));
-    CHECK(!con_callees_add(&c, "MS_1", "a,b") && !con_callees_add(&c, "MS_1", ""));
+    for (int i = 0; i < 6; i++) CHECK(con_callees_add(&c, pairs[i][0], pairs[i][1], RPC_RPC, 0, 0));
+    CHECK(!con_callees_add(&c, "MS_1", "a,b", RPC_RPC, 0, 0) && !con_callees_add(&c, "MS_1", "", RPC_RPC, 0, 0));
     con_callees_finish(&c);
     REQUIRE(c.n == 3);
     CHECK(!strcmp(c.keys[0], "MS_1") && !strcmp(c.keys[1], "MS_2") && !strcmp(c.keys[2], "USER"));
@@ -410,14 +453,96 @@ static void test_callees_table(void) {
     con_callees_free(&c);
 }
 
+// Subtree sizes (`generate --callee-bounds`): per (key, name) the most edges seen below; a layer's one
+// edge that must carry `need` edges may go only to names seen carrying that many, clamped to the
+// most any name carried, and a name with an unknown count always qualifies.
+static void test_callees_fit(void) {
+    ConCallees c;
+    con_callees_init(&c);
+    // S_1's small graphs start at MS_a (1-3 edges below), its big ones at MS_b (4-60); S_2's MS_d is unsized
+    CHECK(con_callees_add(&c, "S_1", "MS_a", RPC_HTTP, 1, 1) && con_callees_add(&c, "S_1", "MS_a", RPC_HTTP, 3, 1) && con_callees_add(&c, "S_1", "MS_b", RPC_HTTP, 60, 1));
+    CHECK(con_callees_add(&c, "S_1", "MS_b", RPC_HTTP, 4, 1) && con_callees_add(&c, "S_1", "MS_c", RPC_HTTP, 2, 1));
+    CHECK(con_callees_add(&c, "S_2", "MS_a", RPC_HTTP, 5, 1) && con_callees_add(&c, "S_2", "MS_d", RPC_HTTP, -1, 1) && con_callees_add(&c, "S_2", "MS_d", RPC_HTTP, 9, 1));
+    CHECK(con_callees_add(&c, "S_2", "MS_e", RPC_HTTP, 1, 1));
+    con_callees_finish(&c);
+    ConNames view = {0};
+    const ConNames *all = con_callees_find(&c, "S_1"), *s;
+    REQUIRE(all && all->n == 3);
+    CHECK(con_callees_fit(&c, "S_1", 0, &view) == all && con_callees_fit(&c, "S_1", 1, &view) == all);
+    s = con_callees_fit(&c, "S_1", 3, &view);   // MS_c carried at most 2
+    CHECKF(s == &view && s->n == 2 && !strcmp(s->v[0], "MS_a") && !strcmp(s->v[1], "MS_b"), "%d names", s->n);
+    s = con_callees_fit(&c, "S_1", 59, &view);  // only MS_b carried that many
+    CHECKF(s->n == 1 && !strcmp(s->v[0], "MS_b") && s->max_len == 4, "%d names", s->n);
+    CHECK(dst_ok(s, "MS_b,") && !dst_ok(s, "MS_a,"));
+    s = con_callees_fit(&c, "S_1", 500, &view); // more than anything seen: the closest
+    CHECK(s->n == 1 && !strcmp(s->v[0], "MS_b"));
+    s = con_callees_fit(&c, "S_2", 7, &view);   // MS_a came closest (5), MS_d has an unknown count
+    CHECKF(s == &view && s->n == 2 && !strcmp(s->v[0], "MS_a") && !strcmp(s->v[1], "MS_d"), "%d names", s->n);
+    CHECK(con_callees_fit(&c, "S_3", 7, &view) == NULL);
+    con_names_view_free(&view);
+    con_callees_free(&c);
+}
+
+// A callee set's bounds (`generate --callee-bounds`): an edge's type and destination only as a pair
+// the set shows, whichever comes first; a call finishes at most its start plus the longest response
+// time the set shows for that callee. Off, the set narrows the names only.
+static void test_callee_bounds(void) {
+    ConCallees c;
+    con_callees_init(&c);
+    // MS_x calls MS_a by mc (rt 3, 7), MS_ab by rpc, MS_b by db with an unknown response time
+    CHECK(con_callees_add(&c, "MS_x", "MS_a", RPC_MC, 0, 3) && con_callees_add(&c, "MS_x", "MS_a", RPC_MC, 0, 7));
+    CHECK(con_callees_add(&c, "MS_x", "MS_ab", RPC_RPC, 0, 1) && con_callees_add(&c, "MS_x", "MS_b", RPC_DB, 0, -1));
+    con_callees_finish(&c);
+    Condition q;
+    cond_clear(&q);
+    cond_set_str(&q, CF_ID, "S_1");
+    cond_set_str(&q, CF_START_NODE, "MS_x");
+    cond_set_str(&q, CF_CALLER, "USER");
+    cond_set_str(&q, CF_START_EDGE_ID, "1");
+    cond_set_num(&q, CF_NUM_EDGES, 2); cond_set_num(&q, CF_NUM_CURRENT_EDGES, 2);
+    cond_set_num(&q, CF_NUM_SUBGRAPHS, 0); cond_set_num(&q, CF_REMAINING_DEPTH, 0);
+    cond_set_num(&q, CF_START_COMM, 0); cond_set_num(&q, CF_LATENCY, 5000);
+    const char *first = "<layer>\n<edges>\n(edge_id is 1,type is mc,destination is MS_a,communication starts at 0 milliseconds,"
+                        "communication finishes at 0 milliseconds)\n(edge_id is 2,";
+    for (int on = 0; on < 2; on++) {
+        Constraint k;
+        constrain_init(&k, &q, false, false);
+        constrain_set_names(&k, con_callees_find(&c, "MS_x"));
+        constrain_set_bounds(&k, on);
+        REQUIRE(constrain_feed(&k, (const unsigned char *)first, strlen(first)));
+#define TRY(s) constrain_try(&k, (const unsigned char *)(s), strlen(s))
+        // types: only those seen (http, mq never); then the names seen with that type
+        CHECKF(TRY("type is mc,") && TRY("type is rpc,") && TRY("type is db,"), "on %d", on);
+        CHECKF(TRY("type is http,") == !on && TRY("type is mq,") == !on, "on %d", on);
+        CHECKF(TRY("type is mc,destination is MS_a,") && TRY("type is rpc,destination is MS_ab,"), "on %d", on);
+        CHECKF(TRY("type is rpc,destination is MS_a,") == !on && TRY("type is db,destination is MS_a") == !on, "on %d", on);
+        CHECKF(TRY("type is mc,destination is MS_b") == !on, "on %d", on);
+        // destination first: the type follows it
+        CHECKF(TRY("destination is MS_ab,type is rpc,") && TRY("destination is MS_ab,type is mc,") == !on, "on %d", on);
+        // response time: MS_a at most 7 ms; MS_b unknown (the latency only)
+        const char *t = "type is mc,destination is MS_a,communication starts at 10 milliseconds,communication finishes at ";
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s17 ", t); CHECKF(TRY(buf), "on %d", on);
+        snprintf(buf, sizeof buf, "%s18 ", t); CHECKF(TRY(buf) == !on, "on %d", on);
+        snprintf(buf, sizeof buf, "%s1010 ", t); CHECKF(TRY(buf) == !on, "on %d", on);
+        snprintf(buf, sizeof buf, "%s5001 ", t); CHECK(!TRY(buf));   // the latency, always
+        CHECKF(TRY("type is db,destination is MS_b,communication starts at 10 milliseconds,communication finishes at 4000 "), "on %d", on);
+#undef TRY
+    }
+    con_callees_free(&c);
+}
+
 int main(void) {
     RUN(test_destination_rules);
     RUN(test_accepts_synthetic_layers);
     RUN(test_accepts_released_layers);
     RUN(test_random_walk_is_valid);
     RUN(test_random_walk_names);
+    RUN(test_random_walk_names_encoded);
     RUN(test_in_number);
     RUN(test_canonical_edges);
     RUN(test_callees_table);
+    RUN(test_callees_fit);
+    RUN(test_callee_bounds);
     TEST_END();
 }
