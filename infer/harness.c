@@ -118,7 +118,7 @@ static const char PREAMBLE_ROOT[] = "[GENERATE GRAPH]";
 // prompt after end-of-text, then every layer in DFS order, so a child's condition line always
 // follows the "</layer>\n" of the layer before it and never end-of-text (which only ever precedes
 // a root prompt). Asked after end-of-text, a trained model answers a child as if it were a root
-// (measured: a root-like "type is http" or "type is rpc" first, 77-88%, where its training layers
+// (measured: a wrong "type is http" or "type is rpc" first, 77-88%, where its training layers
 // open with "type is mc").
 static const char PREAMBLE_CHILD[] = "</layer>\n";
 
