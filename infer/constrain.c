@@ -83,14 +83,13 @@ void con_names_view_free(ConNames *s) {
     free(s->v); free(s->below); free(s->rt); free(s->types); free(s->enc); free(s->enc_n);
     memset(s, 0, sizeof *s);
 }
-void con_names_encode(ConNames *s, const Bpe *tok) {
+static void names_encode(ConNames *s, const Bpe *tok, BpeCache *cache) {
     static const char pre[] = "destination is ";
     free(s->enc_pool); free(s->enc); free(s->enc_n);
     s->enc = xcalloc(s->n + 1, sizeof *s->enc);
     s->enc_n = xcalloc(s->n + 1, sizeof *s->enc_n);
     size_t *off = xmalloc((s->n + 1) * sizeof *off), pool = 0, cap = 64;
     s->enc_pool = xmalloc(cap * sizeof *s->enc_pool);
-    BpeCache *cache = bpe_cache_new();
     TokBuf t = {0};
     char line[FMT_NAME_MAX + 32];
     for (int j = 0; j < s->n; j++) {
@@ -113,6 +112,10 @@ void con_names_encode(ConNames *s, const Bpe *tok) {
     }
     for (int j = 0; j < s->n; j++) s->enc[j] = s->enc_n[j] ? s->enc_pool + off[j] : NULL;
     free(t.v); free(off);
+}
+void con_names_encode(ConNames *s, const Bpe *tok) {
+    BpeCache *cache = bpe_cache_new();
+    names_encode(s, tok, cache);
     bpe_cache_free(cache);
 }
 bool con_names_has(const ConNames *s, const char *name) {
@@ -154,6 +157,10 @@ static int cmp_pair(const void *a, const void *b) {
     int d = strcmp(sort_pairs->pk[i], sort_pairs->pk[j]);
     return d ? d : i - j;
 }
+// *m = the larger of *m and v, where -1 (unknown) on either side stays unknown
+static void bound_max(int64_t *m, int64_t v) {
+    if (*m >= 0) *m = v < 0 ? -1 : v > *m ? v : *m;
+}
 void con_callees_finish(ConCallees *c) {
     int *ord = xmalloc((c->np + 1) * sizeof *ord);
     for (int i = 0; i < c->np; i++) ord[i] = i;
@@ -180,12 +187,10 @@ void con_callees_finish(ConCallees *c) {
         for (int j = 0; j < s->n; j++) { s->below[j] = s->rt[j] = 0; s->types[j] = 0; }
         for (int k = a; k < b; k++) {
             const char *name = c->pv[ord[k]];
-            char **hit = bsearch(&name, s->v, s->n, sizeof *s->v, cmp_str);
-            int64_t *m = &s->below[hit - s->v], v = c->pb[ord[k]];
-            if (*m >= 0) *m = v < 0 ? -1 : v > *m ? v : *m;
-            m = &s->rt[hit - s->v]; v = c->pr[ord[k]];
-            if (*m >= 0) *m = v < 0 ? -1 : v > *m ? v : *m;
-            s->types[hit - s->v] |= c->pt[ord[k]] < 0 ? (1u << RPC_NTYPES) - 1 : 1u << c->pt[ord[k]];
+            int j = (int)((char **)bsearch(&name, s->v, s->n, sizeof *s->v, cmp_str) - s->v);
+            bound_max(&s->below[j], c->pb[ord[k]]);
+            bound_max(&s->rt[j], c->pr[ord[k]]);
+            s->types[j] |= c->pt[ord[k]] < 0 ? (1u << RPC_NTYPES) - 1 : 1u << c->pt[ord[k]];
         }
         a = b;
     }
@@ -209,7 +214,9 @@ const ConNames *con_callees_find(const ConCallees *c, const char *key) {
     return i < 0 ? NULL : &c->sets[i];
 }
 void con_callees_encode(ConCallees *c, const Bpe *tok) {
-    for (int i = 0; i < c->n; i++) con_names_encode(&c->sets[i], tok);
+    BpeCache *cache = bpe_cache_new();   // one for every set: a callee recurs under many callers
+    for (int i = 0; i < c->n; i++) names_encode(&c->sets[i], tok, cache);
+    bpe_cache_free(cache);
 }
 const ConNames *con_callees_fit(const ConCallees *c, const char *key, int64_t need, ConNames *view) {
     int i = callees_index(c, key);
@@ -729,15 +736,17 @@ bool constrain_in_number(const Constraint *k) {
 }
 
 // At a destination with encoded names (con_names_encode): the tokens that go on some name of the
-// typed range in its own tokens, and when a name of the range is complete, whatever may follow it.
-// False (use the general mask) when a name of the range has no encoding or no token boundary here.
-static bool names_mask(const Constraint *k, const Bpe *tok, uint8_t *mask, int *count) {
+// typed range in its own tokens. Returns 1 when a name of the range is complete here (what may
+// follow it is for the general mask), 0 when none is, -1 (use the general mask alone) when this is
+// no such destination, a name of the range has no encoding, or what was typed is off every name's
+// tokens (a token across "destination is " and the name).
+static int names_mask(const Constraint *k, const Bpe *tok, uint8_t *mask, int *count) {
     const ConCursor *c = &k->c;
     const ConNames *s = k->names;
-    if (!s || !s->enc || c->phase != P_EDGE_VAL || c->attr != A_DST) return false;
+    if (!s || !s->enc || c->phase != P_EDGE_VAL || c->attr != A_DST) return -1;
+    for (int j = c->nm_lo; j < c->nm_hi; j++) if (!s->enc[j]) return -1;
     bool complete = false, on_path = false;
     int n = 0;
-    for (int j = c->nm_lo; j < c->nm_hi; j++) if (!s->enc[j]) return false;
     memset(mask, 0, (size_t)tok->vocab_size);
     for (int j = c->nm_lo; j < c->nm_hi; j++) {
         int at = 0, i = 0;
@@ -748,24 +757,24 @@ static bool names_mask(const Constraint *k, const Bpe *tok, uint8_t *mask, int *
         uint32_t v = s->enc[j][i];
         if (!mask[v] && constrain_try(k, tok->tok[v], tok->tok_len[v])) { mask[v] = 1; n++; }
     }
-    if (!on_path) return false;   // entered off every name's tokens (a token across "destination is " and the name)
-    if (complete)   // the separator after the name: tokens that start with a non-name byte
-        for (int v = 0; v < tok->vocab_size - tok->n_special; v++) {
-            if (mask[v] || !tok->tok_len[v] || is_name(tok->tok[v][0])) continue;
-            if (constrain_try(k, tok->tok[v], tok->tok_len[v])) { mask[v] = 1; n++; }
-        }
+    if (!on_path) return -1;
     *count = n;
-    return true;
+    return complete;
 }
 
 int constrain_mask(const Constraint *k, const Bpe *tok, uint8_t *mask) {
-    int n = 0;
-    if (names_mask(k, tok, mask, &n)) return n;
-    // first bytes: one try each, then only tokens whose first byte passes are tried in full
+    int n = 0, names = names_mask(k, tok, mask, &n);
+    if (names == 0) return n;   // inside a name, only its own tokens go on
+    // first bytes: one try each, then only tokens whose first byte passes are tried in full; after
+    // a complete encoded name, the tokens that start with a name byte were names_mask's to decide
     uint8_t first[256];
-    for (int b = 0; b < 256; b++) { unsigned char ch = (unsigned char)b; first[b] = constrain_try(k, &ch, 1); }
+    for (int b = 0; b < 256; b++) {
+        unsigned char ch = (unsigned char)b;
+        first[b] = !(names == 1 && is_name(ch)) && constrain_try(k, &ch, 1);
+    }
     int specials = tok->vocab_size - tok->n_special;
     for (int v = 0; v < tok->vocab_size; v++) {
+        if (names == 1 && tok->tok_len[v] && is_name(tok->tok[v][0])) continue;
         mask[v] = 0;
         if (v >= specials || !tok->tok_len[v] || !first[tok->tok[v][0]]) continue;
         if (tok->tok_len[v] == 1 || constrain_try(k, tok->tok[v], tok->tok_len[v])) { mask[v] = 1; n++; }

@@ -121,6 +121,9 @@ static const char PREAMBLE_ROOT[] = "[GENERATE GRAPH]";
 // (measured: a wrong "type is http" or "type is rpc" first, 77-88%, where its training layers
 // open with "type is mc").
 static const char PREAMBLE_CHILD[] = "</layer>\n";
+// Prompt kinds (prompt_text): 0 instruct, 1 root (and tabular), 2 recursive child; all but the
+// child open with end-of-text, as their training documents do.
+static bool kind_opens_with_eot(int kind) { return kind != 2; }
 
 // ---- jobs ----
 
@@ -215,7 +218,7 @@ static void submit(Harness *h, int j) {
     b->id = mix2(b->base, (uint64_t)b->attempt, 0x7265717565737421ULL);
     int kind = prompt_text(h, b);
     h->ptoks.n = 0;
-    if (h->eot >= 0 && kind != 2) tokbuf_push(&h->ptoks, (uint32_t)h->eot);   // kind 2: PREAMBLE_CHILD
+    if (h->eot >= 0 && kind_opens_with_eot(kind)) tokbuf_push(&h->ptoks, (uint32_t)h->eot);
     bpe_encode(h->tok, h->cache, (const unsigned char *)h->prompt.p, h->prompt.n, &h->ptoks);
     if ((int)h->ptoks.n > h->req_cap) { h->req_cap = (int)h->ptoks.n; h->req_tokens = xrealloc(h->req_tokens, h->req_cap * sizeof(int32_t)); }
     for (size_t i = 0; i < h->ptoks.n; i++) h->req_tokens[i] = (int32_t)h->ptoks.v[i];
@@ -575,7 +578,7 @@ Harness *harness_new(GPT *m, const EngineConfig *ec, const Bpe *tok, const Harne
     else stopset_init(&h->stops, LAYER_STOPS, 4);
     const char *pre[3] = {PREAMBLE_INSTRUCT, PREAMBLE_ROOT, PREAMBLE_CHILD};
     for (int k = 0; k < 3; k++) {
-        if (h->eot >= 0 && k != 2) tokbuf_push(&h->pre_tokens[k], (uint32_t)h->eot);
+        if (h->eot >= 0 && kind_opens_with_eot(k)) tokbuf_push(&h->pre_tokens[k], (uint32_t)h->eot);
         bpe_encode(tok, h->cache, (const unsigned char *)pre[k], strlen(pre[k]), &h->pre_tokens[k]);
     }
     return h;
