@@ -6,7 +6,8 @@
 // the rest (both from scripts/gpu_ceiling.cu, passed on the command line).
 // Run by scripts/gpu_check.sh:
 //   cc -std=c11 -O2 -I. -D_GNU_SOURCE scripts/bench_ops_gpu.c BUILD/libtracellm.a ... -o bench_ops_gpu
-//   ./bench_ops_gpu [backend=cuda|cuda-fp32|cpu] [gemm_tflops=400] [copy_gbs=3000] [batch=16]
+//   ./bench_ops_gpu [backend=cuda|cuda-fp32|cpu] [gemm_tflops=400] [copy_gbs=3000] [batch=16] [only=PREFIX]
+// (only: time just the ops whose names start with PREFIX, e.g. "attention", to compare variants.)
 // Inputs are random (never zeros); every call is timed between two synchronisations (a 4-byte
 // download), median of 9 after 2 warm-ups.
 #include "kernels/ops.h"
@@ -19,6 +20,7 @@
 
 enum { T = 1024, C = 768, NH = 12, L = 12, V = 50257, Vp = 50304, REPS = 9 };
 static int B = 16, N = 16 * T;  // batch: argv[4] (a CPU run wants 1)
+static const char *only = "";    // argv[5]: the prefix of the ops to time
 
 static const Backend *be;
 static float sync_sink;
@@ -50,6 +52,7 @@ static int nrows;
 // TIME(name, calls per step, FLOPs, bytes, statement): median wall time of the statement in ms
 #define TIME(NAME, PER_STEP, FLOPS, BYTES, STMT)                                            \
     do {                                                                                     \
+        if (strncmp(NAME, only, strlen(only))) break;                                        \
         double ts[REPS];                                                                     \
         for (int warm_ = 0; warm_ < 2; warm_++) { STMT; }                                          \
         sync_backend(sink);                                                                  \
@@ -67,6 +70,7 @@ int main(int argc, char **argv) {
     const char *name = argc > 1 ? argv[1] : "cuda";
     double gemm_tflops = argc > 2 ? atof(argv[2]) : 400, copy_gbs = argc > 3 ? atof(argv[3]) : 3000;
     if (argc > 4) B = atoi(argv[4]), N = B * T;
+    if (argc > 5) only = argv[5];
     be = backend_get(name);
     if (!be) fatal("backend %s is not built in", name);
     // bytes per element: the compute type for activations and weight copies, fp32 for the optimizer

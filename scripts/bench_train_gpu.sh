@@ -4,25 +4,26 @@
 # attention, bf16 autocast, fused AdamW, torch.compile when it works) in one run on one GPU, and
 # MFU (model FLOPs utilisation) of each.
 #
-#   scripts/bench_train_gpu.sh [--model d12] [--batch 16] [--seq-len 1024] [--vocab 50257] [--steps 10]
+#   scripts/bench_train_gpu.sh [--model d12] [--batch 16] [--seq-len 1024] [--vocab 50257] [--steps 10] [--tf32]
 #
 # FLOPs per token: 6 * parameters + 12 * layers * channels * seq_len (llm.c's / PaLM's convention,
 # the attention counted without the causal half). MFU is against the card's dense bf16 peak from
 # its datasheet (H100 SXM / H200 989 TFLOP/s, H100 PCIe 756, H100 NVL 835, A100 312); the measured
 # GEMM ceiling (scripts/gpu_ceiling.cu) is reported beside it by scripts/gpu_check.sh.
+# --tf32 adds --device cuda-fp32 (fp32 storage, TF32 GEMMs) and PyTorch in TF32 eager, like for like.
 # The comparison runs both at --batch; then tracellm alone doubles the batch (2x, 4x, 8x) while it fits,
 # and reports the largest batch's tokens/s and MFU (bf16 halves the activations' memory).
 # Every result is also printed as a "RESULT key=value" line for scripts/gpu_check.sh.
 set -uo pipefail
 TRACELLM=${TRACELLM:-./tracellm}
 PY=${PY:-python3}
-MODEL=d12 B=16 T=1024 V=50257 STEPS=10 WARM=3
+MODEL=d12 B=16 T=1024 V=50257 STEPS=10 WARM=3 MODES=bf16
 REF_TIMEOUT=${REF_TIMEOUT:-170}   # torch.compile of d12 takes about a minute; eager is the fallback
 while [ $# -gt 0 ]; do
   case $1 in
     --model) MODEL=$2; shift 2;; --batch) B=$2; shift 2;; --seq-len) T=$2; shift 2;;
-    --vocab) V=$2; shift 2;; --steps) STEPS=$2; shift 2;;
-    -h|--help) sed -n "2,15p" "$0"; exit 0;;
+    --vocab) V=$2; shift 2;; --steps) STEPS=$2; shift 2;; --tf32) MODES="bf16 tf32"; shift;;
+    -h|--help) sed -n "2,16p" "$0"; exit 0;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -63,10 +64,10 @@ r = [json.loads(l)['tokens_per_s'] for l in open(sys.argv[1])][$WARM:]
 print(sorted(r)[len(r) // 2])" "$1"
 }
 
-# ---- tracellm: bf16 mixed precision (--device cuda, the default), then fp32 storage with TF32 GEMMs
-# (--device cuda-fp32) ----
+# ---- tracellm: bf16 mixed precision (--device cuda, the default), then with --tf32 fp32 storage with
+# TF32 GEMMs (--device cuda-fp32) ----
 ours=
-for mode in bf16 tf32; do
+for mode in $MODES; do
   t0=$(date +%s)
   rm -rf "$TMP/run"
   dev=cuda; [ $mode = tf32 ] && dev=cuda-fp32
@@ -78,6 +79,12 @@ for mode in bf16 tf32; do
     echo "RESULT tracellm_${mode}_tokens_per_s=$tok"
     echo "RESULT tracellm_${mode}_mfu=$(mfu "$tok")"
     [ $mode = bf16 ] && ours=$tok
+    # the attention kernels auto timed and kept (kernels/cuda/attention_mma.cu prints each choice)
+    if [ $mode = bf16 ]; then
+      att=$(sed -nE 's/^cuda attention (forward|backward), .*: ([a-z0-9]+)$/\1 \2/p' "$TMP/train.log" | paste -sd, -)
+      grep '^cuda attention' "$TMP/train.log"
+      echo "RESULT tracellm_bf16_attention=${att:-defaults (not timed)}"
+    fi
   else
     echo "tracellm train --device $dev ($mode) FAILED:"; tail -5 "$TMP/train.log" | sed 's/^/    /'
     echo "RESULT tracellm_${mode}_tokens_per_s=FAILED"
@@ -126,10 +133,12 @@ if [ -n "$theirs" ]; then
 else
   echo "RESULT torch_tokens_per_s=FAILED"
 fi
-# the precision of --device cuda-fp32 (fp32 storage, TF32 GEMMs), for a like-for-like line
-if ref=$(timeout 60 "$PY" "${REF[@]}" --precision tf32 2>"$TMP/tf32.err"); then
-  echo "$ref"; echo "RESULT torch_tf32_eager_tokens_per_s=$(tps "$ref")"
-else
-  echo "PyTorch tf32 eager reference failed: $(tail -1 "$TMP/tf32.err")"
+# with --tf32, the precision of --device cuda-fp32 (fp32 storage, TF32 GEMMs), for a like-for-like line
+if [ "$MODES" != bf16 ]; then
+  if ref=$(timeout 60 "$PY" "${REF[@]}" --precision tf32 2>"$TMP/tf32.err"); then
+    echo "$ref"; echo "RESULT torch_tf32_eager_tokens_per_s=$(tps "$ref")"
+  else
+    echo "PyTorch tf32 eager reference failed: $(tail -1 "$TMP/tf32.err")"
+  fi
 fi
 [ -n "$ours" ] && [ -n "$theirs" ]

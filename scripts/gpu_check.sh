@@ -6,11 +6,14 @@
 #   3. tests    make test-cuda: every op vs the CPU backend, the whole model vs the PyTorch fixture
 #               and the CPU, 20 training steps, determinism, `train --device cuda` resume
 #   4. ceiling  scripts/gpu_ceiling.cu: measured bf16 / TF32 GEMM TFLOP/s and copy bandwidth
-#   4b. ops     scripts/bench_ops_gpu.c: every op at the shapes of a d12 step vs its floor
+#   4b. ops     scripts/bench_ops_gpu.c: every op at the shapes of a d12 step vs its floor, and
+#               the attention variants one by one
 #   5. bench    scripts/bench_train_gpu.sh: tokens/s and MFU of d12, T=1024 vs PyTorch
 #   6. dist     NCCL over a 1-rank world (tcp, ZeRO-1, mpirun) against the plain run
 #   7. memcheck / racecheck   compute-sanitizer over the op tests (out-of-bounds, shared-memory races)
-#   8. gen      scripts/bench_generate_gpu.sh: `generate --device cuda` tokens/s and graphs/s vs the
+#   8. ncu      scripts/profile_attention_gpu.sh: the attention kernels' hardware counters (Nsight
+#               Compute)
+#   9. gen      scripts/bench_generate_gpu.sh: `generate --device cuda` tokens/s and graphs/s vs the
 #               CPU (last: it gets the time the checks leave)
 # A failing stage is reported in the table and the next stage still runs. Logs go to $OUT (or a
 # temporary folder, printed); the summary table is printed last.
@@ -84,13 +87,19 @@ row ceiling "$(status $RC)" "$DUR" "$(grep -oE 'gemm bf16 [^:]*: [0-9.]+ ms, [0-
 # 4b. where a d12 step's time goes, op by op, against the floors of the ceilings just measured
 if [ $BUILD_RC -eq 0 ]; then
   TF=$(grep -oE 'gemm bf16 [^:]*: [0-9.]+ ms, [0-9.]+' "$LOGDIR/ceiling.log" | sed 's/.*, //'); GBS=$(grep -oE '[0-9]+ GB/s' "$LOGDIR/ceiling.log" | grep -oE '[0-9]+')
-  run_stage ops 120 bash -c "make -s BUILD='$BUILD' BIN='$BIN' ${ARCH:+GPU_ARCH='$ARCH'} '$BUILD/bench_ops_gpu' && '$BUILD/bench_ops_gpu' cuda-fp32 ${TF:-400} ${GBS:-3000} && '$BUILD/bench_ops_gpu' cuda ${TF:-400} ${GBS:-3000} | sed 's/^/bf16 /' && TRACELLM_CUDA_ATTENTION=wmma '$BUILD/bench_ops_gpu' cuda ${TF:-400} ${GBS:-3000} | grep '^attention' | sed 's/^/wmma /' && TRACELLM_CUDA_LAYERNORM=split TRACELLM_CUDA_GELU=separate TRACELLM_CUDA_ATTENTION=mma32 TRACELLM_CUDA_ATTENTION_DQ=stored '$BUILD/bench_ops_gpu' cuda ${TF:-400} ${GBS:-3000} | grep -E '^(layernorm bwd|matmul\\+gelu|attention)' | sed 's/^/alt /'"
-  row ops "$(status $RC)" "$DUR" "sum of ops $(sed -n 's/^RESULT ops_step_ms=//p' "$LOGDIR/ops.log" | head -1) ms/step (cuda-fp32, tf32), $(sed -n 's/^bf16 RESULT ops_step_ms=//p' "$LOGDIR/ops.log") (cuda, bf16); top (bf16): $(sed -n 's/^bf16 //p' "$LOGDIR/ops.log" | awk '$NF ~ /%$/ {print $(NF), $0}' | sort -rn | head -3 | awk '{print $2, $3, $4, $NF}' | paste -sd, -)"
-  # the bf16 table's attention: mma.sync (default) vs WMMA vs mma32 (forward) / dS stored (backward), ms per call
+  # the bf16 run is what training runs (auto: the attention kernels timed and the faster kept; its
+  # choice goes to stderr, unprefixed); then the attention alone with each variant named, and the
+  # other switches' alternatives
+  OPS="'$BUILD/bench_ops_gpu'"; A="${TF:-400} ${GBS:-3000}"
+  run_stage ops 120 bash -c "make -s BUILD='$BUILD' BIN='$BIN' ${ARCH:+GPU_ARCH='$ARCH'} '$BUILD/bench_ops_gpu' && $OPS cuda $A | sed 's/^/bf16 /' && TRACELLM_CUDA_ATTENTION=mma TRACELLM_CUDA_ATTENTION_DQ=recompute $OPS cuda $A 16 attention | grep '^attention' | sed 's/^/mma /' && TRACELLM_CUDA_ATTENTION=wmma $OPS cuda $A 16 attention | grep '^attention' | sed 's/^/wmma /' && TRACELLM_CUDA_LAYERNORM=split TRACELLM_CUDA_GELU=separate TRACELLM_CUDA_ATTENTION=mma32 TRACELLM_CUDA_ATTENTION_DQ=stored $OPS cuda $A | grep -E '^(layernorm bwd|matmul\\+gelu|attention)' | sed 's/^/alt /'"
+  row ops "$(status $RC)" "$DUR" "sum of ops $(sed -n 's/^bf16 RESULT ops_step_ms=//p' "$LOGDIR/ops.log") ms/step (cuda, bf16); top: $(sed -n 's/^bf16 //p' "$LOGDIR/ops.log" | awk '$NF ~ /%$/ {print $(NF), $0}' | sort -rn | head -3 | awk '{print $2, $3, $4, $NF}' | paste -sd, -)"
+  # the bf16 table's attention: auto's choice, mma.sync 16 rows a warp + dQ recomputed, WMMA, and
+  # mma32 (forward) / dS stored (backward), ms per call
   att() { awk -v p="$1" '$1 == p && $2 == "attention" && $3 == "'"$2"'" {print $5}' "$LOGDIR/ops.log"; }
+  auto=$(sed -nE 's/^cuda attention (forward|backward), .*: ([a-z0-9]+)$/\2/p' "$LOGDIR/ops.log" | head -2 | paste -sd/ -)
   # the MLP's GELU as cuBLASLt epilogues (default) vs passes of their own, ms per call
   mg() { awk -v p="$1" -v l="$2" '$1 == p && $2 == "matmul+gelu" && $3 == l {print $6}' "$LOGDIR/ops.log"; }
-  row ops+ info - "bf16 attention fwd / bwd ms per call: mma $(att bf16 fwd) / $(att bf16 bwd), wmma $(att wmma fwd) / $(att wmma bwd); layernorm bwd fused $(awk '$1 == "bf16" && $2 == "layernorm" && $3 == "bwd" {print $5}' "$LOGDIR/ops.log") / split $(awk '$1 == "alt" && $2 == "layernorm" {print $5}' "$LOGDIR/ops.log") ms; gelu epilogue / separate fc fwd $(mg bf16 fc) / $(mg alt fc), fcproj bwd $(mg bf16 fcproj) / $(mg alt fcproj) ms; attention fwd mma32 $(att alt fwd), bwd with dS stored $(att alt bwd) ms"
+  row ops+ info - "bf16 attention fwd / bwd ms per call: auto (${auto:-?}) $(att bf16 fwd) / $(att bf16 bwd), mma $(att mma fwd) / $(att mma bwd), mma32 fwd $(att alt fwd), bwd with dS stored $(att alt bwd), wmma $(att wmma fwd) / $(att wmma bwd); layernorm bwd fused $(awk '$1 == "bf16" && $2 == "layernorm" && $3 == "bwd" {print $5}' "$LOGDIR/ops.log") / split $(awk '$1 == "alt" && $2 == "layernorm" {print $5}' "$LOGDIR/ops.log") ms; gelu epilogue / separate fc fwd $(mg bf16 fc) / $(mg alt fc), fcproj bwd $(mg bf16 fcproj) / $(mg alt fcproj) ms"
 fi
 
 # 5. training throughput (GPU_CHECK_SKIP_BENCH=1 leaves it out when only the checks are wanted)
@@ -98,8 +107,8 @@ if [ -n "${GPU_CHECK_SKIP_BENCH:-}" ]; then
   row bench skipped 0 "GPU_CHECK_SKIP_BENCH set"
 elif [ $BUILD_RC -eq 0 ]; then
   run_stage bench 300 env TRACELLM="$BIN" bash scripts/bench_train_gpu.sh
-  row bench "$(status $RC)" "$DUR" "d12 T=1024 B=16: tracellm bf16 $(result tracellm_bf16_tokens_per_s) tok/s (MFU $(result tracellm_bf16_mfu)) vs torch $(result torch_kind) $(result torch_tokens_per_s) tok/s (MFU $(result torch_mfu)): $(result ratio)"
-  row bench+ info - "tracellm cuda-fp32 (tf32) $(result tracellm_tf32_tokens_per_s) tok/s (MFU $(result tracellm_tf32_mfu)); largest batch $(result tracellm_bf16_largest_batch): $(result tracellm_bf16_largest_batch_tokens_per_s) tok/s (MFU $(result tracellm_bf16_largest_batch_mfu)); torch tf32 eager $(result torch_tf32_eager_tokens_per_s) tok/s"
+  row bench "$(status $RC)" "$DUR" "d12 T=1024 B=16: tracellm bf16 $(result tracellm_bf16_tokens_per_s) tok/s (MFU $(result tracellm_bf16_mfu); attention $(result tracellm_bf16_attention)) vs torch $(result torch_kind) $(result torch_tokens_per_s) tok/s (MFU $(result torch_mfu)): $(result ratio)"
+  row bench+ info - "largest batch $(result tracellm_bf16_largest_batch): $(result tracellm_bf16_largest_batch_tokens_per_s) tok/s (MFU $(result tracellm_bf16_largest_batch_mfu))"
 else
   row bench skipped 0 "build failed"
 fi
@@ -122,7 +131,15 @@ else
   row sanitizer skipped 0 "compute-sanitizer not found or build failed"
 fi
 
-# 8. generation throughput, with what is left (a benchmark: GPU_CHECK_SKIP_BENCH leaves it out too)
+# 8. why the attention kernels take what they take: Nsight Compute's counters, with what is left
+if [ $BUILD_RC -eq 0 ] && command -v ncu >/dev/null; then
+  run_stage ncu 60 bash scripts/profile_attention_gpu.sh "$BUILD/bench_ops_gpu"
+  row ncu "$(status $RC)" "$DUR" "$(sed -n 's/^RESULT ncu_//p' "$LOGDIR/ncu.log" | sed 's/_kernel<[^=]*=/=/' | paste -sd';' - | cut -c1-700)"
+else
+  row ncu skipped 0 "ncu not found or build failed"
+fi
+
+# 9. generation throughput, with what is left (a benchmark: GPU_CHECK_SKIP_BENCH leaves it out too)
 if [ -n "${GPU_CHECK_SKIP_BENCH:-}" ]; then
   row gen skipped 0 "GPU_CHECK_SKIP_BENCH set"
 elif [ $BUILD_RC -eq 0 ]; then

@@ -14,7 +14,8 @@
 //   attention, fp32 mode (CUDA cores, online softmax) ......... 1e-5
 //   attention, tf32 mode (tensor cores, TF32 Q K V P dO) ...... 5e-3
 // (the bf16 table's attention runs all its tensor-core kernels: mma.sync, mma.sync with 32 forward
-// rows a warp, mma.sync with dQ from the stored dS, then WMMA)
+// rows a warp, mma.sync with dQ from the stored dS, then WMMA; the mma.sync ones, and auto's timed
+// choice among them, must also agree with each other bit for bit)
 // cuda (bf16 compute type): the inputs are rounded to bf16 first, so both sides see the same
 // numbers and only the op's own rounding differs:
 //   any op's bf16 output (8-bit mantissa, round to nearest) ... 1e-2
@@ -116,7 +117,7 @@ static void same_bits(const char *what, const float *got, const float *want, siz
     size_t bad = 0, first = 0;
     for (size_t i = 0; i < n; i++)
         if (memcmp(&got[i], &want[i], 4)) { if (!bad) first = i; bad++; }
-    CHECKF(bad == 0, "%s: %zu of %zu elements differ from the CPU (first at %zu: %.9g vs %.9g)", what, bad, n, first,
+    CHECKF(bad == 0, "%s: %zu of %zu elements differ from the reference (first at %zu: %.9g vs %.9g)", what, bad, n, first,
            got[first], want[first]);
 }
 
@@ -305,14 +306,16 @@ static void test_attention(void) {
     // (in the bf16 table both, with bf16 inputs and outputs)
     static const struct { int mode; const char *name; double tol; } modes[] = {
         {CUDA_MATMUL_FP32, "fp32", 1e-5}, {CUDA_MATMUL_TF32, "tf32", 5e-3}};
-    // the bf16 table's tensor-core attention: the mma.sync kernels (default), with 32 forward rows a
-    // warp, the mma.sync backward with dQ from the stored dS, then the WMMA ones
-    static const struct { int kernel, dq_stored; const char *name; } kernels[] = {
-        {CUDA_ATTENTION_MMA, 0, "mma"}, {CUDA_ATTENTION_MMA32, 0, "mma32"}, {CUDA_ATTENTION_MMA, 1, "mma dS-stored"},
-        {CUDA_ATTENTION_WMMA, 0, "wmma"}};
+    // the bf16 table's tensor-core attention: the mma.sync kernels, with 32 forward rows a warp,
+    // the mma.sync backward with dQ from the stored dS, then the WMMA ones
+    static const struct { int kernel, dq; const char *name; } kernels[] = {
+        {CUDA_ATTENTION_MMA, CUDA_ATTENTION_DQ_RECOMPUTE, "mma"},
+        {CUDA_ATTENTION_MMA32, CUDA_ATTENTION_DQ_RECOMPUTE, "mma32"},
+        {CUDA_ATTENTION_MMA, CUDA_ATTENTION_DQ_STORED, "mma dS-stored"},
+        {CUDA_ATTENTION_WMMA, CUDA_ATTENTION_DQ_RECOMPUTE, "wmma"}};
     for (int k = 0; k < (bf ? 4 : 1); k++) {
         cuda_set_attention_kernel(kernels[k].kernel);
-        cuda_set_attention_dq(kernels[k].dq_stored);
+        cuda_set_attention_dq(kernels[k].dq);
         for (int m = 0; m < 2; m++) {
             cuda_set_matmul_mode(modes[m].mode);
             double tol = xtol(modes[m].tol);
@@ -326,9 +329,70 @@ static void test_attention(void) {
             attention_case(name, tol, 2, 200, 128, 2);  // hs 64, several key tiles before the diagonal
         }
     }
-    cuda_set_attention_kernel(CUDA_ATTENTION_MMA);
-    cuda_set_attention_dq(0);
+    cuda_set_attention_kernel(CUDA_ATTENTION_AUTO);
+    cuda_set_attention_dq(CUDA_ATTENTION_DQ_AUTO);
     cuda_set_matmul_mode(CUDA_MATMUL_TF32);
+}
+
+// The mma.sync variants, and auto's timed choice among them, must give the same bits: a choice
+// made by timing must not change a run (resume and repeat stay bit-identical whatever was faster).
+// out, lse and dqkv of each against the plain mma / recompute pair's.
+static void attention_variants_case(int B, int T, int C, int NH) {
+    static const struct { int kernel, dq; const char *name; } ways[] = {
+        {CUDA_ATTENTION_MMA, CUDA_ATTENTION_DQ_RECOMPUTE, "mma, recompute"},
+        {CUDA_ATTENTION_MMA32, CUDA_ATTENTION_DQ_RECOMPUTE, "mma32, recompute"},
+        {CUDA_ATTENTION_MMA, CUDA_ATTENTION_DQ_STORED, "mma, stored dS"},
+        {CUDA_ATTENTION_MMA32, CUDA_ATTENTION_DQ_STORED, "mma32, stored dS"},
+        {CUDA_ATTENTION_AUTO, CUDA_ATTENTION_DQ_AUTO, "auto (timed)"}};
+    size_t nqkv = (size_t)B * T * 3 * C, no = (size_t)B * T * C, ns = gpu->attention_state_size(B, T, NH);
+    float *qkv = rand_x(nqkv, 2), *dout = rand_x(no, 1);
+    float *d_qkv = xdev(qkv, nqkv), *d_dout = xdev(dout, no), *d_out = xalloc(no), *d_dqkv = xalloc(nqkv);
+    float *d_state = gpu->alloc(ns * 4);
+    float *ref[3] = {NULL, NULL, NULL};
+    for (int w = 0; w < 5; w++) {
+        cuda_set_attention_kernel(ways[w].kernel);
+        cuda_set_attention_dq(ways[w].dq);
+        if (ways[w].kernel == CUDA_ATTENTION_AUTO) cuda_set_attention_tune_min(0);  // time even this small size
+        xpoison(d_out, no);
+        poison(d_state, ns * 4);
+        xpoison(d_dqkv, nqkv);
+        gpu->attention_forward(d_out, d_state, d_qkv, B, T, C, NH);
+        gpu->attention_backward(d_dqkv, d_dout, d_qkv, d_out, d_state, B, T, C, NH);
+        float *got[3] = {xdown(d_out, no), down(d_state, ns), xdown(d_dqkv, nqkv)};
+        if (w == 0) {
+            for (int i = 0; i < 3; i++) ref[i] = got[i];
+            continue;
+        }
+        static const char *const what[3] = {"out", "lse", "dqkv"};
+        for (int i = 0; i < 3; i++) {
+            char name[128];
+            snprintf(name, sizeof name, "attention %s B=%d T=%d C=%d NH=%d: %s as mma, recompute's", ways[w].name, B, T, C,
+                     NH, what[i]);
+            same_bits(name, got[i], ref[i], i == 0 ? no : i == 1 ? ns : nqkv);
+            free(got[i]);
+        }
+    }
+    // auto timed this size and kept a choice for each pass (the forward only where mma32 exists)
+    int fwd = -1, dq = -1, hs = C / NH;
+    CHECKF(cuda_attention_tuned(B, T, C, NH, &fwd, &dq), "auto kept no entry for B=%d T=%d C=%d NH=%d", B, T, C, NH);
+    CHECKF(hs > 64 ? fwd == 0 : fwd == CUDA_ATTENTION_MMA || fwd == CUDA_ATTENTION_MMA32,
+           "auto's forward choice %d for head size %d", fwd, hs);
+    CHECKF(dq == CUDA_ATTENTION_DQ_RECOMPUTE || dq == CUDA_ATTENTION_DQ_STORED, "auto's backward choice %d", dq);
+    cuda_set_attention_tune_min(1024);
+    for (int i = 0; i < 3; i++) free(ref[i]);
+    gpu->free(d_qkv); gpu->free(d_dout); gpu->free(d_out); gpu->free(d_dqkv); gpu->free(d_state);
+    free(qkv); free(dout);
+}
+
+static void test_attention_variants(void) {
+    GPU_OR_SKIP();
+    if (!bf) SKIP("the mma.sync kernels are the bf16 table's");
+    attention_variants_case(2, 70, 48, 3);    // hs 16
+    attention_variants_case(1, 40, 64, 2);    // hs 32
+    attention_variants_case(2, 200, 128, 2);  // hs 64, several key tiles before the diagonal
+    attention_variants_case(1, 67, 256, 2);   // hs 128 (no mma32: the forward is not timed)
+    cuda_set_attention_kernel(CUDA_ATTENTION_AUTO);
+    cuda_set_attention_dq(CUDA_ATTENTION_DQ_AUTO);
 }
 
 // The MLP's fused pair (kernels/ops.h): pre and gelu(pre) against the CPU's, and the backward
@@ -560,6 +624,7 @@ int main(void) {
         RUN(test_layernorm);
         RUN(test_matmul);
         RUN(test_attention);
+        RUN(test_attention_variants);
         RUN(test_matmul_gelu);
         RUN(test_residual);
         RUN(test_classifier);

@@ -629,29 +629,87 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_ds_kernel(bf
 }
 
 // ---- launches ----
-// Which kernels the bf16 table's attention runs: these (default), these with 32 forward rows a
-// warp (mma32), or attention_tc.cu's WMMA ones (TRACELLM_CUDA_ATTENTION=mma|mma32|wmma, or
-// cuda_set_attention_kernel), to compare them on a card.
-static int attention_kernel = -1;
+// Which kernels the bf16 table's attention runs (TRACELLM_CUDA_ATTENTION=auto|mma|wmma|mma32 and
+// TRACELLM_CUDA_ATTENTION_DQ=auto|recompute|stored, or cuda_set_attention_kernel / _dq): the
+// forward with 16 or 32 query rows a warp, the backward's dQ recomputed or from the stored dS, or
+// attention_tc.cu's WMMA kernels. The mma choices give the same bits: every output element is the
+// same products summed in the same order (the forward's rows see the same key tiles, the
+// accumulators of dQ, dK and dV take their 16-row chunks in the same order, and the stored dS is
+// the bf16 A fragment the dq kernel would have rounded), so a choice is a matter of speed only
+// (cuda_test_ops checks the bits). With auto (the default) they are timed on the card at the first
+// call of each size class and the faster one kept: which wins depends on the card and the shape.
+static int attention_kernel = -1;  // CUDA_ATTENTION_*
+static int attention_dq = -1;      // CUDA_ATTENTION_DQ_*
 void cuda_set_attention_kernel(int k) {
-    if (k != CUDA_ATTENTION_MMA && k != CUDA_ATTENTION_WMMA && k != CUDA_ATTENTION_MMA32)
+    if (k != CUDA_ATTENTION_AUTO && k != CUDA_ATTENTION_MMA && k != CUDA_ATTENTION_WMMA && k != CUDA_ATTENTION_MMA32)
         fatal("cuda_set_attention_kernel: unknown kernel %d", k);
     attention_kernel = k;
 }
-// How the backward gets dQ: recomputing S and dP per tile pair (default), or from the dS the dk/dv
-// kernel stores (TRACELLM_CUDA_ATTENTION_DQ=recompute|stored, or cuda_set_attention_dq): fewer
-// products for (B,NH,T,T) bf16 of scratch memory, to compare on a card.
-static int attention_dq = -1;
-void cuda_set_attention_dq(int stored) { attention_dq = stored != 0; }
-static bool attention_dq_stored(void) {
-    static const char *const ways[] = {"recompute", "stored", NULL};
+void cuda_set_attention_dq(int way) {
+    if (way != CUDA_ATTENTION_DQ_AUTO && way != CUDA_ATTENTION_DQ_RECOMPUTE && way != CUDA_ATTENTION_DQ_STORED)
+        fatal("cuda_set_attention_dq: unknown way %d", way);
+    attention_dq = way;
+}
+static int attention_dq_way(void) {
+    static const char *const ways[] = {"auto", "recompute", "stored", NULL};  // in the order of CUDA_ATTENTION_DQ_*
     if (attention_dq < 0) attention_dq = cuda_env_choice("TRACELLM_CUDA_ATTENTION_DQ", ways);
     return attention_dq;
 }
 int cu_attention_mma_supported(int hs) {
-    static const char *const kernels[] = {"mma", "wmma", "mma32", NULL};  // in the order of CUDA_ATTENTION_*
+    static const char *const kernels[] = {"auto", "mma", "wmma", "mma32", NULL};  // in the order of CUDA_ATTENTION_*
     if (attention_kernel < 0) attention_kernel = cuda_env_choice("TRACELLM_CUDA_ATTENTION", kernels);
     return attention_kernel != CUDA_ATTENTION_WMMA && (hs == 16 || hs == 32 || hs == 64 || hs == 128);
+}
+
+// ---- auto: what was timed, per size class ----
+// A class is (C, NH, log2 of the causal tile pairs B NH n(n+1)/2, n = T/64 rounded up): a training
+// run has one, generation a few, so the timing (about ten extra calls) is paid a handful of times.
+// Below tune_min tile pairs the launch costs more than either kernel and the default runs untimed.
+typedef struct {
+    int C, NH, size_class;
+    int forward;  // CUDA_ATTENTION_MMA or _MMA32, 0 until timed
+    int dq;       // CUDA_ATTENTION_DQ_RECOMPUTE or _STORED, 0 until timed
+} Tuned;
+static Tuned tuned[32];
+static int ntuned;
+static long tune_min = 1024;
+void cuda_set_attention_tune_min(long tile_pairs) {
+    tune_min = tile_pairs;
+    ntuned = 0;
+}
+static Tuned *tuned_class(int B, int T, int C, int NH, bool add) {
+    long n = (long)cdiv(T, MM_ROWS), pairs = (long)B * NH * n * (n + 1) / 2;
+    if (pairs < tune_min || pairs < 1) return NULL;
+    int size_class = 0;
+    while (pairs >> (size_class + 1)) size_class++;
+    for (int i = 0; i < ntuned; i++)
+        if (tuned[i].C == C && tuned[i].NH == NH && tuned[i].size_class == size_class) return &tuned[i];
+    if (!add || ntuned == (int)(sizeof tuned / sizeof *tuned)) return NULL;  // full: the defaults
+    tuned[ntuned] = Tuned{C, NH, size_class, 0, 0};
+    return &tuned[ntuned++];
+}
+int cuda_attention_tuned(int B, int T, int C, int NH, int *forward, int *dq) {
+    Tuned *e = tuned_class(B, T, C, NH, false);
+    if (forward) *forward = e ? e->forward : 0;
+    if (dq) *dq = e ? e->dq : 0;
+    return e != NULL;
+}
+// Milliseconds a call of `run` takes on the card: one call first (module load, shared-memory
+// opt-in, scratch), then the mean of three.
+template <class F> static float time_calls(F &&run, const char *what) {
+    run();
+    cudaEvent_t e0, e1;
+    CUDA_CHECK(cudaEventCreate(&e0), "timing %s", what);
+    CUDA_CHECK(cudaEventCreate(&e1), "timing %s", what);
+    CUDA_CHECK(cudaEventRecord(e0, 0), "timing %s", what);
+    for (int i = 0; i < 3; i++) run();
+    CUDA_CHECK(cudaEventRecord(e1, 0), "timing %s", what);
+    CUDA_CHECK(cudaEventSynchronize(e1), "timing %s", what);
+    float ms = 0.0f;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1), "timing %s", what);
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    return ms / 3;
 }
 
 // 16-byte tile loads need every row start 16-byte aligned
@@ -668,34 +726,34 @@ template <int HS, int WG> static void forward_launch(bf16 *out, float *lse, cons
     float scale2 = LOG2E / sqrtf((float)HS);
     attention_forward_mma_kernel<HS, KT, WG><<<grid, MM_THREADS, smem>>>(out, lse, qkv, T, C, NH, scale2,
                                                                           rows_aligned16(qkv, C));
+    LAUNCH_CHECK("attention_forward (mma, %d rows a warp) B=%d T=%d C=%d NH=%d", 16 * WG, B, T, C, NH);
 }
 // 32 rows a warp (mma32) where the registers allow: head sizes up to 64
 template <int HS> static void forward_hs(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH) {
-    if constexpr (HS <= 64)
-        if (attention_kernel == CUDA_ATTENTION_MMA32) return forward_launch<HS, 2>(out, lse, qkv, B, T, C, NH);
+    int k = attention_kernel;
+    if constexpr (HS <= 64) {
+        Tuned *e = k == CUDA_ATTENTION_AUTO ? tuned_class(B, T, C, NH, true) : NULL;
+        if (e && !e->forward) {
+            float t16 = time_calls([&] { forward_launch<HS, 1>(out, lse, qkv, B, T, C, NH); }, "attention_forward (mma)");
+            float t32 = time_calls([&] { forward_launch<HS, 2>(out, lse, qkv, B, T, C, NH); }, "attention_forward (mma32)");
+            e->forward = t32 < t16 ? CUDA_ATTENTION_MMA32 : CUDA_ATTENTION_MMA;
+            fprintf(stderr, "cuda attention forward, B=%d T=%d C=%d NH=%d timed: mma %.3f ms, mma32 %.3f ms: %s\n", B, T,
+                    C, NH, t16, t32, e->forward == CUDA_ATTENTION_MMA32 ? "mma32" : "mma");
+        }
+        if (e) k = e->forward;
+        if (k == CUDA_ATTENTION_MMA32) return forward_launch<HS, 2>(out, lse, qkv, B, T, C, NH);
+    }
     forward_launch<HS, 1>(out, lse, qkv, B, T, C, NH);
 }
 
+// dq kernel, then the dk/dv kernel, each recomputing S and dP
 template <int HS>
-static void backward_hs(bf16 *dqkv, const float *Dsum, const bf16 *dout, const bf16 *qkv, const float *lse, int B, int T,
-                        int C, int NH) {
+static void backward_recompute(bf16 *dqkv, const float *Dsum, const bf16 *dout, const bf16 *qkv, const float *lse, int B,
+                               int T, int C, int NH) {
     constexpr int KT = Tile<HS>::N;
     dim3 grid(cdiv(T, MM_ROWS), NH, B);
     float scale = 1.0f / sqrtf((float)HS);
     bool vec = rows_aligned16(qkv, C) && rows_aligned16(dout, C);
-    if (attention_dq_stored()) {
-        // dk/dv first, storing dS^T; then dq from it
-        int Tp = (int)cdiv(T, MM_ROWS) * MM_ROWS;
-        bf16 *dsT = (bf16 *)cuda_scratch(6, (size_t)B * NH * Tp * Tp * sizeof(bf16));
-        smem_require<attention_backward_dkdv_mma_kernel<HS, KT, true>>(dkdv_smem<HS, KT>(), "attention_backward dk/dv (mma)");
-        attention_backward_dkdv_mma_kernel<HS, KT, true><<<grid, MM_THREADS, dkdv_smem<HS, KT>()>>>(
-            dqkv, dout, qkv, lse, Dsum, T, C, NH, scale, vec, dsT, Tp);
-        LAUNCH_CHECK("attention_backward (dk/dv storing dS, mma) B=%d T=%d C=%d NH=%d", B, T, C, NH);
-        smem_require<attention_backward_dq_ds_kernel<HS, KT>>(dq_ds_smem<HS, KT>(), "attention_backward dq (stored dS)");
-        attention_backward_dq_ds_kernel<HS, KT><<<grid, MM_THREADS, dq_ds_smem<HS, KT>()>>>(dqkv, qkv, dsT, T, Tp, C, NH,
-                                                                                             rows_aligned16(qkv, C));
-        return;
-    }
     smem_require<attention_backward_dq_mma_kernel<HS, KT>>(dq_smem<HS, KT>(), "attention_backward dq (mma)");
     attention_backward_dq_mma_kernel<HS, KT><<<grid, MM_THREADS, dq_smem<HS, KT>()>>>(dqkv, dout, qkv, lse, Dsum, T, C,
                                                                                        NH, scale, vec);
@@ -703,6 +761,62 @@ static void backward_hs(bf16 *dqkv, const float *Dsum, const bf16 *dout, const b
     smem_require<attention_backward_dkdv_mma_kernel<HS, KT, false>>(dkdv_smem<HS, KT>(), "attention_backward dk/dv (mma)");
     attention_backward_dkdv_mma_kernel<HS, KT, false><<<grid, MM_THREADS, dkdv_smem<HS, KT>()>>>(
         dqkv, dout, qkv, lse, Dsum, T, C, NH, scale, vec, nullptr, 0);
+    LAUNCH_CHECK("attention_backward (dk/dv, mma) B=%d T=%d C=%d NH=%d", B, T, C, NH);
+}
+// dS^T scratch for the stored way: B x NH x Tp x Tp bf16, Tp = T rounded up to 64
+static size_t ds_bytes(int B, int T, int NH, int *Tp) {
+    *Tp = (int)cdiv(T, MM_ROWS) * MM_ROWS;
+    return (size_t)B * NH * *Tp * *Tp * sizeof(bf16);
+}
+// the dk/dv kernel first, storing dS^T into dsT; then dq from it
+template <int HS>
+static void backward_stored(bf16 *dqkv, const float *Dsum, const bf16 *dout, const bf16 *qkv, const float *lse, int B,
+                            int T, int C, int NH, bf16 *dsT) {
+    constexpr int KT = Tile<HS>::N;
+    dim3 grid(cdiv(T, MM_ROWS), NH, B);
+    float scale = 1.0f / sqrtf((float)HS);
+    bool vec = rows_aligned16(qkv, C) && rows_aligned16(dout, C);
+    int Tp;
+    ds_bytes(B, T, NH, &Tp);
+    smem_require<attention_backward_dkdv_mma_kernel<HS, KT, true>>(dkdv_smem<HS, KT>(), "attention_backward dk/dv (mma)");
+    attention_backward_dkdv_mma_kernel<HS, KT, true><<<grid, MM_THREADS, dkdv_smem<HS, KT>()>>>(
+        dqkv, dout, qkv, lse, Dsum, T, C, NH, scale, vec, dsT, Tp);
+    LAUNCH_CHECK("attention_backward (dk/dv storing dS, mma) B=%d T=%d C=%d NH=%d", B, T, C, NH);
+    smem_require<attention_backward_dq_ds_kernel<HS, KT>>(dq_ds_smem<HS, KT>(), "attention_backward dq (stored dS)");
+    attention_backward_dq_ds_kernel<HS, KT><<<grid, MM_THREADS, dq_ds_smem<HS, KT>()>>>(dqkv, qkv, dsT, T, Tp, C, NH,
+                                                                                         rows_aligned16(qkv, C));
+    LAUNCH_CHECK("attention_backward (dq from stored dS, mma) B=%d T=%d C=%d NH=%d", B, T, C, NH);
+}
+
+template <int HS>
+static void backward_hs(bf16 *dqkv, const float *Dsum, const bf16 *dout, const bf16 *qkv, const float *lse, int B, int T,
+                        int C, int NH) {
+    int way = attention_dq_way(), Tp;
+    size_t bytes = ds_bytes(B, T, NH, &Tp);
+    if (way == CUDA_ATTENTION_DQ_STORED)  // asked for by name: no memory for it is an error
+        return backward_stored<HS>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH, (bf16 *)cuda_scratch(6, bytes));
+    Tuned *e = way == CUDA_ATTENTION_DQ_AUTO ? tuned_class(B, T, C, NH, true) : NULL;
+    if (e && !e->dq) {
+        float tr = time_calls([&] { backward_recompute<HS>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH); },
+                              "attention_backward (recompute)");
+        bf16 *dsT = (bf16 *)cuda_scratch_try(6, bytes);
+        float ts = dsT ? time_calls([&] { backward_stored<HS>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH, dsT); },
+                                    "attention_backward (stored dS)")
+                       : -1.0f;
+        e->dq = dsT && ts < tr ? CUDA_ATTENTION_DQ_STORED : CUDA_ATTENTION_DQ_RECOMPUTE;
+        if (e->dq == CUDA_ATTENTION_DQ_RECOMPUTE) cuda_scratch_release(6);
+        char stored[64];
+        if (dsT) snprintf(stored, sizeof stored, "%.3f ms", ts);
+        else snprintf(stored, sizeof stored, "no memory for its %zu bytes", bytes);
+        fprintf(stderr, "cuda attention backward, B=%d T=%d C=%d NH=%d timed: recompute %.3f ms, stored dS %s: %s\n", B,
+                T, C, NH, tr, stored, e->dq == CUDA_ATTENTION_DQ_STORED ? "stored" : "recompute");
+    }
+    if (e && e->dq == CUDA_ATTENTION_DQ_STORED) {
+        // timed before; the memory may have gone to another size class since, and then it is asked again
+        bf16 *dsT = (bf16 *)cuda_scratch_try(6, bytes);
+        if (dsT) return backward_stored<HS>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH, dsT);
+    }
+    backward_recompute<HS>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH);
 }
 
 void cu_attention_mma_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH) {
@@ -713,7 +827,6 @@ void cu_attention_mma_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int
     case 128: forward_hs<128>(out, lse, qkv, B, T, C, NH); break;
     default: fatal("cuda attention_forward (mma): head size %d is not compiled in", C / NH);
     }
-    LAUNCH_CHECK("attention_forward (mma) B=%d T=%d C=%d NH=%d", B, T, C, NH);
 }
 
 void cu_attention_mma_backward(bf16 *dqkv, float *Dsum, const bf16 *dout, const bf16 *qkv, const bf16 *out,
@@ -728,5 +841,4 @@ void cu_attention_mma_backward(bf16 *dqkv, float *Dsum, const bf16 *dout, const 
     case 128: backward_hs<128>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH); break;
     default: fatal("cuda attention_backward (mma): head size %d is not compiled in", C / NH);
     }
-    LAUNCH_CHECK("attention_backward (dk/dv, mma) B=%d T=%d C=%d NH=%d", B, T, C, NH);
 }

@@ -158,17 +158,32 @@ template <class X> static void cu_download_act(float *host, const float *src, si
 }
 
 // Scratch buffers reused across calls (attention's row statistics, the encoder's token lists).
-void *cuda_scratch(int slot, size_t bytes) {
-    static void *buf[8];
-    static size_t cap[8];
+static void *scratch_buf[8];
+static size_t scratch_cap[8];
+void *cuda_scratch_try(int slot, size_t bytes) {
     if (slot < 0 || slot >= 8) fatal("cuda_scratch: slot %d", slot);
-    if (bytes > cap[slot]) {
-        if (buf[slot]) CUDA_CHECK(cudaFree(buf[slot]), "scratch free");
+    if (bytes > scratch_cap[slot]) {
+        cuda_scratch_release(slot);
         size_t n = bytes + bytes / 4;
-        CUDA_CHECK(cudaMalloc(&buf[slot], n), "scratch alloc %zu bytes", n);
-        cap[slot] = n;
+        if (cudaMalloc(&scratch_buf[slot], n) != cudaSuccess) {
+            cudaGetLastError();  // out of memory is the caller's to handle; it must not stick
+            scratch_buf[slot] = NULL;
+            return NULL;
+        }
+        scratch_cap[slot] = n;
     }
-    return buf[slot];
+    return scratch_buf[slot];
+}
+void *cuda_scratch(int slot, size_t bytes) {
+    void *p = cuda_scratch_try(slot, bytes);
+    if (!p) CUDA_CHECK(cudaErrorMemoryAllocation, "scratch alloc %zu bytes (slot %d)", bytes + bytes / 4, slot);
+    return p;
+}
+void cuda_scratch_release(int slot) {
+    if (!scratch_buf[slot]) return;
+    CUDA_CHECK(cudaFree(scratch_buf[slot]), "scratch free (slot %d)", slot);
+    scratch_buf[slot] = NULL;
+    scratch_cap[slot] = 0;
 }
 
 // ---- the tables: memory here, the ops from each file ----

@@ -21,16 +21,25 @@ int cuda_device_check(char *why, size_t n);
 enum { CUDA_MATMUL_TF32 = 0, CUDA_MATMUL_FP32 = 1, CUDA_MATMUL_BF16 = 2 };
 void cuda_set_matmul_mode(int mode);
 
-// The tensor-core attention of the bf16 table: mma.sync kernels (attention_mma.cu, the default),
-// the same with 32 query rows a warp in the forward (head sizes up to 64), or the WMMA ones of
-// attention_tc.cu, widened to TF32. TRACELLM_CUDA_ATTENTION=mma|mma32|wmma sets it at first use;
-// the benchmarks time all three.
-enum { CUDA_ATTENTION_MMA = 0, CUDA_ATTENTION_WMMA = 1, CUDA_ATTENTION_MMA32 = 2 };
+// The tensor-core attention of the bf16 table: mma.sync kernels (attention_mma.cu) with 16 or 32
+// query rows a warp in the forward (32: head sizes up to 64), or the WMMA ones of attention_tc.cu,
+// widened to TF32. Auto (the default) times the two mma forwards on the card at the first call of
+// each size class and keeps the faster: they give the same bits. TRACELLM_CUDA_ATTENTION=
+// auto|mma|wmma|mma32 sets it at first use; the benchmarks time each.
+enum { CUDA_ATTENTION_AUTO = 0, CUDA_ATTENTION_MMA = 1, CUDA_ATTENTION_WMMA = 2, CUDA_ATTENTION_MMA32 = 3 };
 void cuda_set_attention_kernel(int kernel);
-// The mma.sync backward's dQ: recomputed from Q, K, V, dO per tile pair (0, the default), or read
-// from the dS the dk/dv kernel stores in a (B,NH,T,T) bf16 scratch buffer (1).
-// TRACELLM_CUDA_ATTENTION_DQ=recompute|stored sets it at first use; the benchmarks time both.
-void cuda_set_attention_dq(int stored);
+// The mma.sync backward's dQ: recomputed from Q, K, V, dO per tile pair, or read from the dS the
+// dk/dv kernel stores in a (B,NH,T,T) bf16 scratch buffer; auto (the default) times both as above
+// (the stored way only where its memory can be had). TRACELLM_CUDA_ATTENTION_DQ=
+// auto|recompute|stored sets it at first use.
+enum { CUDA_ATTENTION_DQ_AUTO = 0, CUDA_ATTENTION_DQ_RECOMPUTE = 1, CUDA_ATTENTION_DQ_STORED = 2 };
+void cuda_set_attention_dq(int way);
+// Auto times sizes of at least `tile_pairs` causal 64 x 64 tile pairs (B NH n(n+1)/2, n = T/64
+// rounded up; default 1024; smaller ones run the defaults, mma and recompute) and forgets what it
+// timed. cuda_attention_tuned says whether the size class of (B,T,C,NH) has an entry and what was
+// chosen for it: CUDA_ATTENTION_MMA or _MMA32, CUDA_ATTENTION_DQ_RECOMPUTE or _STORED, 0 untimed.
+void cuda_set_attention_tune_min(long tile_pairs);
+int cuda_attention_tuned(int B, int T, int C, int NH, int *forward, int *dq);
 
 // The MLP's GELU in the bf16 table (matmul_gelu_forward, matmul_backward_gelu): cuBLASLt GEMM
 // epilogues (1, the default; shapes and pointers cuBLASLt refuses still take the separate pass) or

@@ -41,7 +41,11 @@ int cuda_env_choice(const char *var, const char *const *choices);
 // Scratch device memory owned by the backend, grown on demand; slots are independent buffers:
 // 0 column-sum partials, 1 attention row statistics, 2 encoder token groups, 3 sumsq partials,
 // 4 and 5 bf16 GEMM operands, 6 attention's stored dS (TRACELLM_CUDA_ATTENTION_DQ=stored).
+// cuda_scratch dies naming the size when the memory is not there; cuda_scratch_try returns NULL
+// (for a caller with another way to go); cuda_scratch_release gives a slot's memory back.
 void *cuda_scratch(int slot, size_t bytes);
+void *cuda_scratch_try(int slot, size_t bytes);
+void cuda_scratch_release(int slot);
 // The matmul precision chosen at init (CUDA_MATMUL_*).
 int cuda_matmul_mode(void);
 // Tensor-core attention (kernels/cuda/attention_tc.cu), chosen by attention.cu unless the matmul

@@ -1,5 +1,6 @@
 // The CPU emulation of CUDA / cuBLASLt declared in cuda_emu.h (scripts/cuda_emu_check.sh).
 #include "cuda_emu.h"
+#include <time.h>
 #include <setjmp.h>
 #include <ucontext.h>
 #include <vector>
@@ -191,6 +192,17 @@ cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) { memset(p, 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind, cudaStream_t) { memmove(dst, src, n); return cudaSuccess; }
 cudaError_t cudaGetLastError(void) { cudaError_t e = last_error; last_error = cudaSuccess; return e; }
 cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+struct EmuEvent { double s; };
+cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = new EmuEvent{0}; return cudaSuccess; }
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    e->s = ts.tv_sec + 1e-9 * ts.tv_nsec;
+    return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) { *ms = (float)(1e3 * (b->s - a->s)); return cudaSuccess; }
+cudaError_t cudaEventDestroy(cudaEvent_t e) { delete e; return cudaSuccess; }
 
 // ---- cuBLASLt ----
 struct EmuLtHandle { int dummy; };
