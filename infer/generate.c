@@ -20,7 +20,7 @@
 
 typedef struct {
     const char *model, *tokenizer, *format, *service, *include_edge, *prompts, *from_graphs, *out, *csv, *constrained,
-        *device, *summary, *names, *callees, *callee_bounds,
+        *device, *summary, *names, *callees, *callee_bounds, *split,
         *number_temperature;   // a string: absent means "as --temperature", which no number can say
     int64_t n, num_edges, depth, latency, seed;
     bool high_latency, naive, valid_only, canonical;
@@ -383,7 +383,7 @@ void gen_load_model(const char *model, const char *tokenizer, const Backend *be,
 // ---- the command ----
 
 int cmd_generate(int argc, char **argv) {
-    GenOpts o = {.format = "instruct", .constrained = "on", .callee_bounds = "on", .device = "cpu", .n = 0, .num_edges = -1, .depth = -1,
+    GenOpts o = {.format = "instruct", .constrained = "on", .callee_bounds = "on", .split = "auto", .device = "cpu", .n = 0, .num_edges = -1, .depth = -1,
                  .latency = -1, .seed = 1, .temperature = 0.8, .top_k = 50, .top_p = 1.0, .batch = 64, .retries = 2,
                  .best_of = 1, .max_tokens = 2048, .prefix_slots = 4, .chunk = 512};
     Opt opts[] = {
@@ -406,6 +406,8 @@ int cmd_generate(int argc, char **argv) {
         {"--seed", OPT_I64, &o.seed, "S", "run seed: with the graph index it decides every sample", false},
         {"--batch", OPT_INT, &o.batch, "B", "sequences decoded together (KV-cache slots)", false},
         {"--retries", OPT_INT, &o.retries, "N", "extra tries of a layer that fails its checks (0 = the paper)", false},
+        {"--split-threshold", OPT_STR, &o.split, "auto|N", "instruct: a layer of more than N current edges is asked as <split> chunks, "
+         "which run unconstrained (15 = the paper; 0 = never); auto: 15, except that a constrained layer is asked whole when it fits the context", false},
         {"--best-of", OPT_INT, &o.best_of, "K", "sample each graph K times and keep the most likely under the model (among those that "
                                                 "match the request): K times the work; 1 = off (beyond the paper, docs/GENERATE.md)", false},
         {"--constrained", OPT_STR, &o.constrained, "on|off", "token masks that keep layers well-formed and consistent (docs/GENERATE.md)", false},
@@ -443,6 +445,13 @@ int cmd_generate(int argc, char **argv) {
     if (strcmp(o.callee_bounds, "on") && strcmp(o.callee_bounds, "off")) fatal("--callee-bounds %s: expected on or off", o.callee_bounds);
     if (o.batch < 1 || o.batch > 4096) fatal("--batch %d: expected 1..4096", o.batch);
     if (o.best_of < 1 || o.best_of > 1024) fatal("--best-of %d: expected 1..1024", o.best_of);
+    int split_threshold = -1;
+    if (strcmp(o.split, "auto")) {
+        char *end;
+        long v = strtol(o.split, &end, 10);
+        if (end == o.split || *end || v < 0 || v > 100000) fatal("--split-threshold %s: expected auto or a number >= 0", o.split);
+        split_threshold = (int)v;
+    }
     if (o.retries < 0 || o.max_tokens < 1 || o.top_k < 0 || o.temperature < 0 || o.top_p <= 0 || o.top_p > 1)
         fatal("--retries, --max-tokens, --top-k, --temperature must be >= 0 (max-tokens >= 1) and --top-p in (0, 1]");
     double number_temperature = 0;
@@ -545,6 +554,7 @@ int cmd_generate(int argc, char **argv) {
     hc.canonical_order = o.canonical;
     hc.callee_bounds = !strcmp(o.callee_bounds, "on");
     hc.best_of = o.best_of;
+    hc.split_threshold = split_threshold;
     if (o.canonical && !hc.constrained) fprintf(stderr, "generate: --canonical-order is ignored: it works through --constrained on (recursive or instruct format)\n");
     // numeric fields are known only to the automaton (constrain_in_number)
     if (o.number_temperature) {
@@ -596,9 +606,9 @@ int cmd_generate(int argc, char **argv) {
     FILE *f = open_memstream(&sum, &sum_len);
     fprintf(f, "{\"format\":\"%s\",\"constrained\":%s,\"requested\":%d,\"assembled\":%" PRId64 ",\"valid\":%" PRId64
                ",\"match\":%" PRId64 ",\"written\":%" PRId64 ",\"requests\":%" PRId64 ",\"layers\":%" PRId64
-               ",\"retried_layers\":%" PRId64 ",\"not_assembled\":%" PRId64,
+               ",\"retried_layers\":%" PRId64 ",\"not_assembled\":%" PRId64 ",\"split_layers\":%" PRId64,
             gen_format_name(fmt), hc.constrained ? "true" : "false", n_specs, st->assembled, st->valid, st->match,
-            s.written, st->requests, st->layers, st->retried, st->not_assembled);
+            s.written, st->requests, st->layers, st->retried, st->not_assembled, st->split_layers);
     const char *names[2] = {"layer_failures", "failed_tries"};
     const int64_t *arr[2] = {st->layer_fail, st->try_fail};
     for (int k = 0; k < 2; k++) {

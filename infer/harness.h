@@ -44,7 +44,10 @@ typedef struct {
     int retries;             // extra tries of a failing layer (0 = the paper)
     bool constrained;        // token masks from infer/constrain.h
     int max_layer_tokens;    // per request
-    int split_threshold;     // instruction format: a child with more current edges gets the split prompt
+    // instruction format: a child with more current edges gets the split prompt (<split>, run
+    // unconstrained); 0 = never; -1 (auto, the default): the release's 15, except that a layer the
+    // constraint covers is asked whole when its prompt and a whole answer fit the context
+    int split_threshold;
     bool keep_stops;         // keep the stop string in the answer text (default true)
     const ConNames *names;   // constrained: destinations only from this set (NULL: any name)
     // constrained, `generate --callees`: a root layer's destinations among its service's observed
@@ -64,6 +67,11 @@ typedef struct {
     int best_of;
 } HarnessConfig;
 void harness_config_default(HarnessConfig *c);
+// Tokens a whole instruction answer for a layer of condition c takes at most, about: its edges
+// and blocks with the scratchpad, every id, time and destination at its longest (names: the set
+// the destinations come from, or NULL), plus a tenth. Auto split (split_threshold -1) asks a
+// layer whole when its prompt and this fit the context.
+int harness_whole_answer_tokens(const Bpe *tok, BpeCache *cache, const Condition *c, const ConNames *names);
 
 // What happened to one graph, handed to the sink in graph order.
 typedef struct {
@@ -98,6 +106,7 @@ typedef struct {
     int64_t layer_fail[32];  // final failures by layer_check code
     int64_t try_fail[32];    // failed tries by code (including retried ones)
     int64_t not_assembled;   // a layer never parsed
+    int64_t split_layers;    // layers asked with the split prompt (instruction format)
     uint64_t answers_hash;   // every answer text of every graph, in graph order: equal runs, equal hash
 } HarnessStats;
 const HarnessStats *harness_stats(const Harness *h);

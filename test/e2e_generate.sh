@@ -222,6 +222,13 @@ for f in ('su.json', 'st.json'):
     assert s['assembled'] + s['not_assembled'] == s['requested'], s
     assert s['written'] == s['requested'] and s['tokens_generated'] > 0, s"
 
+# ---- split layers (instruction format): the summary counts them; a bad --split-threshold is refused.
+# (Whether auto asks a layer whole is test_sft's test_whole_answer_estimate: a model this small
+# never completes an instruction layer, so none of its layers gets that far.)
+check generate_split_summary bash -c "${G[*]} -n 2 --from-graphs prep/val.jsonl --split-threshold 0 --out sp.jsonl --summary sp.json &&
+  $PY -c \"import json; s = json.load(open('sp.json')); assert s['split_layers'] == 0, s\""
+expect_fail generate_bad_split "expected auto or a number" "${G[@]}" -n 1 --service S_1 --split-threshold sometimes --out x.jsonl
+
 # ---- errors ----
 expect_fail generate_needs_conditions "--service S" "${G[@]}" -n 2 --out x.jsonl
 expect_fail generate_bad_format "expected instruct, recursive or tabular" "${G[@]}" -n 2 --service S_1 --format yaml --out x.jsonl

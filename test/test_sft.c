@@ -6,6 +6,7 @@
 // the opt-in canonical attribute order trains exactly the prompts inference asks.
 #include "data/format.h"
 #include "data/layers.h"
+#include "infer/harness.h"
 #include "test/test.h"
 #include "tokenizer/bpe.h"
 #include "train/sft_score.h"
@@ -444,11 +445,106 @@ static void test_canonical_order(void) {
     graph_free(&back);
 }
 
+// Auto split (infer/harness.h) asks a layer whole when its prompt and harness_whole_answer_tokens
+// fit the context, so the estimate must not fall short of a real answer: a layer asked whole would
+// be cut off by the context. Every layer of random graphs (wide ones: many have more than 15
+// edges), its answer in the paper's shuffled order and in the canonical one, against the estimate
+// for its condition, with and without a names set.
+static void test_whole_answer_estimate(void) {
+    Rng r;
+    rng_seed(&r, 9);
+    CallGraph g;
+    graph_init(&g);
+    Layers L;
+    layers_init(&L);
+    LayerAnswer la;
+    answer_init(&la);
+    InstructOpts shuffled, canonical;
+    instruct_opts_default(&shuffled);
+    instruct_opts_default(&canonical);
+    canonical.canonical_order = true;
+    enum { MAXL = 4096 };
+    TextBuf corpus = {0}, *ans = xcalloc(MAXL, sizeof *ans);
+    Condition *cond = xcalloc(MAXL, sizeof *cond);
+    int n = 0, wide = 0;
+    for (int i = 0; i < 40 && n < MAXL - 64; i++) {
+        if (i % 2) random_graph(&r, &g, 80);
+        else {  // wide: the root's callee makes 10..49 calls, some of them calls of their own
+            graph_clear(&g);
+            graph_set_ids(&g, "T_1", "S_000000007");
+            int64_t rt = 100 + (int64_t)rng_below(&r, 9000);
+            graph_add_edge(&g, "0", RPC_HTTP, "USER", "MS_00001", 0, rt);
+            int k = 10 + (int)rng_below(&r, 40);
+            for (int e = 1; e <= k; e++) {
+                char rpc[32], name[16];
+                snprintf(rpc, sizeof rpc, "0.%d", e);
+                snprintf(name, sizeof name, "MS_%05d", 2 + (int)rng_below(&r, 6));
+                int64_t start = (int64_t)rng_below(&r, (uint64_t)rt / 2), len = (int64_t)rng_below(&r, (uint64_t)rt / 2);
+                graph_add_edge(&g, rpc, (int)rng_below(&r, 4), "MS_00001", name, start, len);
+                if (rng_below(&r, 4) == 0) {
+                    snprintf(rpc, sizeof rpc, "0.%d.1", e);
+                    graph_add_edge(&g, rpc, RPC_RPC, name, "MS_00009", start, len);
+                }
+            }
+            graph_sort(&g);
+        }
+        char err[200];
+        LayerOpts lo = {.split_threshold = 0, .group_max = 5, .rng = &r};
+        REQUIRE(layers_build(&L, &g, &lo, err, sizeof err));
+        for (int li = 0; li < L.n && n < MAXL; li++, n++) {
+            TextBuf p = {0};
+            instruct_render_layer(&p, &ans[n], &L, li, NULL, n % 2 ? &canonical : &shuffled, &r, &la);
+            cond[n] = L.v[li].cond;
+            wide += cond[n].v[CF_NUM_CURRENT_EDGES] > 15;
+            tb_put(&corpus, p.p, p.n);
+            tb_put(&corpus, ans[n].p, ans[n].n);
+            tb_free(&p);
+        }
+    }
+    CHECKF(wide >= 5, "only %d layers of more than 15 edges", wide);
+    Bpe tok;
+    BpeText bt = {(const unsigned char *)corpus.p, corpus.n};
+    const char *specials[] = {BPE_EOT, BPE_BOUNDARY};
+    bpe_train(&tok, &bt, 1, 400, specials, 2, 2, false);
+    BpeCache *cache = bpe_cache_new();
+    ConNames names;
+    con_names_init(&names);
+    for (int k = 0; k < 8; k++) {
+        char nm[16];
+        snprintf(nm, sizeof nm, "MS_%05d", k);
+        con_names_add(&names, nm);
+    }
+    con_names_finish(&names);
+    int worst = 0;
+    for (int i = 0; i < n; i++) {
+        TokBuf t = {0};
+        bpe_encode(&tok, cache, (const unsigned char *)ans[i].p, ans[i].n, &t);
+        for (int with = 0; with < 2; with++) {
+            int est = harness_whole_answer_tokens(&tok, cache, &cond[i], with ? &names : NULL);
+            CHECKF((int)t.n <= est, "layer %d (%lld edges, %s names): the answer takes %zu tokens, the estimate %d", i,
+                   (long long)cond[i].v[CF_NUM_CURRENT_EDGES], with ? "with" : "without", t.n, est);
+            if (est - (int)t.n > worst) worst = est - (int)t.n;
+        }
+        free(t.v);
+        tb_free(&ans[i]);
+    }
+    printf("    %d layers (%d of more than 15 edges) against their estimates, largest margin %d tokens\n", n, wide, worst);
+    con_names_free(&names);
+    bpe_cache_free(cache);
+    bpe_free(&tok);
+    free(ans); free(cond);
+    tb_free(&corpus);
+    answer_free(&la);
+    layers_free(&L);
+    graph_free(&g);
+}
+
 int main(void) {
     RUN(test_true_answers_score_one);
     RUN(test_broken_answers_score_zero);
     RUN(test_evalset_prompts);
     RUN(test_template_off_by_default);
     RUN(test_canonical_order);
+    RUN(test_whole_answer_estimate);
     TEST_END();
 }
