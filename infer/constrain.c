@@ -19,6 +19,8 @@ enum {
     P_FREE,        // the rest of a scratchpad line
     P_DONE,
     P_BODY_LT,     // after '<' at a body line start
+    P_FORCED,      // typing c->fbuf (a scratchpad line's value), then c->next_phase
+    P_COPY_ID,     // "copy start_node from edge " + an edge id of the layer
 };
 enum { A_ID, A_TYPE, A_DST, A_START, A_FINISH, N_ATTR };
 static const char *const ATTR_KEY[N_ATTR] = {"edge_id is ", "type is ", "destination is ",
@@ -29,7 +31,8 @@ static const char *const SCRATCH[] = {"num generated edges = ", "num_remaining_e
     "Subgraph constraints:", "num_edges <= num_remaining_edges:", "copy start_node from edge ",
     "remaining_depth should be the requirement's remaining_depth:", "copy 'remaining_depth:",
     "now, num_remaining_edges is ", "finish generation"};
-enum { S_CONSTRAINTS = 3, S_FINISH = 9, N_SCRATCH = 10 };
+enum { S_GENERATED = 0, S_REMAINING = 1, S_CONSTRAINTS = 3, S_LE_REMAINING = 4, S_COPY_START = 5, S_RD_SHOULD = 6,
+       S_COPY_RD = 7, S_NOW = 8, S_FINISH = 9, N_SCRATCH = 10 };
 
 // Words of the format that no microservice name contains: a destination that runs into one is the
 // model writing the rest of the line (or the next lines) into the name. Case-sensitive: the format
@@ -413,6 +416,59 @@ static uint32_t next_field(uint32_t done) {
     return 0;
 }
 
+// ---- scratchpad values ----
+// The instruction format's scratchpad is arithmetic on the layer (data/format_instruct.c writes it
+// from the answer): its numbers follow from what is committed, so after a line's beginning the
+// rest of the line is forced to what the renderer would write. A model left to it writes wrong
+// numbers ("num_remaining_edges = num_edges:3 - generated:1 = 20") and then reads them back; a weak
+// one also runs on in free lines until the context ends. A value the condition does not give (no
+// num_edges) leaves its line free, as is the list after "generate subgraphs of edge:".
+
+// Edges still to place below the layer (before the next block), or -1 when unknown.
+static int64_t remaining(const Constraint *k) { return k->ne >= 0 ? k->ne - k->n_edges - k->sub_edges : -1; }
+
+// Which scratchpad beginnings may start a line now: those whose values are known and which the
+// renderer writes at this point of a (non-split) layer.
+static uint32_t scratch_keys(const Constraint *k) {
+    uint32_t m = (1u << N_SCRATCH) - 1;
+    m &= ~(1u << S_COPY_RD);                         // a split answer's line
+    if (!layer_complete(k)) m &= ~(1u << S_FINISH);   // never a dead end
+    if (k->n_subs == 0) m &= ~(1u << S_NOW);          // it follows a block
+    if (k->rd < 1) m &= ~(1u << S_RD_SHOULD);
+    return m;
+}
+// The rest of the line after beginning `key`, into c->fbuf (with its newline); false when it stays
+// free (a value is not known).
+static bool scratch_value(const Constraint *k, ConCursor *c, int key) {
+    int64_t N = k->ne, n = k->n_edges, R = remaining(k);
+    char *b = c->fbuf;
+    size_t cap = sizeof c->fbuf;
+    int w = -1;
+    switch (key) {
+    case S_GENERATED:
+        w = snprintf(b, cap, "the last edge id - the first edge id + 1 = %s - %s + 1 = %lld\n", k->e[n - 1].id, k->e[0].id,
+                     (long long)n);
+        break;
+    case S_REMAINING:
+        if (N >= 0) w = snprintf(b, cap, "num_edges:%lld - generated:%lld = %lld\n", (long long)N, (long long)n, (long long)(N - n));
+        break;
+    case S_LE_REMAINING:
+        if (R >= 0) w = snprintf(b, cap, "%lld\n", (long long)R);
+        break;
+    case S_RD_SHOULD:
+        w = snprintf(b, cap, "%lld - 1 = %lld\n", (long long)k->rd, (long long)(k->rd - 1));
+        break;
+    case S_NOW:
+        if (R >= 0) w = snprintf(b, cap, "%lld - %lld = %lld\n", (long long)(R + k->last_sub), (long long)k->last_sub, (long long)R);
+        break;
+    default:
+        break;
+    }
+    if (w < 0 || (size_t)w >= cap) return false;
+    c->fpos = 0;
+    return true;
+}
+
 // ---- the step ----
 
 static void enter_lit(ConCursor *c, const char *lit, int pos, int next) { c->phase = P_LIT; c->lit = lit; c->lit_pos = pos; c->next_phase = next; }
@@ -556,6 +612,7 @@ static bool step(const Constraint *k, Constraint *w, ConCursor *c, unsigned char
                 w->e[c->sub_edge].used = true;
                 w->n_subs++;
                 w->sub_edges += c->f[CF_NUM_EDGES];
+                w->last_sub = c->f[CF_NUM_EDGES];
                 if (k->rd > 0 && c->f[CF_REMAINING_DEPTH] == k->rd - 1) w->any_deep = true;
             }
         }
@@ -632,9 +689,16 @@ static bool step(const Constraint *k, Constraint *w, ConCursor *c, unsigned char
         }
         if (!k->scratchpad) return false;
         if (ch == '\n') return true;   // the instruction answers have blank lines
-        if (ch >= '0' && ch <= '9') { c->phase = P_FREE_DIG; c->line_len = 1; return true; }
-        c->phase = P_FREE_KEY; c->key_len = 0; c->key_mask = (1u << N_SCRATCH) - 1;
-        if (!layer_complete(k)) c->key_mask &= ~(1u << S_FINISH);   // never a dead end
+        if (ch >= '0' && ch <= '9') {
+            if (k->ne >= 0) {  // "n edges generated out of num_edges:N"
+                snprintf(c->fbuf, sizeof c->fbuf, "%d edges generated out of num_edges:%lld\n", k->n_edges, (long long)k->ne);
+                c->fpos = 0; c->phase = P_FORCED; c->next_phase = P_BODY;
+                return step(k, w, c, ch);
+            }
+            c->phase = P_FREE_DIG; c->line_len = 1;
+            return true;
+        }
+        c->phase = P_FREE_KEY; c->key_len = 0; c->key_mask = scratch_keys(k);
         /* fallthrough */
     case P_FREE_KEY: {
         int r = key_step(c, ch, SCRATCH, N_SCRATCH);
@@ -644,9 +708,33 @@ static bool step(const Constraint *k, Constraint *w, ConCursor *c, unsigned char
             c->phase = P_DONE;
             if (w) w->complete = true;
         } else if (r == S_CONSTRAINTS) enter_lit(c, "\n", 0, P_BODY);
+        else if (r == S_COPY_START) { c->phase = P_COPY_ID; c->sub_len = 0; }
+        else if (r >= 0 && scratch_value(k, c, r)) { c->phase = P_FORCED; c->next_phase = P_BODY; }
         else if (r >= 0) { c->phase = P_FREE; c->last = ch; c->line_len = c->key_len; }
         return true;
     }
+    case P_FORCED:
+        if (c->fbuf[c->fpos] != (char)ch) return false;
+        if (!c->fbuf[++c->fpos]) c->phase = c->next_phase;
+        return true;
+    case P_COPY_ID:
+        // an edge id of the layer, then " destination: " and that edge's destination
+        if (ch == ' ') {
+            for (int i = 0; i < k->n_edges; i++)
+                if ((int)strlen(k->e[i].id) == c->sub_len && !memcmp(k->e[i].id, c->sub_id, c->sub_len)) {
+                    snprintf(c->fbuf, sizeof c->fbuf, "destination: %s\n", k->e[i].dst);
+                    c->fpos = 0; c->phase = P_FORCED; c->next_phase = P_BODY;
+                    return true;
+                }
+            return false;
+        }
+        if (c->sub_len >= 20) return false;
+        for (int i = 0; i < k->n_edges; i++)
+            if ((int)strlen(k->e[i].id) > c->sub_len && !memcmp(k->e[i].id, c->sub_id, c->sub_len) && k->e[i].id[c->sub_len] == (char)ch) {
+                c->sub_id[c->sub_len++] = (char)ch;
+                return true;
+            }
+        return false;
     case P_FREE_DIG:
         if (ch >= '0' && ch <= '9') return ++c->line_len < 18;
         if (ch != ' ') return false;

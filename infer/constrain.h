@@ -121,6 +121,7 @@ typedef struct {
     int sub_edge;                // its edge index once known
     int64_t f[CF_NFIELDS];       // this block's numeric fields (-1 unknown)
     int line_len; unsigned char last;
+    char fbuf[FMT_NAME_MAX + 64]; int fpos;  // a forced scratchpad value being typed (in the cursor: tries copy it)
 } ConCursor;
 
 typedef struct { char id[24]; char dst[FMT_NAME_MAX]; int64_t start, finish; bool used; } ConEdge;
@@ -140,7 +141,7 @@ typedef struct {
     // committed content
     int n_edges;
     ConEdge e[CON_MAX_EDGES];
-    int n_subs; int64_t sub_edges; bool any_deep;
+    int n_subs; int64_t sub_edges, last_sub; bool any_deep;   // last_sub: the last block's num_edges
     char dst[FMT_NAME_MAX];      // destination being typed
     ConCursor c;
     bool complete;               // the answer is finished (a terminator was typed)

@@ -91,15 +91,15 @@ if [ $BUILD_RC -eq 0 ]; then
   # choice goes to stderr, unprefixed); then the attention alone with each variant named, and the
   # other switches' alternatives
   OPS="'$BUILD/bench_ops_gpu'"; A="${TF:-400} ${GBS:-3000}"
-  run_stage ops 120 bash -c "make -s BUILD='$BUILD' BIN='$BIN' ${ARCH:+GPU_ARCH='$ARCH'} '$BUILD/bench_ops_gpu' && $OPS cuda $A | sed 's/^/bf16 /' && TRACELLM_CUDA_ATTENTION=mma TRACELLM_CUDA_ATTENTION_DQ=recompute $OPS cuda $A 16 attention | grep '^attention' | sed 's/^/mma /' && TRACELLM_CUDA_ATTENTION=wmma $OPS cuda $A 16 attention | grep '^attention' | sed 's/^/wmma /' && TRACELLM_CUDA_LAYERNORM=split TRACELLM_CUDA_GELU=separate TRACELLM_CUDA_ATTENTION=mma32 TRACELLM_CUDA_ATTENTION_DQ=stored $OPS cuda $A | grep -E '^(layernorm bwd|matmul\\+gelu|attention)' | sed 's/^/alt /'"
+  run_stage ops 120 bash -c "make -s BUILD='$BUILD' BIN='$BIN' ${ARCH:+GPU_ARCH='$ARCH'} '$BUILD/bench_ops_gpu' && $OPS cuda $A | sed 's/^/bf16 /' && TRACELLM_CUDA_ATTENTION=mma TRACELLM_CUDA_ATTENTION_DQ=recompute $OPS cuda $A 16 attention | grep '^attention' | sed 's/^/mma /' && TRACELLM_CUDA_ATTENTION=wmma $OPS cuda $A 16 attention | grep '^attention' | sed 's/^/wmma /' && TRACELLM_CUDA_ATTENTION=mma TRACELLM_CUDA_ATTENTION_DQ=recompute32 $OPS cuda $A 16 attention | grep '^attention bwd' | sed 's/^/r32 /' && TRACELLM_CUDA_LAYERNORM=split TRACELLM_CUDA_GELU=separate TRACELLM_CUDA_ATTENTION=mma32 TRACELLM_CUDA_ATTENTION_DQ=stored $OPS cuda $A | grep -E '^(layernorm bwd|matmul\\+gelu|attention)' | sed 's/^/alt /'"
   row ops "$(status $RC)" "$DUR" "sum of ops $(sed -n 's/^bf16 RESULT ops_step_ms=//p' "$LOGDIR/ops.log") ms/step (cuda, bf16); top: $(sed -n 's/^bf16 //p' "$LOGDIR/ops.log" | awk '$NF ~ /%$/ {print $(NF), $0}' | sort -rn | head -3 | awk '{print $2, $3, $4, $NF}' | paste -sd, -)"
   # the bf16 table's attention: auto's choice, mma.sync 16 rows a warp + dQ recomputed, WMMA, and
-  # mma32 (forward) / dS stored (backward), ms per call
+  # mma32 (forward) / dS stored, 32-row tiles (backward), ms per call
   att() { awk -v p="$1" '$1 == p && $2 == "attention" && $3 == "'"$2"'" {print $5}' "$LOGDIR/ops.log"; }
   auto=$(sed -nE 's/^cuda attention (forward|backward), .*: ([a-z0-9]+)$/\2/p' "$LOGDIR/ops.log" | head -2 | paste -sd/ -)
   # the MLP's GELU as cuBLASLt epilogues (default) vs passes of their own, ms per call
   mg() { awk -v p="$1" -v l="$2" '$1 == p && $2 == "matmul+gelu" && $3 == l {print $6}' "$LOGDIR/ops.log"; }
-  row ops+ info - "bf16 attention fwd / bwd ms per call: auto (${auto:-?}) $(att bf16 fwd) / $(att bf16 bwd), mma $(att mma fwd) / $(att mma bwd), mma32 fwd $(att alt fwd), bwd with dS stored $(att alt bwd), wmma $(att wmma fwd) / $(att wmma bwd); layernorm bwd fused $(awk '$1 == "bf16" && $2 == "layernorm" && $3 == "bwd" {print $5}' "$LOGDIR/ops.log") / split $(awk '$1 == "alt" && $2 == "layernorm" {print $5}' "$LOGDIR/ops.log") ms; gelu epilogue / separate fc fwd $(mg bf16 fc) / $(mg alt fc), fcproj bwd $(mg bf16 fcproj) / $(mg alt fcproj) ms"
+  row ops+ info - "bf16 attention fwd / bwd ms per call: auto (${auto:-?}) $(att bf16 fwd) / $(att bf16 bwd), mma $(att mma fwd) / $(att mma bwd), mma32 fwd $(att alt fwd), bwd with dS stored $(att alt bwd), with 32-row tiles $(att r32 bwd), wmma $(att wmma fwd) / $(att wmma bwd); layernorm bwd fused $(awk '$1 == "bf16" && $2 == "layernorm" && $3 == "bwd" {print $5}' "$LOGDIR/ops.log") / split $(awk '$1 == "alt" && $2 == "layernorm" {print $5}' "$LOGDIR/ops.log") ms; gelu epilogue / separate fc fwd $(mg bf16 fc) / $(mg alt fc), fcproj bwd $(mg bf16 fcproj) / $(mg alt fcproj) ms"
 fi
 
 # 5. training throughput (GPU_CHECK_SKIP_BENCH=1 leaves it out when only the checks are wanted)
@@ -134,7 +134,7 @@ fi
 # 8. why the attention kernels take what they take: Nsight Compute's counters, with what is left
 if [ $BUILD_RC -eq 0 ] && command -v ncu >/dev/null; then
   run_stage ncu 60 bash scripts/profile_attention_gpu.sh "$BUILD/bench_ops_gpu"
-  row ncu "$(status $RC)" "$DUR" "$(sed -n 's/^RESULT ncu_//p' "$LOGDIR/ncu.log" | sed 's/_kernel<[^=]*=/=/' | paste -sd';' - | cut -c1-700)"
+  row ncu "$(status $RC)" "$DUR" "$(sed -n 's/^RESULT ncu_//p' "$LOGDIR/ncu.log" | sed 's/_kernel<[^=]*=/=/' | paste -sd';' - | cut -c1-1000)"
 else
   row ncu skipped 0 "ncu not found or build failed"
 fi

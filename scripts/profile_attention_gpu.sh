@@ -7,9 +7,9 @@
 #
 #   scripts/profile_attention_gpu.sh [BENCH_OPS_BINARY]     (default build-gpu/bench_ops_gpu)
 #
-# Two ncu runs of `bench_ops_gpu cuda ... attention`, each profiling one call of every attention
+# Three ncu runs of `bench_ops_gpu cuda ... attention`, each profiling one call of every attention
 # kernel after the warm-up calls: the default variants named (mma: 16 query rows a warp, dQ
-# recomputed) and the alternatives (mma32, dQ from the stored dS). Clocks are left as they are
+# recomputed), the alternatives (mma32, dQ from the stored dS), and the backward with 32-row tiles. Clocks are left as they are
 # (--clock-control none). The full reports go to $OUT/gpu_check/ncu_*.txt (or a temporary
 # folder); one line per kernel is printed last, and "RESULT ncu_<kernel>=..." lines for
 # scripts/gpu_check.sh.
@@ -35,10 +35,11 @@ profile() {  # NAME ENV...
 rc=0
 profile default TRACELLM_CUDA_ATTENTION=mma TRACELLM_CUDA_ATTENTION_DQ=recompute || rc=1
 profile alt TRACELLM_CUDA_ATTENTION=mma32 TRACELLM_CUDA_ATTENTION_DQ=stored || rc=1
+profile r32 TRACELLM_CUDA_ATTENTION=mma TRACELLM_CUDA_ATTENTION_DQ=recompute32 || rc=1
 
 # one line a kernel: duration, SM throughput, tensor-pipe use where the section gives it,
 # achieved occupancy, registers, cycles between a warp's instructions
-for run in default alt; do
+for run in default alt r32; do
   awk -v run=$run '
     function flush() { if (k != "") printf "RESULT ncu_%s_%s=%s, SM %s%%, occupancy %s%% (%s regs), %s cycles/issue\n", run, k, dur, sm, occ, regs, cpi }
     /Context [0-9]+, Stream/ { flush(); k = $1 == "void" ? $2 : $1; sub(/[<(].*/, "", k); sub(/^attention_/, "", k)
@@ -53,5 +54,5 @@ for run in default alt; do
 done
 # the rules' words on what the warps wait for (the default variants)
 grep -h -E 'stall' "$DIR"/ncu_default.txt | sed 's/^ *//' | head -6 | cut -c1-240
-echo "reports: $DIR/ncu_default.txt, $DIR/ncu_alt.txt"
+echo "reports: $DIR/ncu_default.txt, $DIR/ncu_alt.txt, $DIR/ncu_r32.txt"
 exit $rc

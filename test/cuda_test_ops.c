@@ -14,7 +14,7 @@
 //   attention, fp32 mode (CUDA cores, online softmax) ......... 1e-5
 //   attention, tf32 mode (tensor cores, TF32 Q K V P dO) ...... 5e-3
 // (the bf16 table's attention runs all its tensor-core kernels: mma.sync, mma.sync with 32 forward
-// rows a warp, mma.sync with dQ from the stored dS, then WMMA; the mma.sync ones, and auto's timed
+// rows a warp, mma.sync with dQ from the stored dS, with 32-row tiles, then WMMA; the mma.sync ones, and auto's timed
 // choice among them, must also agree with each other bit for bit)
 // cuda (bf16 compute type): the inputs are rounded to bf16 first, so both sides see the same
 // numbers and only the op's own rounding differs:
@@ -307,13 +307,14 @@ static void test_attention(void) {
     static const struct { int mode; const char *name; double tol; } modes[] = {
         {CUDA_MATMUL_FP32, "fp32", 1e-5}, {CUDA_MATMUL_TF32, "tf32", 5e-3}};
     // the bf16 table's tensor-core attention: the mma.sync kernels, with 32 forward rows a warp,
-    // the mma.sync backward with dQ from the stored dS, then the WMMA ones
+    // the mma.sync backward with dQ from the stored dS, and with 32-row tiles, then the WMMA ones
     static const struct { int kernel, dq; const char *name; } kernels[] = {
         {CUDA_ATTENTION_MMA, CUDA_ATTENTION_DQ_RECOMPUTE, "mma"},
         {CUDA_ATTENTION_MMA32, CUDA_ATTENTION_DQ_RECOMPUTE, "mma32"},
         {CUDA_ATTENTION_MMA, CUDA_ATTENTION_DQ_STORED, "mma dS-stored"},
+        {CUDA_ATTENTION_MMA, CUDA_ATTENTION_DQ_RECOMPUTE32, "mma 32-row tiles"},
         {CUDA_ATTENTION_WMMA, CUDA_ATTENTION_DQ_RECOMPUTE, "wmma"}};
-    for (int k = 0; k < (bf ? 4 : 1); k++) {
+    for (int k = 0; k < (bf ? 5 : 1); k++) {
         cuda_set_attention_kernel(kernels[k].kernel);
         cuda_set_attention_dq(kernels[k].dq);
         for (int m = 0; m < 2; m++) {
@@ -343,13 +344,14 @@ static void attention_variants_case(int B, int T, int C, int NH) {
         {CUDA_ATTENTION_MMA32, CUDA_ATTENTION_DQ_RECOMPUTE, "mma32, recompute"},
         {CUDA_ATTENTION_MMA, CUDA_ATTENTION_DQ_STORED, "mma, stored dS"},
         {CUDA_ATTENTION_MMA32, CUDA_ATTENTION_DQ_STORED, "mma32, stored dS"},
+        {CUDA_ATTENTION_MMA, CUDA_ATTENTION_DQ_RECOMPUTE32, "mma, recompute with 32-row tiles"},
         {CUDA_ATTENTION_AUTO, CUDA_ATTENTION_DQ_AUTO, "auto (timed)"}};
     size_t nqkv = (size_t)B * T * 3 * C, no = (size_t)B * T * C, ns = gpu->attention_state_size(B, T, NH);
     float *qkv = rand_x(nqkv, 2), *dout = rand_x(no, 1);
     float *d_qkv = xdev(qkv, nqkv), *d_dout = xdev(dout, no), *d_out = xalloc(no), *d_dqkv = xalloc(nqkv);
     float *d_state = gpu->alloc(ns * 4);
     float *ref[3] = {NULL, NULL, NULL};
-    for (int w = 0; w < 5; w++) {
+    for (int w = 0; w < 6; w++) {
         cuda_set_attention_kernel(ways[w].kernel);
         cuda_set_attention_dq(ways[w].dq);
         if (ways[w].kernel == CUDA_ATTENTION_AUTO) cuda_set_attention_tune_min(0);  // time even this small size
@@ -377,7 +379,8 @@ static void attention_variants_case(int B, int T, int C, int NH) {
     CHECKF(cuda_attention_tuned(B, T, C, NH, &fwd, &dq), "auto kept no entry for B=%d T=%d C=%d NH=%d", B, T, C, NH);
     CHECKF(hs > 64 ? fwd == 0 : fwd == CUDA_ATTENTION_MMA || fwd == CUDA_ATTENTION_MMA32,
            "auto's forward choice %d for head size %d", fwd, hs);
-    CHECKF(dq == CUDA_ATTENTION_DQ_RECOMPUTE || dq == CUDA_ATTENTION_DQ_STORED, "auto's backward choice %d", dq);
+    CHECKF(dq == CUDA_ATTENTION_DQ_RECOMPUTE || dq == CUDA_ATTENTION_DQ_STORED || dq == CUDA_ATTENTION_DQ_RECOMPUTE32,
+           "auto's backward choice %d", dq);
     cuda_set_attention_tune_min(1024);
     for (int i = 0; i < 3; i++) free(ref[i]);
     gpu->free(d_qkv); gpu->free(d_dout); gpu->free(d_out); gpu->free(d_dqkv); gpu->free(d_state);

@@ -186,6 +186,7 @@ static void random_walks(bool with_names, bool encoded) {
     answer_init(&ans);
     TextBuf out = {0};
     int walks = 0, valid = 0, dead = 0, dsts = 0, foreign = 0, bad_start = 0, multi = 0, bad_time = 0;
+    int pad_lines = 0, bad_pad = 0;
     for (int i = 0; i < 200 && walks < 80; i++) {
         synth_graph(s, 1000 + i, &g, NULL, NULL, NULL);
         LayerOpts lo = {0};
@@ -258,6 +259,33 @@ static void random_walks(bool with_names, bool encoded) {
                 }
                 // the root edge finishes at the requested latency
                 if (li == 0 && ans.n_edges > 0 && ans.edges[0].finish != cond->v[CF_LATENCY]) bad_time++;
+                // the scratchpad's arithmetic is the layer's (the automaton forces the values)
+                for (const char *ln = out.p; pad && ln < out.p + out.n;) {
+                    const char *nl = memchr(ln, '\n', (size_t)(out.p + out.n - ln));
+                    int len = nl ? (int)(nl - ln) : (int)(out.p + out.n - ln);
+                    char line[512], id1[32], id2[32];
+                    snprintf(line, sizeof line, "%.*s", len < 511 ? len : 511, ln);
+                    long long a, b, c, x;
+                    int n = ans.n_edges;
+                    int64_t N = cond->v[CF_NUM_EDGES];
+                    bool seen = true, ok = true;
+                    if (sscanf(line, "num generated edges = the last edge id - the first edge id + 1 = %31s - %31s + 1 = %lld", id1, id2, &x) == 3)
+                        ok = n > 0 && !strcmp(id1, ans.edges[n - 1].id) && !strcmp(id2, ans.edges[0].id) && x == n;
+                    else if (sscanf(line, "num_remaining_edges = num_edges:%lld - generated:%lld = %lld", &a, &b, &c) == 3)
+                        ok = a == N && b == n && c == a - b;
+                    else if (sscanf(line, "%lld edges generated out of num_edges:%lld", &a, &b) == 2) ok = a == n && b == N;
+                    else if (sscanf(line, "now, num_remaining_edges is %lld - %lld = %lld", &a, &b, &c) == 3) ok = c == a - b && c >= 0;
+                    else if (sscanf(line, "remaining_depth should be the requirement's remaining_depth:%lld - 1 = %lld", &a, &b) == 2)
+                        ok = a == cond->v[CF_REMAINING_DEPTH] && b == a - 1;
+                    else if (sscanf(line, "copy start_node from edge %31s destination: ", id1) == 1 && strstr(line, " destination: ")) {
+                        const char *dst = strstr(line, " destination: ") + 14;
+                        ok = false;
+                        for (int e = 0; e < n; e++) ok |= !strcmp(ans.edges[e].id, id1) && !strcmp(ans.edges[e].dst, dst);
+                    } else seen = false;
+                    pad_lines += seen;
+                    if (seen && !ok && bad_pad++ < 3) printf("    walk %d: scratchpad line off the layer: %s\n", walks, line);
+                    ln += len + 1;
+                }
                 char detail[300];
                 int code = layer_check(cond, &ans, NULL, detail, sizeof detail);
                 if (code == LC_OK) valid++;
@@ -274,6 +302,7 @@ static void random_walks(bool with_names, bool encoded) {
     CHECKF(!with_names || multi > 0, "%d of %d destinations spanned several tokens", multi, dsts);
     CHECKF(bad_start == 0, "%d subgraph blocks whose start_node is not their edge's destination", bad_start);
     CHECKF(bad_time == 0, "%d root edges off the requested latency or blocks whose latency is not their edge's finish", bad_time);
+    CHECKF(pad_lines > 50 && bad_pad == 0, "%d of %d scratchpad lines with numbers off the layer", bad_pad, pad_lines);
     CHECKF(!encoded || (off_tokens == 0 && canonical > 100 && unencoded == 0), "%d destinations in their own tokens, %d not; %d names unencoded",
            canonical, off_tokens, unencoded);
     free(starts);

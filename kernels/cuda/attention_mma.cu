@@ -483,12 +483,13 @@ __device__ __forceinline__ void dkdv_load(float *buf, const bf16 *base, const bf
 // With STORE_DS it also writes the block's dS^T tiles (bf16, as packed for the dK product) into
 // dsT (B,NH,Tp,Tp), row = key, column = query, Tp = T rounded up to 64, for the dq kernel that
 // reads them instead of recomputing S and dP (attention_backward_dq_ds_kernel).
+// With 32-row query tiles (head sizes up to 64) the kernel is held to 168 registers, so 3 blocks
+// share an SM (244 at 64-row tiles: 2): a few bytes spill, and 12 warps instead of 8 hide latency.
+template <int HS, int QT> constexpr int dkdv_min_blocks() { return QT == 32 && HS <= 64 ? 3 : 1; }
 template <int HS, int QT, bool STORE_DS>
-__global__ void __launch_bounds__(MM_THREADS) attention_backward_dkdv_mma_kernel(bf16 *dqkv, const bf16 *dout,
-                                                                                 const bf16 *qkv, const float *lse,
-                                                                                 const float *Dsum, int T, int C,
-                                                                                 int NH, float scale, bool vec,
-                                                                                 bf16 *dsT, int Tp) {
+__global__ void __launch_bounds__(MM_THREADS, dkdv_min_blocks<HS, QT>())
+    attention_backward_dkdv_mma_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse, const float *Dsum,
+                                       int T, int C, int NH, float scale, bool vec, bf16 *dsT, int Tp) {
     extern __shared__ __align__(16) float smem_f[];
     constexpr int LDR = HS + 8, BUF = dkdv_buf<HS, QT>();
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -646,12 +647,13 @@ void cuda_set_attention_kernel(int k) {
     attention_kernel = k;
 }
 void cuda_set_attention_dq(int way) {
-    if (way != CUDA_ATTENTION_DQ_AUTO && way != CUDA_ATTENTION_DQ_RECOMPUTE && way != CUDA_ATTENTION_DQ_STORED)
+    if (way != CUDA_ATTENTION_DQ_AUTO && way != CUDA_ATTENTION_DQ_RECOMPUTE && way != CUDA_ATTENTION_DQ_STORED &&
+        way != CUDA_ATTENTION_DQ_RECOMPUTE32)
         fatal("cuda_set_attention_dq: unknown way %d", way);
     attention_dq = way;
 }
 static int attention_dq_way(void) {
-    static const char *const ways[] = {"auto", "recompute", "stored", NULL};  // in the order of CUDA_ATTENTION_DQ_*
+    static const char *const ways[] = {"auto", "recompute", "stored", "recompute32", NULL};  // in the order of CUDA_ATTENTION_DQ_*
     if (attention_dq < 0) attention_dq = cuda_env_choice("TRACELLM_CUDA_ATTENTION_DQ", ways);
     return attention_dq;
 }
@@ -668,7 +670,7 @@ int cu_attention_mma_supported(int hs) {
 typedef struct {
     int C, NH, size_class;
     int forward;  // CUDA_ATTENTION_MMA or _MMA32, 0 until timed
-    int dq;       // CUDA_ATTENTION_DQ_RECOMPUTE or _STORED, 0 until timed
+    int dq;       // CUDA_ATTENTION_DQ_RECOMPUTE, _RECOMPUTE32 or _STORED, 0 until timed
 } Tuned;
 static Tuned tuned[32];
 static int ntuned;
@@ -746,11 +748,10 @@ template <int HS> static void forward_hs(bf16 *out, float *lse, const bf16 *qkv,
     forward_launch<HS, 1>(out, lse, qkv, B, T, C, NH);
 }
 
-// dq kernel, then the dk/dv kernel, each recomputing S and dP
-template <int HS>
+// dq kernel, then the dk/dv kernel, each recomputing S and dP, streaming tiles of KT rows
+template <int HS, int KT = Tile<HS>::N>
 static void backward_recompute(bf16 *dqkv, const float *Dsum, const bf16 *dout, const bf16 *qkv, const float *lse, int B,
                                int T, int C, int NH) {
-    constexpr int KT = Tile<HS>::N;
     dim3 grid(cdiv(T, MM_ROWS), NH, B);
     float scale = 1.0f / sqrtf((float)HS);
     bool vec = rows_aligned16(qkv, C) && rows_aligned16(dout, C);
@@ -793,29 +794,43 @@ static void backward_hs(bf16 *dqkv, const float *Dsum, const bf16 *dout, const b
                         int C, int NH) {
     int way = attention_dq_way(), Tp;
     size_t bytes = ds_bytes(B, T, NH, &Tp);
+    auto recompute32 = [&] {  // 32-row tiles (head size 128 has them already)
+        if constexpr (Tile<HS>::N == 32) backward_recompute<HS>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH);
+        else backward_recompute<HS, 32>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH);
+    };
     if (way == CUDA_ATTENTION_DQ_STORED)  // asked for by name: no memory for it is an error
         return backward_stored<HS>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH, (bf16 *)cuda_scratch(6, bytes));
+    if (way == CUDA_ATTENTION_DQ_RECOMPUTE32) return recompute32();
     Tuned *e = way == CUDA_ATTENTION_DQ_AUTO ? tuned_class(B, T, C, NH, true) : NULL;
     if (e && !e->dq) {
         float tr = time_calls([&] { backward_recompute<HS>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH); },
                               "attention_backward (recompute)");
+        float t32 = Tile<HS>::N == 32 ? -1.0f : time_calls(recompute32, "attention_backward (recompute, 32-row tiles)");
         bf16 *dsT = (bf16 *)cuda_scratch_try(6, bytes);
         float ts = dsT ? time_calls([&] { backward_stored<HS>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH, dsT); },
                                     "attention_backward (stored dS)")
                        : -1.0f;
-        e->dq = dsT && ts < tr ? CUDA_ATTENTION_DQ_STORED : CUDA_ATTENTION_DQ_RECOMPUTE;
-        if (e->dq == CUDA_ATTENTION_DQ_RECOMPUTE) cuda_scratch_release(6);
-        char stored[64];
+        float best = tr;
+        e->dq = CUDA_ATTENTION_DQ_RECOMPUTE;
+        if (t32 >= 0 && t32 < best) { best = t32; e->dq = CUDA_ATTENTION_DQ_RECOMPUTE32; }
+        if (dsT && ts < best) { best = ts; e->dq = CUDA_ATTENTION_DQ_STORED; }
+        if (e->dq != CUDA_ATTENTION_DQ_STORED) cuda_scratch_release(6);
+        char r32[32], stored[64];
+        if (t32 >= 0) snprintf(r32, sizeof r32, "%.3f ms", t32);
+        else snprintf(r32, sizeof r32, "(the same)");
         if (dsT) snprintf(stored, sizeof stored, "%.3f ms", ts);
         else snprintf(stored, sizeof stored, "no memory for its %zu bytes", bytes);
-        fprintf(stderr, "cuda attention backward, B=%d T=%d C=%d NH=%d timed: recompute %.3f ms, stored dS %s: %s\n", B,
-                T, C, NH, tr, stored, e->dq == CUDA_ATTENTION_DQ_STORED ? "stored" : "recompute");
+        static const char *const names[] = {"auto", "recompute", "stored", "recompute32"};
+        fprintf(stderr, "cuda attention backward, B=%d T=%d C=%d NH=%d timed: recompute %.3f ms, recompute32 %s, stored dS %s: %s\n",
+                B, T, C, NH, tr, r32, stored, names[e->dq]);
     }
-    if (e && e->dq == CUDA_ATTENTION_DQ_STORED) {
+    int chosen = e ? e->dq : way;
+    if (chosen == CUDA_ATTENTION_DQ_STORED) {
         // timed before; the memory may have gone to another size class since, and then it is asked again
         bf16 *dsT = (bf16 *)cuda_scratch_try(6, bytes);
         if (dsT) return backward_stored<HS>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH, dsT);
     }
+    if (chosen == CUDA_ATTENTION_DQ_RECOMPUTE32) return recompute32();
     backward_recompute<HS>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH);
 }
 

@@ -28,16 +28,18 @@ void cuda_set_matmul_mode(int mode);
 // auto|mma|wmma|mma32 sets it at first use; the benchmarks time each.
 enum { CUDA_ATTENTION_AUTO = 0, CUDA_ATTENTION_MMA = 1, CUDA_ATTENTION_WMMA = 2, CUDA_ATTENTION_MMA32 = 3 };
 void cuda_set_attention_kernel(int kernel);
-// The mma.sync backward's dQ: recomputed from Q, K, V, dO per tile pair, or read from the dS the
-// dk/dv kernel stores in a (B,NH,T,T) bf16 scratch buffer; auto (the default) times both as above
-// (the stored way only where its memory can be had). TRACELLM_CUDA_ATTENTION_DQ=
-// auto|recompute|stored sets it at first use.
-enum { CUDA_ATTENTION_DQ_AUTO = 0, CUDA_ATTENTION_DQ_RECOMPUTE = 1, CUDA_ATTENTION_DQ_STORED = 2 };
+// The mma.sync backward: dQ recomputed from Q, K, V, dO per tile pair (streaming tiles of 64 rows,
+// or of 32: fewer registers, more blocks an SM), or read from the dS the dk/dv kernel stores in a
+// (B,NH,T,T) bf16 scratch buffer; auto (the default) times them as above (the stored way only
+// where its memory can be had). TRACELLM_CUDA_ATTENTION_DQ=auto|recompute|stored|recompute32 sets
+// it at first use.
+enum { CUDA_ATTENTION_DQ_AUTO = 0, CUDA_ATTENTION_DQ_RECOMPUTE = 1, CUDA_ATTENTION_DQ_STORED = 2,
+       CUDA_ATTENTION_DQ_RECOMPUTE32 = 3 };
 void cuda_set_attention_dq(int way);
 // Auto times sizes of at least `tile_pairs` causal 64 x 64 tile pairs (B NH n(n+1)/2, n = T/64
 // rounded up; default 1024; smaller ones run the defaults, mma and recompute) and forgets what it
 // timed. cuda_attention_tuned says whether the size class of (B,T,C,NH) has an entry and what was
-// chosen for it: CUDA_ATTENTION_MMA or _MMA32, CUDA_ATTENTION_DQ_RECOMPUTE or _STORED, 0 untimed.
+// chosen for it: CUDA_ATTENTION_MMA or _MMA32, CUDA_ATTENTION_DQ_RECOMPUTE, _RECOMPUTE32 or _STORED, 0 untimed.
 void cuda_set_attention_tune_min(long tile_pairs);
 int cuda_attention_tuned(int B, int T, int C, int NH, int *forward, int *dq);
 
