@@ -21,6 +21,7 @@ enum {
     P_BODY_LT,     // after '<' at a body line start
     P_FORCED,      // typing c->fbuf (a scratchpad line's value), then c->next_phase
     P_COPY_ID,     // "copy start_node from edge " + an edge id of the layer
+    P_LIST,        // "generate subgraphs of edge:" + edge ids joined by ",edge_id:"
 };
 enum { A_ID, A_TYPE, A_DST, A_START, A_FINISH, N_ATTR };
 static const char *const ATTR_KEY[N_ATTR] = {"edge_id is ", "type is ", "destination is ",
@@ -31,7 +32,7 @@ static const char *const SCRATCH[] = {"num generated edges = ", "num_remaining_e
     "Subgraph constraints:", "num_edges <= num_remaining_edges:", "copy start_node from edge ",
     "remaining_depth should be the requirement's remaining_depth:", "copy 'remaining_depth:",
     "now, num_remaining_edges is ", "finish generation"};
-enum { S_GENERATED = 0, S_REMAINING = 1, S_CONSTRAINTS = 3, S_LE_REMAINING = 4, S_COPY_START = 5, S_RD_SHOULD = 6,
+enum { S_GENERATED = 0, S_REMAINING = 1, S_LIST = 2, S_CONSTRAINTS = 3, S_LE_REMAINING = 4, S_COPY_START = 5, S_RD_SHOULD = 6,
        S_COPY_RD = 7, S_NOW = 8, S_FINISH = 9, N_SCRATCH = 10 };
 
 // Words of the format that no microservice name contains: a destination that runs into one is the
@@ -265,6 +266,7 @@ void constrain_init(Constraint *k, const Condition *q, bool root, bool scratchpa
     for (int i = 0; i < 6; i++) *f[i] = cond_has(q, fields[i]) && q->v[fields[i]] >= 0 ? q->v[fields[i]] : -1;
     if (root) k->n_cur = 1;   // the root layer is the one edge USER -> entry
     k->first_id = -1;
+    k->copy_for = -1;   // no "copy start_node from edge K" yet
     if (cond_has(q, CF_START_EDGE_ID)) {
         const char *s = q->start_edge_id;
         int64_t v = 0;
@@ -284,9 +286,26 @@ void constrain_init(Constraint *k, const Condition *q, bool root, bool scratchpa
     k->c.next_phase = P_EDGE_LINE;
 }
 
+bool constrain_set_split(Constraint *k, const Condition *q, const char *edge_id) {
+    // flat splits only: 2..5 parts of at most 15 current edges each (more are nested splits), and
+    // every field a part's range needs
+    int64_t S = k->nsub, NC = k->n_cur, N = k->ne, rd = k->rd;
+    bool ok = S >= 2 && NC >= S && NC <= SPLIT_EDGES * S && N >= NC && rd >= 0 && k->latency >= 0 &&
+              k->start_comm >= 0 && k->first_id >= 0 && cond_has(q, CF_CALLER) && edge_id && *edge_id &&
+              strlen(edge_id) < sizeof k->split_edge && (rd == 0 ? N == NC : N - NC >= rd);
+    if (!ok) { k->active = false; return false; }
+    k->split = true;
+    snprintf(k->split_edge, sizeof k->split_edge, "%s", edge_id);
+    snprintf(k->split_caller, sizeof k->split_caller, "%s", q->caller);
+    k->c.lit = "<split>\n";
+    k->c.next_phase = P_BODY;
+    return true;
+}
+
 // ---- what the layer allows at a line start ----
 
 static bool layer_complete(const Constraint *k) {
+    if (k->split) return k->n_subs == k->nsub;   // the last part takes what is left (split_range)
     if (k->n_cur >= 0 ? k->n_edges != k->n_cur : k->n_edges < 1) return false;
     if (k->nsub >= 0 && k->n_subs != k->nsub) return false;
     if (k->ne >= 0 && k->n_cur >= 0 && k->sub_edges != k->ne - k->n_cur) return false;
@@ -295,6 +314,7 @@ static bool layer_complete(const Constraint *k) {
     return true;
 }
 static bool can_sub(const Constraint *k) {
+    if (k->split) return k->n_subs < k->nsub;
     if (k->rd == 0 || (k->nsub >= 0 && k->n_subs >= k->nsub)) return false;
     if (k->ne >= 0 && k->n_cur >= 0 && k->sub_edges >= k->ne - k->n_cur) return false;
     for (int i = 0; i < k->n_edges; i++) if (!k->e[i].used) return true;
@@ -339,7 +359,72 @@ static void num_start(ConCursor *c, int64_t lo, int64_t hi) { c->num = 0; c->ndi
 // A value must fall in [lo, hi] or in [lo2, hi2] (the second range is empty unless needed).
 typedef struct { int64_t lo, hi, lo2, hi2; } Range;
 
+// A part of a <split> (constrain_set_split): the parts partition the layer's num_edges and
+// num_current_edges, each takes 1..15 current edges, their edge ids run on (start_edge_id), their
+// start_node, caller and latency are the layer's, the first starts when the layer does, and one
+// keeps the layer's remaining_depth (a subtree of rd edges at least). Ranges over what is left:
+// Nl edges, Cl current ones (so Sl = Nl - Cl below the parts), L parts after this one.
+static void split_range(const Constraint *k, const ConCursor *c, int fld, Range *out) {
+    const int64_t *f = c->f;
+    int64_t lo = 0, hi = INF, lo2 = 1, hi2 = 0;
+    int64_t Nl = k->ne - k->sub_edges, Cl = k->n_cur - k->sub_cur, Sl = Nl - Cl, L = k->nsub - k->n_subs - 1, rd = k->rd;
+    int64_t c_lo = max64(1, Cl - SPLIT_EDGES * L), c_hi = min64(SPLIT_EDGES, Cl - L);   // this part's current edges
+    bool need_deep = rd > 0 && !k->any_deep;
+    int64_t NE = f[CF_NUM_EDGES], NC = f[CF_NUM_CURRENT_EDGES], NS = f[CF_NUM_SUBGRAPHS];
+    int64_t sub = NE - NC;   // (after both are known) edges below this part
+    // must this part be the deep one (no later part can take a subtree of rd edges)?
+    bool must_deep = need_deep && (L == 0 || Sl - sub < rd);
+    switch (fld) {
+    case CF_NUM_EDGES:
+        if (L == 0) { lo = hi = Nl; break; }
+        if (rd == 0) { lo = c_lo; hi = c_hi; break; }   // leaves: num_edges = num_current_edges
+        // s edges below this part: any in [0, Sl], but with a deep part still to come, s >= rd
+        // (this one is deep) or Sl - s >= rd (a later one can be)
+        lo = c_lo; hi = c_hi + Sl;
+        if (need_deep && Sl - rd + 1 <= rd - 1) {   // the s in (Sl - rd, rd) are out
+            hi = c_hi + max64(Sl - rd, -1);
+            lo2 = c_lo + rd; hi2 = c_hi + Sl;
+            if (Sl - rd < 0) { lo = lo2; hi = hi2; lo2 = 1; hi2 = 0; }
+        }
+        break;
+    case CF_NUM_CURRENT_EDGES:
+        if (L == 0) { lo = hi = Cl; break; }
+        lo = max64(c_lo, NE - Sl); hi = min64(c_hi, NE);
+        if (rd == 0) { lo = hi = NE; break; }
+        if (need_deep && Sl - rd + 1 <= rd - 1) {   // s = NE - NC must avoid (Sl - rd, rd)
+            int64_t a_hi = min64(hi, NE - rd), b_lo = max64(lo, NE - Sl + rd);
+            lo2 = b_lo; hi2 = hi;
+            hi = a_hi;
+        }
+        break;
+    case CF_NUM_SUBGRAPHS:
+        if (sub == 0) { lo = hi = 0; break; }
+        lo = 1; hi = min64(NC, sub);
+        if (must_deep) hi = min64(hi, sub - rd + 1);   // room for its depth-rd child
+        break;
+    case CF_REMAINING_DEPTH:
+        if (sub == 0) { lo = hi = 0; break; }
+        lo = 1; hi = min64(rd, sub - NS + 1);
+        if (must_deep) lo = hi = rd;
+        break;
+    case CF_START_EDGE_ID:
+        lo = hi = k->first_id + k->sub_cur;
+        break;
+    case CF_START_COMM:
+        lo = k->start_comm;
+        hi = k->n_subs == 0 ? k->start_comm : k->latency;
+        break;
+    case CF_LATENCY:
+        lo = hi = k->latency;
+        break;
+    default:
+        break;
+    }
+    *out = (Range){lo, hi, lo2, hi2};
+}
+
 static void cond_range(const Constraint *k, const ConCursor *c, int fld, Range *out) {
+    if (k->split) { split_range(k, c, fld, out); return; }
     const int64_t *f = c->f;
     int64_t lo = 0, hi = INF, lo2 = 1, hi2 = 0;
     int64_t R = k->ne >= 0 && k->n_cur >= 0 ? k->ne - k->n_cur - k->sub_edges : -1;  // edges still to place
@@ -427,13 +512,23 @@ static uint32_t next_field(uint32_t done) {
 // Edges still to place below the layer (before the next block), or -1 when unknown.
 static int64_t remaining(const Constraint *k) { return k->ne >= 0 ? k->ne - k->n_edges - k->sub_edges : -1; }
 
-// Which scratchpad beginnings may start a line now: those whose values are known and which the
-// renderer writes at this point of a (non-split) layer.
-static uint32_t scratch_keys(const Constraint *k) {
-    uint32_t m = (1u << N_SCRATCH) - 1;
-    m &= ~(1u << S_COPY_RD);                         // a split answer's line
+// Which scratchpad beginnings may start a line now: those the renderer writes at this point of
+// the layer, each at most once: the lines about the edges once a layer, the lines about a block
+// once before it (and "now, ..." once after it). Unbounded, a weak model repeats a line (or a
+// blank one) until the context ends.
+#define PAD_DIGITS (1u << N_SCRATCH)   // "n edges generated out of num_edges:N", in pad_layer
+#define PAD_ONCE_A_LAYER (1u << S_GENERATED | 1u << S_REMAINING | 1u << S_LIST | PAD_DIGITS)
+static uint32_t scratch_keys(const Constraint *k, const ConCursor *c) {
+    uint32_t m = ((1u << N_SCRATCH) - 1) & ~(c->pad_layer | c->pad_block);
+    if (k->split)   // a split writes no edges: only the lines about its parts
+        m &= 1u << S_CONSTRAINTS | 1u << S_LE_REMAINING | 1u << S_COPY_RD | 1u << S_NOW | 1u << S_FINISH;
+    else m &= ~(1u << S_COPY_RD);                    // a split answer's line
     if (!layer_complete(k)) m &= ~(1u << S_FINISH);   // never a dead end
     if (k->n_subs == 0) m &= ~(1u << S_NOW);          // it follows a block
+    // the blocks to come, before the first one and its lines
+    if (k->n_subs > 0 || c->pad_block || !can_sub(k)) m &= ~(1u << S_LIST);
+    if (!can_sub(k))   // the lines about a block come before one
+        m &= ~(1u << S_CONSTRAINTS | 1u << S_LE_REMAINING | 1u << S_COPY_START | 1u << S_RD_SHOULD | 1u << S_COPY_RD);
     if (k->rd < 1) m &= ~(1u << S_RD_SHOULD);
     return m;
 }
@@ -458,6 +553,9 @@ static bool scratch_value(const Constraint *k, ConCursor *c, int key) {
     case S_RD_SHOULD:
         w = snprintf(b, cap, "%lld - 1 = %lld\n", (long long)k->rd, (long long)(k->rd - 1));
         break;
+    case S_COPY_RD:
+        if (k->rd >= 0) w = snprintf(b, cap, "%lld' from the requirement\n", (long long)k->rd);
+        break;
     case S_NOW:
         if (R >= 0) w = snprintf(b, cap, "%lld - %lld = %lld\n", (long long)(R + k->last_sub), (long long)k->last_sub, (long long)R);
         break;
@@ -467,6 +565,42 @@ static bool scratch_value(const Constraint *k, ConCursor *c, int key) {
     if (w < 0 || (size_t)w >= cap) return false;
     c->fpos = 0;
     return true;
+}
+
+// The edge the next block is for, when the scratchpad named it ("generate subgraphs of edge:..."
+// lists the blocks in order; "copy start_node from edge K" names the next one), else -1.
+static int next_block_edge(const Constraint *k) {
+    if (k->n_list > k->n_subs) return k->list[k->n_subs];
+    return k->copy_for == k->n_subs ? k->copy_edge : -1;
+}
+// Edge i as what an id being typed may name: in the list (P_LIST) an edge without a block that is
+// not listed yet; in a copy line or a block (P_COPY_ID, P_SUB_ID) the next block's edge when the
+// scratchpad named it, else any edge without a block.
+static bool id_candidate(const Constraint *k, int i, int which) {
+    if (k->e[i].used) return false;
+    if (which == P_LIST) {
+        for (int j = 0; j < k->n_list; j++) if (k->list[j] == i) return false;
+        return true;
+    }
+    int next = next_block_edge(k);
+    return next < 0 || next == i;
+}
+// The candidate whose id is exactly c->sub_id, or -1; and whether ch continues some candidate's id.
+static int id_typed(const Constraint *k, const ConCursor *c, int which) {
+    for (int i = 0; i < k->n_edges; i++)
+        if (id_candidate(k, i, which) && (int)strlen(k->e[i].id) == c->sub_len && !memcmp(k->e[i].id, c->sub_id, c->sub_len))
+            return i;
+    return -1;
+}
+static bool id_char(const Constraint *k, ConCursor *c, unsigned char ch, int which) {
+    if (c->sub_len >= 20) return false;
+    for (int i = 0; i < k->n_edges; i++)
+        if (id_candidate(k, i, which) && (int)strlen(k->e[i].id) > c->sub_len && !memcmp(k->e[i].id, c->sub_id, c->sub_len) &&
+            k->e[i].id[c->sub_len] == (char)ch) {
+            c->sub_id[c->sub_len++] = (char)ch;
+            return true;
+        }
+    return false;
 }
 
 // ---- the step ----
@@ -564,8 +698,8 @@ static bool edge_sep(const Constraint *k, ConCursor *c, unsigned char ch) {
 static void begin_cond_value(const Constraint *k, ConCursor *c) {
     c->forced = NULL; c->forced_pos = 0; c->name_len = 0;
     if (c->attr == CF_ID && k->id[0]) c->forced = k->id;
-    else if (c->attr == CF_CALLER) c->forced = k->caller;
-    else if (c->attr == CF_START_NODE) c->forced = k->e[c->sub_edge].dst;
+    else if (c->attr == CF_CALLER) c->forced = k->split ? k->split_caller : k->caller;
+    else if (c->attr == CF_START_NODE) c->forced = k->split ? k->caller : k->e[c->sub_edge].dst;
     if (c->attr != CF_ID && c->attr != CF_CALLER && c->attr != CF_START_NODE) {
         Range r;
         cond_range(k, c, c->attr, &r);
@@ -607,13 +741,16 @@ static bool step(const Constraint *k, Constraint *w, ConCursor *c, unsigned char
         if (!c->lit[++c->lit_pos]) {
             c->phase = c->next_phase;
             if (c->phase == P_DONE && w) w->complete = true;
-            if (c->phase == P_BODY && c->next_phase == P_BODY && c->lit[0] == '<' && c->lit[1] == '/' && c->lit[2] == 's' && w) {
+            bool block_end = c->phase == P_BODY && c->lit[0] == '<' && c->lit[1] == '/' && c->lit[2] == 's';
+            if (block_end) c->pad_block = 0;   // the next block's lines (and this one's "now, ...")
+            if (block_end && w) {
                 // "</subgraph>\n": commit the block
-                w->e[c->sub_edge].used = true;
+                if (!k->split) w->e[c->sub_edge].used = true;
                 w->n_subs++;
                 w->sub_edges += c->f[CF_NUM_EDGES];
+                w->sub_cur += c->f[CF_NUM_CURRENT_EDGES];
                 w->last_sub = c->f[CF_NUM_EDGES];
-                if (k->rd > 0 && c->f[CF_REMAINING_DEPTH] == k->rd - 1) w->any_deep = true;
+                if (k->rd > 0 && c->f[CF_REMAINING_DEPTH] == (k->split ? k->rd : k->rd - 1)) w->any_deep = true;
             }
         }
         return true;
@@ -684,12 +821,20 @@ static bool step(const Constraint *k, Constraint *w, ConCursor *c, unsigned char
         return true;
     case P_BODY:
         if (ch == '<') {  // "<subgraph of edge_id " or "</layer>\n"
-            c->phase = P_BODY_LT;
+            c->phase = P_BODY_LT; c->last = 0;
             return can_sub(k) || layer_complete(k);
         }
         if (!k->scratchpad) return false;
-        if (ch == '\n') return true;   // the instruction answers have blank lines
+        if (ch == '\n') {   // the instruction answers have blank lines, never two in a row
+            if (c->last == '\n') return false;
+            c->last = '\n';
+            return true;
+        }
+        c->last = 0;
         if (ch >= '0' && ch <= '9') {
+            // "n edges generated ...": once, and a split has no edges
+            if (k->split || (c->pad_layer & PAD_DIGITS)) return false;
+            c->pad_layer |= PAD_DIGITS;
             if (k->ne >= 0) {  // "n edges generated out of num_edges:N"
                 snprintf(c->fbuf, sizeof c->fbuf, "%d edges generated out of num_edges:%lld\n", k->n_edges, (long long)k->ne);
                 c->fpos = 0; c->phase = P_FORCED; c->next_phase = P_BODY;
@@ -698,17 +843,22 @@ static bool step(const Constraint *k, Constraint *w, ConCursor *c, unsigned char
             c->phase = P_FREE_DIG; c->line_len = 1;
             return true;
         }
-        c->phase = P_FREE_KEY; c->key_len = 0; c->key_mask = scratch_keys(k);
+        c->phase = P_FREE_KEY; c->key_len = 0; c->key_mask = scratch_keys(k, c);
         /* fallthrough */
     case P_FREE_KEY: {
         int r = key_step(c, ch, SCRATCH, N_SCRATCH);
         if (r == -2) return false;
+        if (r >= 0) {
+            if (PAD_ONCE_A_LAYER >> r & 1u) c->pad_layer |= 1u << r;
+            else c->pad_block |= 1u << r;
+        }
         if (r == S_FINISH) {
             if (!layer_complete(k)) return false;
             c->phase = P_DONE;
             if (w) w->complete = true;
         } else if (r == S_CONSTRAINTS) enter_lit(c, "\n", 0, P_BODY);
         else if (r == S_COPY_START) { c->phase = P_COPY_ID; c->sub_len = 0; }
+        else if (r == S_LIST) { c->phase = P_LIST; c->sub_len = 0; }
         else if (r >= 0 && scratch_value(k, c, r)) { c->phase = P_FORCED; c->next_phase = P_BODY; }
         else if (r >= 0) { c->phase = P_FREE; c->last = ch; c->line_len = c->key_len; }
         return true;
@@ -717,24 +867,30 @@ static bool step(const Constraint *k, Constraint *w, ConCursor *c, unsigned char
         if (c->fbuf[c->fpos] != (char)ch) return false;
         if (!c->fbuf[++c->fpos]) c->phase = c->next_phase;
         return true;
-    case P_COPY_ID:
-        // an edge id of the layer, then " destination: " and that edge's destination
-        if (ch == ' ') {
-            for (int i = 0; i < k->n_edges; i++)
-                if ((int)strlen(k->e[i].id) == c->sub_len && !memcmp(k->e[i].id, c->sub_id, c->sub_len)) {
-                    snprintf(c->fbuf, sizeof c->fbuf, "destination: %s\n", k->e[i].dst);
-                    c->fpos = 0; c->phase = P_FORCED; c->next_phase = P_BODY;
-                    return true;
-                }
-            return false;
-        }
-        if (c->sub_len >= 20) return false;
-        for (int i = 0; i < k->n_edges; i++)
-            if ((int)strlen(k->e[i].id) > c->sub_len && !memcmp(k->e[i].id, c->sub_id, c->sub_len) && k->e[i].id[c->sub_len] == (char)ch) {
-                c->sub_id[c->sub_len++] = (char)ch;
-                return true;
-            }
-        return false;
+    case P_COPY_ID: {
+        // an edge id of the layer (the next block's), then " destination: " and its destination
+        if (ch != ' ') return id_char(k, c, ch, P_COPY_ID);
+        int i = id_typed(k, c, P_COPY_ID);
+        if (i < 0) return false;
+        if (w) { w->copy_edge = i; w->copy_for = k->n_subs; }   // the next block is this edge's
+        snprintf(c->fbuf, sizeof c->fbuf, "destination: %s\n", k->e[i].dst);
+        c->fpos = 0; c->phase = P_FORCED; c->next_phase = P_BODY;
+        return true;
+    }
+    case P_LIST: {
+        // the edges whose blocks follow, in their order: num_subgraphs of them when it is given
+        if (ch != ',' && ch != '\n') return id_char(k, c, ch, P_LIST);
+        int i = id_typed(k, c, P_LIST), listed = k->n_list + 1, open = 0;
+        if (i < 0) return false;
+        for (int e = 0; e < k->n_edges; e++) open += !k->e[e].used;
+        bool more = k->nsub >= 0 ? listed < k->nsub : listed < open;
+        if (ch == ',' ? !more : k->nsub >= 0 && listed != k->nsub) return false;
+        if (w) w->list[w->n_list++] = i;
+        c->sub_len = 0;
+        if (ch == ',') enter_lit(c, ",edge_id:", 1, P_LIST);
+        else c->phase = P_BODY;
+        return true;
+    }
     case P_FREE_DIG:
         if (ch >= '0' && ch <= '9') return ++c->line_len < 18;
         if (ch != ' ') return false;
@@ -743,28 +899,29 @@ static bool step(const Constraint *k, Constraint *w, ConCursor *c, unsigned char
         return true;
     case P_BODY_LT:
         if (ch == 's' && can_sub(k)) { enter_lit(c, "<subgraph of edge_id ", 2, P_SUB_ID); c->sub_len = 0; return true; }
-        if (ch == '/' && layer_complete(k)) { enter_lit(c, "</layer>\n", 2, P_DONE); return true; }
+        if (ch == '/' && layer_complete(k)) { enter_lit(c, k->split ? "</split>\n" : "</layer>\n", 2, P_DONE); return true; }
         return false;
     case P_SUB_ID: {
-        if (ch == '>') {
-            for (int i = 0; i < k->n_edges; i++)
-                if (!k->e[i].used && (int)strlen(k->e[i].id) == c->sub_len && !memcmp(k->e[i].id, c->sub_id, c->sub_len)) {
-                    c->sub_edge = i;
-                    c->phase = P_COND_KEY; c->key_len = 0; c->done = 0;
-                    c->key_mask = next_field(0);
-                    for (int f = 0; f < CF_NFIELDS; f++) c->f[f] = -1;
-                    return true;
-                }
-            return false;
-        }
-        if (c->sub_len >= 20) return false;
-        for (int i = 0; i < k->n_edges; i++)
-            if (!k->e[i].used && (int)strlen(k->e[i].id) > c->sub_len && !memcmp(k->e[i].id, c->sub_id, c->sub_len) &&
-                k->e[i].id[c->sub_len] == (char)ch) {
-                c->sub_id[c->sub_len++] = (char)ch;
+        if (k->split) {   // every part hangs from the layer's own edge
+            if (ch == '>' && c->sub_len == (int)strlen(k->split_edge)) {
+                c->sub_edge = -1;
+                c->phase = P_COND_KEY; c->key_len = 0; c->done = 0;
+                c->key_mask = next_field(0);
+                for (int f = 0; f < CF_NFIELDS; f++) c->f[f] = -1;
                 return true;
             }
-        return false;
+            if (c->sub_len >= (int)strlen(k->split_edge) || k->split_edge[c->sub_len] != (char)ch) return false;
+            c->sub_id[c->sub_len++] = (char)ch;
+            return true;
+        }
+        if (ch != '>') return id_char(k, c, ch, P_SUB_ID);
+        int i = id_typed(k, c, P_SUB_ID);
+        if (i < 0) return false;
+        c->sub_edge = i;
+        c->phase = P_COND_KEY; c->key_len = 0; c->done = 0;
+        c->key_mask = next_field(0);
+        for (int f = 0; f < CF_NFIELDS; f++) c->f[f] = -1;
+        return true;
     }
     case P_COND_KEY: {
         const char *keys[CF_NFIELDS];

@@ -122,6 +122,7 @@ typedef struct {
     int64_t f[CF_NFIELDS];       // this block's numeric fields (-1 unknown)
     int line_len; unsigned char last;
     char fbuf[FMT_NAME_MAX + 64]; int fpos;  // a forced scratchpad value being typed (in the cursor: tries copy it)
+    uint32_t pad_layer, pad_block;           // scratchpad lines written in this layer / since the last block
 } ConCursor;
 
 typedef struct { char id[24]; char dst[FMT_NAME_MAX]; int64_t start, finish; bool used; } ConEdge;
@@ -141,7 +142,14 @@ typedef struct {
     // committed content
     int n_edges;
     ConEdge e[CON_MAX_EDGES];
-    int n_subs; int64_t sub_edges, last_sub; bool any_deep;   // last_sub: the last block's num_edges
+    int n_subs; int64_t sub_edges, sub_cur, last_sub; bool any_deep;   // sub_cur: the blocks' current edges
+                                 // (split parts), last_sub: the last block's num_edges
+    // the scratchpad's naming of blocks to come: the listed edges in order, and the edge the last
+    // "copy start_node from edge K" named for block copy_for
+    int list[CON_MAX_EDGES], n_list, copy_edge, copy_for;
+    // a <split> answer (constrain_set_split): parts only, each hanging from split_edge
+    bool split;
+    char split_edge[24], split_caller[FMT_NAME_MAX];
     char dst[FMT_NAME_MAX];      // destination being typed
     ConCursor c;
     bool complete;               // the answer is finished (a terminator was typed)
@@ -149,6 +157,15 @@ typedef struct {
 
 // For a layer request with condition `cond` (root: the root layer, one edge).
 void constrain_init(Constraint *k, const Condition *cond, bool root, bool scratchpad);
+// The request is a <split> (instruction format, a layer of more than 15 current edges asked in
+// parts, the release's way): the answer is "<split>\n", scratchpad lines and num_subgraphs part
+// blocks, each "<subgraph of edge_id EDGE_ID>" (the layer's own edge) with a condition that keeps
+// id, start_node, caller and latency, partitions num_edges and num_current_edges (1..15 current
+// edges a part), runs start_edge_id on, starts the first part at start_communication_at, and
+// keeps remaining_depth in one part; then "</split>\n". False (and k inactive) when the condition
+// does not say enough, or is a nested split (more than 15 current edges a part). Call after
+// constrain_init, before feeding.
+bool constrain_set_split(Constraint *k, const Condition *cond, const char *edge_id);
 // Destinations must then be names of s (finished, non-empty, outliving k). Call before feeding.
 void constrain_set_names(Constraint *k, const ConNames *s);
 // Edge attributes then only in the canonical order (edge_id, type, destination, starts, finishes),

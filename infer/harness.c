@@ -60,6 +60,7 @@ typedef struct {
     Condition cond;
     bool root, split;
     bool split_auto;              // split decided at submit: only when the whole layer does not fit
+    char edge_id[FMT_ID_MAX];     // "<subgraph of edge_id K>" that asked for this layer (a split's parts repeat it)
     int attempt;
     uint64_t base, id;            // request id = f(base, attempt)
     TextBuf text;
@@ -289,6 +290,17 @@ static void submit(Harness *h, int j) {
         b->split = (int)h->ptoks.n + harness_whole_answer_tokens(h->tok, h->cache, &b->cond, h->cfg.names) > h->e.cfg.ctx;
         h->st.split_layers += b->split;
     }
+    // A split's num_subgraphs counts its parts (the release cuts 13..15 edges a part), while the
+    // parent's block, written before anyone knew the layer would be split, counted its child
+    // layers (which the parts now share). Constrained, it becomes the fewest parts of at most 15
+    // edges (2..5; more make a nested split, left free), in the parent's block too: the assembler
+    // holds the two to agree.
+    int64_t parts = b->split && cond_has(&b->cond, CF_NUM_CURRENT_EDGES)
+                        ? (b->cond.v[CF_NUM_CURRENT_EDGES] + RELEASE_SPLIT - 1) / RELEASE_SPLIT : 0;
+    if (h->cfg.constrained && parts >= 2 && parts <= 5 && b->cond.v[CF_NUM_SUBGRAPHS] != parts) {
+        cond_set_num(&b->cond, CF_NUM_SUBGRAPHS, parts);
+        if (b->parent >= 0) cond_set_num(&h->jobs[b->parent].ans.subs[b->ordinal].cond, CF_NUM_SUBGRAPHS, parts);
+    }
     int kind = encode_prompt(h, b);
     if ((int)h->ptoks.n > h->req_cap) { h->req_cap = (int)h->ptoks.n; h->req_tokens = xrealloc(h->req_tokens, h->req_cap * sizeof(int32_t)); }
     for (size_t i = 0; i < h->ptoks.n; i++) h->req_tokens[i] = (int32_t)h->ptoks.v[i];
@@ -303,6 +315,11 @@ static void submit(Harness *h, int j) {
         constrain_set_names(b->con, layer_names(h, b));
         constrain_set_bounds(b->con, h->cfg.callee_bounds);
         constrain_set_canonical(b->con, h->cfg.canonical_order);
+    } else if (h->cfg.constrained && b->split) {
+        // a <split>: its parts partition the layer (constrain_set_split; a nested split stays free)
+        if (!b->con) b->con = xmalloc(sizeof *b->con);
+        constrain_init(b->con, &b->cond, false, true);
+        constrain_set_split(b->con, &b->cond, b->edge_id);
     } else if (b->con) b->con->active = false;
     int room = h->e.cfg.ctx - (int)h->ptoks.n;
     b->too_long = 0;
@@ -380,6 +397,7 @@ static void add_kid_job(Harness *h, int pj, int ordinal, const FSub *sub) {
     GState *g = &h->gs[p->graph];
     b->graph = p->graph; b->parent = pj; b->ordinal = ordinal;
     b->cond = sub->cond;
+    snprintf(b->edge_id, sizeof b->edge_id, "%s", sub->edge_id);
     char pre[sizeof b->prefix];
     memcpy(pre, p->prefix, sizeof pre);
     if (p->ans.split) memcpy(b->prefix, pre, sizeof b->prefix);

@@ -259,7 +259,10 @@ static void random_walks(bool with_names, bool encoded) {
                 }
                 // the root edge finishes at the requested latency
                 if (li == 0 && ans.n_edges > 0 && ans.edges[0].finish != cond->v[CF_LATENCY]) bad_time++;
-                // the scratchpad's arithmetic is the layer's (the automaton forces the values)
+                // the scratchpad's arithmetic is the layer's (the automaton forces the values), and
+                // the blocks come for the edges it names: the list's, in order, and each copy line's
+                char listed[CON_MAX_EDGES][32], copy[32] = "";
+                int n_listed = 0, block = 0;
                 for (const char *ln = out.p; pad && ln < out.p + out.n;) {
                     const char *nl = memchr(ln, '\n', (size_t)(out.p + out.n - ln));
                     int len = nl ? (int)(nl - ln) : (int)(out.p + out.n - ln);
@@ -281,9 +284,18 @@ static void random_walks(bool with_names, bool encoded) {
                         const char *dst = strstr(line, " destination: ") + 14;
                         ok = false;
                         for (int e = 0; e < n; e++) ok |= !strcmp(ans.edges[e].id, id1) && !strcmp(ans.edges[e].dst, dst);
+                    } else if (!strncmp(line, "generate subgraphs of edge:", 27)) {
+                        for (char *tok = strtok(line + 27, ","); tok && n_listed < CON_MAX_EDGES; tok = strtok(NULL, ","))
+                            snprintf(listed[n_listed++], 32, "%s", !strncmp(tok, "edge_id:", 8) ? tok + 8 : tok);
+                        ok = n_listed == ans.n_subs;
+                    } else if (sscanf(line, "<subgraph of edge_id %31[^>]>", id1) == 1) {
+                        ok = (!copy[0] || !strcmp(copy, id1)) && (!n_listed || (block < n_listed && !strcmp(listed[block], id1)));
+                        copy[0] = 0;
+                        block++;
                     } else seen = false;
+                    if (seen && !strncmp(line, "copy start_node from edge ", 26)) snprintf(copy, sizeof copy, "%s", id1);
                     pad_lines += seen;
-                    if (seen && !ok && bad_pad++ < 3) printf("    walk %d: scratchpad line off the layer: %s\n", walks, line);
+                    if (seen && !ok && bad_pad++ < 3) printf("    walk %d: scratchpad line off the layer: %s\n%.*s\n", walks, line, (int)out.n, out.p);
                     ln += len + 1;
                 }
                 char detail[300];
@@ -561,6 +573,106 @@ static void test_callee_bounds(void) {
     con_callees_free(&c);
 }
 
+// <split> answers (constrain_set_split): every flat split layer of wide synthetic graphs (the
+// release's cut: parts of 13..15 edges, at most 5 a split) has its real answer accepted, with and
+// without the scratchpad; and random walks over the allowed bytes always finish in an answer
+// that passes layer_check and whose parts partition the layer: current edges summing to
+// num_current_edges, 1..15 each, start_edge_id running on, each part's fields consistent (a leaf
+// part has num_edges = num_current_edges; a deeper one room for its depth and subgraphs).
+static void test_split_layers(void) {
+    SynthConfig sc;
+    synth_config_default(&sc);
+    sc.graphs = 400;
+    sc.tail = 0.3;   // many big graphs: wide layers
+    Synth *sy = synth_new(&sc);
+    CallGraph g;
+    graph_init(&g);
+    Layers L;
+    layers_init(&L);
+    LayerAnswer a, ans;
+    answer_init(&a);
+    answer_init(&ans);
+    TextBuf tb = {0}, out = {0};
+    Rng rng;
+    rng_seed(&rng, 21);
+    int splits = 0, nested = 0, accepted = 0, walks = 0, valid = 0, bad_parts = 0, dead = 0;
+    for (int i = 0; i < 400 && splits < 40; i++) {
+        synth_graph(sy, i, &g, NULL, NULL, NULL);
+        LayerOpts lo = {.split_threshold = 15, .group_max = 5, .rng = &rng};
+        char err[200];
+        REQUIRE(layers_build(&L, &g, &lo, err, sizeof err));
+        for (int li = 0; li < L.n; li++) {
+            const Layer *l = &L.v[li];
+            if (!l->split) continue;
+            const char *edge = edge_local_id(&g.edges[l->parent_edge]);
+            Constraint k;
+            constrain_init(&k, &l->cond, false, true);
+            if (!constrain_set_split(&k, &l->cond, edge)) { nested++; continue; }
+            splits++;
+            layers_answer(&L, li, &a);
+            for (int pad = 0; pad < 2; pad++) {   // the real answer, canonical order
+                InstructOpts o;
+                instruct_opts_default(&o);
+                o.scratchpad = pad;
+                o.canonical_order = true;
+                tb_clear(&tb);
+                instruct_answer(&tb, &l->cond, &a, &o, NULL);
+                constrain_init(&k, &l->cond, false, pad);
+                constrain_set_split(&k, &l->cond, edge);
+                long r = feed_until_complete(&k, tb.p, tb.n);
+                if (r > 0 && k.complete) accepted++;
+                else if (accepted < 3) {
+                    long at = r < 0 ? -r - 1 : (long)tb.n;
+                    printf("    split refused at byte %ld: ...%.*s|%.*s\n", at, (int)(at < 80 ? at : 80), tb.p + (at < 80 ? 0 : at - 80),
+                           (int)(tb.n - at < 30 ? tb.n - at : 30), tb.p + at);
+                }
+            }
+            for (int w = 0; w < 3; w++) {   // random walks, byte by byte
+                constrain_init(&k, &l->cond, false, w != 2);
+                constrain_set_split(&k, &l->cond, edge);
+                tb_clear(&out);
+                walks++;
+                for (int step = 0; step < 20000 && !k.complete; step++) {
+                    unsigned char ok[256];
+                    int n = 0;
+                    for (int b = 1; b < 256; b++) {
+                        unsigned char ch = (unsigned char)b;
+                        if (constrain_try(&k, &ch, 1)) ok[n++] = ch;
+                    }
+                    if (!n) { dead++; break; }
+                    unsigned char ch = ok[rng_below(&rng, (uint64_t)n)];
+                    REQUIRE(constrain_feed(&k, &ch, 1));
+                    tb_putc(&out, (char)ch);
+                }
+                if (!k.complete) continue;
+                answer_parse(out.p, out.n, &ans, 1);
+                char detail[300];
+                int code = layer_check(&l->cond, &ans, NULL, detail, sizeof detail);
+                if (code == LC_OK && ans.split) valid++;
+                else if (valid + 3 > walks) printf("    split walk: code %d %s\n%.*s\n", code, detail, (int)out.n, out.p);
+                int64_t cur = 0, next_id = k.first_id;
+                for (int b = 0; b < ans.n_subs; b++) {
+                    const int64_t *v = ans.subs[b].cond.v;
+                    int64_t ne = v[CF_NUM_EDGES], nc = v[CF_NUM_CURRENT_EDGES], ns = v[CF_NUM_SUBGRAPHS], d = v[CF_REMAINING_DEPTH];
+                    bool part_ok = nc >= 1 && nc <= 15 && ne >= nc && atoll(ans.subs[b].cond.start_edge_id) == next_id &&
+                                   ((ne == nc) == (ns == 0)) && ((ne == nc) == (d == 0)) && (d == 0 || ne - nc >= d + ns - 1);
+                    bad_parts += !part_ok;
+                    cur += nc;
+                    next_id += nc;
+                }
+                bad_parts += cur != l->cond.v[CF_NUM_CURRENT_EDGES];
+            }
+        }
+    }
+    printf("    %d flat split layers (%d nested left free): %d of %d real answers accepted, %d of %d walks valid\n", splits,
+           nested, accepted, 2 * splits, valid, walks);
+    CHECKF(splits >= 10, "only %d split layers", splits);
+    CHECKF(accepted == 2 * splits, "%d of %d real split answers accepted", accepted, 2 * splits);
+    CHECKF(valid == walks && dead == 0, "%d of %d split walks valid, %d dead ends", valid, walks, dead);
+    CHECKF(bad_parts == 0, "%d parts off the layer's partition", bad_parts);
+    tb_free(&tb); tb_free(&out); answer_free(&a); answer_free(&ans); layers_free(&L); graph_free(&g); synth_free(sy);
+}
+
 int main(void) {
     RUN(test_destination_rules);
     RUN(test_accepts_synthetic_layers);
@@ -573,5 +685,6 @@ int main(void) {
     RUN(test_callees_table);
     RUN(test_callees_fit);
     RUN(test_callee_bounds);
+    RUN(test_split_layers);
     TEST_END();
 }
