@@ -902,21 +902,18 @@ static bool step(const Constraint *k, Constraint *w, ConCursor *c, unsigned char
         if (ch == '/' && layer_complete(k)) { enter_lit(c, k->split ? "</split>\n" : "</layer>\n", 2, P_DONE); return true; }
         return false;
     case P_SUB_ID: {
+        int i = -1;   // the edge the block is for (a split's parts: -1, the layer's own edge)
         if (k->split) {   // every part hangs from the layer's own edge
-            if (ch == '>' && c->sub_len == (int)strlen(k->split_edge)) {
-                c->sub_edge = -1;
-                c->phase = P_COND_KEY; c->key_len = 0; c->done = 0;
-                c->key_mask = next_field(0);
-                for (int f = 0; f < CF_NFIELDS; f++) c->f[f] = -1;
+            if (ch != '>') {
+                if (c->sub_len >= (int)strlen(k->split_edge) || k->split_edge[c->sub_len] != (char)ch) return false;
+                c->sub_id[c->sub_len++] = (char)ch;
                 return true;
             }
-            if (c->sub_len >= (int)strlen(k->split_edge) || k->split_edge[c->sub_len] != (char)ch) return false;
-            c->sub_id[c->sub_len++] = (char)ch;
-            return true;
+            if (c->sub_len != (int)strlen(k->split_edge)) return false;
+        } else {
+            if (ch != '>') return id_char(k, c, ch, P_SUB_ID);
+            if ((i = id_typed(k, c, P_SUB_ID)) < 0) return false;
         }
-        if (ch != '>') return id_char(k, c, ch, P_SUB_ID);
-        int i = id_typed(k, c, P_SUB_ID);
-        if (i < 0) return false;
         c->sub_edge = i;
         c->phase = P_COND_KEY; c->key_len = 0; c->done = 0;
         c->key_mask = next_field(0);
