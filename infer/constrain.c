@@ -488,7 +488,8 @@ static void cond_range(const Constraint *k, const ConCursor *c, int fld, Range *
         // data/layers.c defines it: a smaller one would squeeze every time below it
         lo = max64(lo, min64(hi, k->root ? e->finish - e->start : e->finish));
         break;
-    default:  // start_edge_id: any number
+    default:  // start_edge_id: any number of up to 6 digits (local ids count a layer's calls)
+        hi = 999999;
         break;
     }
     *out = (Range){lo, hi, lo2, hi2};

@@ -234,7 +234,9 @@ static int encode_prompt(Harness *h, const Job *b) {
 #define RELEASE_SPLIT 15
 
 int harness_whole_answer_tokens(const Bpe *tok, BpeCache *cache, const Condition *c, const ConNames *names) {
+    // blocks: num_subgraphs, none in a leaf layer (whatever num_subgraphs says: a split's counts parts)
     int64_t nc = c->v[CF_NUM_CURRENT_EDGES], ns = cond_has(c, CF_NUM_SUBGRAPHS) ? c->v[CF_NUM_SUBGRAPHS] : 0;
+    if (cond_has(c, CF_REMAINING_DEPTH) && c->v[CF_REMAINING_DEPTH] == 0) ns = 0;
     int64_t id0 = cond_has(c, CF_START_EDGE_ID) ? c->v[CF_START_EDGE_ID] : 0;
     int64_t t = cond_has(c, CF_LATENCY) ? c->v[CF_LATENCY] : 99999;
     // a destination: the longest name of the set; without one, digits as long as the longest name
@@ -281,26 +283,46 @@ int harness_whole_answer_tokens(const Bpe *tok, BpeCache *cache, const Condition
     return n + n / 10;   // a tenth more: a name's tokens do not grow with its length alone
 }
 
+// num_subgraphs of a layer over 15 edges means two things: a split's parts (the release cuts 13..15
+// edges a part) or a whole layer's child layers, and the block that asked for the layer was
+// written before anyone knew how it would be asked (the automaton allows either). Once the
+// harness knows, the number takes that meaning: a split gets the fewest parts of at most 15 edges
+// (2..5; more make a nested split, left free), a whole layer a count of child layers its size
+// allows (none in a leaf). In the request and in the asking block: the assembler holds the two
+// to agree.
+static void reconcile_subgraphs(Harness *h, Job *b) {
+    Condition *c = &b->cond;
+    const uint32_t need = CF_BIT(CF_NUM_CURRENT_EDGES) | CF_BIT(CF_NUM_EDGES) | CF_BIT(CF_NUM_SUBGRAPHS) | CF_BIT(CF_REMAINING_DEPTH);
+    if ((c->present & need) != need || c->v[CF_NUM_CURRENT_EDGES] <= RELEASE_SPLIT) return;
+    int64_t nc = c->v[CF_NUM_CURRENT_EDGES], ne = c->v[CF_NUM_EDGES], rd = c->v[CF_REMAINING_DEPTH], ns = c->v[CF_NUM_SUBGRAPHS];
+    if (b->split) {
+        int64_t parts = (nc + RELEASE_SPLIT - 1) / RELEASE_SPLIT;
+        if (parts > 5) return;
+        ns = parts;
+    } else if (rd == 0 || ne <= nc) ns = 0;
+    else {
+        int64_t hi = nc < ne - nc - rd + 1 ? nc : ne - nc - rd + 1;   // room for the deepest child's rd edges
+        ns = ns < 1 ? 1 : ns > hi ? (hi < 1 ? 1 : hi) : ns;
+    }
+    if (ns == c->v[CF_NUM_SUBGRAPHS]) return;
+    cond_set_num(c, CF_NUM_SUBGRAPHS, ns);
+    if (b->parent >= 0) cond_set_num(&h->jobs[b->parent].ans.subs[b->ordinal].cond, CF_NUM_SUBGRAPHS, ns);
+}
+
 static void submit(Harness *h, int j) {
     Job *b = &h->jobs[j];
     b->id = mix2(b->base, (uint64_t)b->attempt, 0x7265717565737421ULL);
     if (b->split_auto) {  // once per layer: its retries are asked the same way
         b->split_auto = false;
         encode_prompt(h, b);
-        b->split = (int)h->ptoks.n + harness_whole_answer_tokens(h->tok, h->cache, &b->cond, h->cfg.names) > h->e.cfg.ctx;
+        int whole = harness_whole_answer_tokens(h->tok, h->cache, &b->cond, h->cfg.names);
+        b->split = (int)h->ptoks.n + whole > h->e.cfg.ctx;
         h->st.split_layers += b->split;
+        if (h->debug)
+            fprintf(stderr, "---- layer of %lld edges: prompt %zu + whole answer <= %d tokens, context %d: %s\n",
+                    (long long)b->cond.v[CF_NUM_CURRENT_EDGES], h->ptoks.n, whole, h->e.cfg.ctx, b->split ? "split" : "whole");
     }
-    // A split's num_subgraphs counts its parts (the release cuts 13..15 edges a part), while the
-    // parent's block, written before anyone knew the layer would be split, counted its child
-    // layers (which the parts now share). Constrained, it becomes the fewest parts of at most 15
-    // edges (2..5; more make a nested split, left free), in the parent's block too: the assembler
-    // holds the two to agree.
-    int64_t parts = b->split && cond_has(&b->cond, CF_NUM_CURRENT_EDGES)
-                        ? (b->cond.v[CF_NUM_CURRENT_EDGES] + RELEASE_SPLIT - 1) / RELEASE_SPLIT : 0;
-    if (h->cfg.constrained && parts >= 2 && parts <= 5 && b->cond.v[CF_NUM_SUBGRAPHS] != parts) {
-        cond_set_num(&b->cond, CF_NUM_SUBGRAPHS, parts);
-        if (b->parent >= 0) cond_set_num(&h->jobs[b->parent].ans.subs[b->ordinal].cond, CF_NUM_SUBGRAPHS, parts);
-    }
+    if (h->cfg.constrained) reconcile_subgraphs(h, b);
     int kind = encode_prompt(h, b);
     if ((int)h->ptoks.n > h->req_cap) { h->req_cap = (int)h->ptoks.n; h->req_tokens = xrealloc(h->req_tokens, h->req_cap * sizeof(int32_t)); }
     for (size_t i = 0; i < h->ptoks.n; i++) h->req_tokens[i] = (int32_t)h->ptoks.v[i];

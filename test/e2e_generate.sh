@@ -222,12 +222,26 @@ for f in ('su.json', 'st.json'):
     assert s['assembled'] + s['not_assembled'] == s['requested'], s
     assert s['written'] == s['requested'] and s['tokens_generated'] > 0, s"
 
-# ---- split layers (instruction format): the summary counts them; a bad --split-threshold is refused.
-# (Whether auto asks a layer whole is test_sft's test_whole_answer_estimate: a model this small
-# never completes an instruction layer, so none of its layers gets that far.)
-check generate_split_summary bash -c "${G[*]} -n 2 --from-graphs prep/val.jsonl --split-threshold 0 --out sp.jsonl --summary sp.json &&
-  $PY -c \"import json; s = json.load(open('sp.json')); assert s['split_layers'] == 0, s\""
-expect_fail generate_bad_split "expected auto or a number" "${G[@]}" -n 1 --service S_1 --split-threshold sometimes --out x.jsonl
+# ---- split layers (instruction format): a 17-edge, depth-2 request, whose second layer has 16
+# current edges, over the release's 15. With a context of 2048 auto asks it whole; --split-threshold
+# 15 asks it as <split> parts, which the constraint holds to a partition of the layer (so even an
+# untrained model's graphs come out valid); with --ctx 700 it does not fit whole, and auto splits.
+check generate_split_setup $TRACELLM train --data sh/train_000000.bin --out run2k --layers 1 --heads 2 --embd 32 \
+  --seq-len 2048 --batch 1 --steps 2 --lr 1e-3 --warmup 1 --print-every 0 --threads 1
+GS=($TRACELLM generate --model run2k --tokenizer tok.bin --format instruct --seed 3 --threads 1 -n 2 \
+  --service S_000000001 --num-edges 17 --depth 2 --latency 9 --names prep/train.jsonl)
+check generate_split_auto "${GS[@]}" --out sp_a.jsonl --summary sp_a.json
+check generate_split_15 "${GS[@]}" --split-threshold 15 --out sp_15.jsonl --summary sp_15.json
+check generate_split_small_ctx "${GS[@]}" --ctx 700 --out sp_c.jsonl --summary sp_c.json
+check generate_split_counts "$PY" -c "
+import json
+s = {f: json.load(open('sp_%s.json' % f)) for f in ('a', '15', 'c')}
+assert [s[f]['split_layers'] for f in ('a', '15', 'c')] == [0, 2, 2], s
+for f in ('a', '15'):   # whole or in constrained parts, every graph valid and as requested
+    assert s[f]['valid'] == s[f]['match'] == 2, s[f]
+    for g in map(json.loads, open('sp_%s.jsonl' % f)):
+        assert len(g['edges']) == 17 and max(e[0].count('.') + 1 for e in g['edges']) == 2, g"
+expect_fail generate_bad_split "expected auto or a number" "${GS[@]}" --split-threshold sometimes --out x.jsonl
 
 # ---- errors ----
 expect_fail generate_needs_conditions "--service S" "${G[@]}" -n 2 --out x.jsonl
