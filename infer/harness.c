@@ -226,11 +226,11 @@ static int encode_prompt(Harness *h, const Job *b) {
 
 // ---- split layers (instruction format) ----
 // The release cuts a layer of more than 15 current edges into <split> pseudo-layers of 13..15
-// edges (PAPER.md §2), and the instruction data teaches the split prompt for them. A split answer
-// runs unconstrained, and its blocks are the model's free arithmetic: in the demo they were most
-// of the invalid graphs ("num_edges:18 but 1 edges", or a leaf condition that cannot be met), while
-// the same layers asked whole, under the constraint, came out right. Auto (split_threshold -1,
-// the default): a constrained layer is asked whole when it fits the context, split otherwise.
+// edges (PAPER.md §2), and the instruction data teaches the split prompt for them. Left free, a
+// split answer's parts were most of the demo's invalid graphs ("num_edges:18 but 1 edges", or a
+// leaf condition that cannot be met); constrained (constrain_set_split) they partition the layer.
+// Auto (split_threshold -1, the default): a constrained layer is asked whole when it fits the
+// context, in parts otherwise.
 #define RELEASE_SPLIT 15
 
 int harness_whole_answer_tokens(const Bpe *tok, BpeCache *cache, const Condition *c, const ConNames *names) {
