@@ -631,14 +631,14 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_ds_kernel(bf
 
 // ---- launches ----
 // Which kernels the bf16 table's attention runs (TRACELLM_CUDA_ATTENTION=auto|mma|wmma|mma32 and
-// TRACELLM_CUDA_ATTENTION_DQ=auto|recompute|stored, or cuda_set_attention_kernel / _dq): the
-// forward with 16 or 32 query rows a warp, the backward's dQ recomputed or from the stored dS, or
-// attention_tc.cu's WMMA kernels. The mma choices give the same bits: every output element is the
+// TRACELLM_CUDA_ATTENTION_DQ=auto|recompute|stored|recompute32, or cuda_set_attention_kernel /
+// _dq): the forward with 16 or 32 query rows a warp, the backward's dQ recomputed (64- or 32-row
+// tiles) or from the stored dS, or attention_tc.cu's WMMA kernels. The mma choices give the same bits: every output element is the
 // same products summed in the same order (the forward's rows see the same key tiles, the
 // accumulators of dQ, dK and dV take their 16-row chunks in the same order, and the stored dS is
 // the bf16 A fragment the dq kernel would have rounded), so a choice is a matter of speed only
 // (cuda_test_ops checks the bits). With auto (the default) they are timed on the card at the first
-// call of each size class and the faster one kept: which wins depends on the card and the shape.
+// call of each size class and the fastest kept: which wins depends on the card and the shape.
 static int attention_kernel = -1;  // CUDA_ATTENTION_*
 static int attention_dq = -1;      // CUDA_ATTENTION_DQ_*
 void cuda_set_attention_kernel(int k) {
