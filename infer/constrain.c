@@ -526,9 +526,10 @@ static uint32_t scratch_keys(const Constraint *k, const ConCursor *c) {
     else m &= ~(1u << S_COPY_RD);                    // a split answer's line
     if (!layer_complete(k)) m &= ~(1u << S_FINISH);   // never a dead end
     if (k->n_subs == 0) m &= ~(1u << S_NOW);          // it follows a block
+    bool block_next = can_sub(k);
     // the blocks to come, before the first one and its lines
-    if (k->n_subs > 0 || c->pad_block || !can_sub(k)) m &= ~(1u << S_LIST);
-    if (!can_sub(k))   // the lines about a block come before one
+    if (k->n_subs > 0 || c->pad_block || !block_next) m &= ~(1u << S_LIST);
+    if (!block_next)   // the lines about a block come before one
         m &= ~(1u << S_CONSTRAINTS | 1u << S_LE_REMAINING | 1u << S_COPY_START | 1u << S_RD_SHOULD | 1u << S_COPY_RD);
     if (k->rd < 1) m &= ~(1u << S_RD_SHOULD);
     return m;

@@ -302,7 +302,8 @@ static void reconcile_subgraphs(Harness *h, Job *b) {
     } else if (rd == 0 || ne <= nc) ns = 0;
     else {
         int64_t hi = nc < ne - nc - rd + 1 ? nc : ne - nc - rd + 1;   // room for the deepest child's rd edges
-        ns = ns < 1 ? 1 : ns > hi ? (hi < 1 ? 1 : hi) : ns;
+        if (hi < 1) hi = 1;
+        ns = ns < 1 ? 1 : ns > hi ? hi : ns;
     }
     if (ns == c->v[CF_NUM_SUBGRAPHS]) return;
     cond_set_num(c, CF_NUM_SUBGRAPHS, ns);
