@@ -55,7 +55,11 @@ typedef struct Backend {
     // ---- forward and backward ops ----
     // out (B,T,C) = wte[inp] (Vp,C) + wpe[t] (maxT,C)
     void (*encoder_forward)(float *out, const int32_t *inp, const float *wte, const float *wpe, int B, int T, int C);
-    void (*encoder_backward)(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B, int T, int C);
+    // dwte (Vp,C) += dout rows by token, dwpe (maxT,C) += by position. inp_host: the same ids in
+    // host memory, or NULL. (The CUDA backend groups the positions by token on the host; reading
+    // inp back from the device would wait for every kernel queued before it.)
+    void (*encoder_backward)(float *dwte, float *dwpe, const float *dout, const int32_t *inp, const int32_t *inp_host,
+                             int B, int T, int C);
 
     // out (N,C) = (inp - mean) * rstd * w + b over the last dim; mean, rstd (N,) kept for backward.
     // eps = 1e-5 as in GPT-2 / PyTorch.

@@ -83,8 +83,9 @@ static void free_plan(GPT *m) {
     if (m->inputs) be->free(m->inputs);
     if (m->targets) be->free(m->targets);
     if (m->loss_weight) be->free(m->loss_weight);
-    free(m->acts.layer); free(m->dacts.layer); free(m->losses_host);
+    free(m->acts.layer); free(m->dacts.layer); free(m->losses_host); free(m->inputs_host);
     m->act_mem = m->dact_mem = m->loss_weight = m->losses_host = NULL;
+    m->inputs_host = NULL;
     m->inputs = m->targets = NULL;
     m->acts.layer = m->dacts.layer = NULL;
     m->B = m->T = 0;
@@ -241,6 +242,7 @@ void gpt_plan(GPT *m, int B, int T, bool training) {
     m->targets = be->alloc(BT * sizeof(int32_t));
     m->loss_weight = be->alloc(BT * sizeof(float));
     m->losses_host = xcalloc(BT, sizeof(float));
+    m->inputs_host = xcalloc(BT, sizeof(int32_t));
 }
 
 // ---- forward ----
@@ -277,6 +279,7 @@ void gpt_forward(GPT *m, const int32_t *inputs, int B, int T) {
     for (int i = 0; i < BT; i++)
         if (inputs[i] < 0 || inputs[i] >= c->vocab_size) fatal("token id %d at position %d is outside the vocabulary (%d)", inputs[i], i, c->vocab_size);
     be->upload(m->inputs, inputs, (size_t)BT * sizeof(int32_t));
+    memcpy(m->inputs_host, inputs, (size_t)BT * sizeof(int32_t));
     Acts *a = &m->acts;
     float **p = m->param;
     if (m->pos_offset < 0 || m->pos_offset + T > c->max_seq_len)
@@ -403,7 +406,7 @@ void gpt_backward(GPT *m) {
                                la->ln1_rstd, BT, C);  // dres: d of the block's input
         layer_grads_ready(m, l);
     }
-    be->encoder_backward(g[P_WTE], g[P_WPE] + (size_t)m->batch_pos * C, dres, m->inputs, B, T, C);
+    be->encoder_backward(g[P_WTE], g[P_WPE] + (size_t)m->batch_pos * C, dres, m->inputs, m->inputs_host, B, T, C);
     grads_ready(m, &(GradRange){0, m->param_sizes[P_WTE] + m->param_sizes[P_WPE]}, 1);
 }
 

@@ -118,6 +118,7 @@ typedef struct {
     float *act_mem, *dact_mem;
     size_t act_mem_bytes, dact_mem_bytes;  // of act_mem, dact_mem (gpt.c: layout_dacts)
     int32_t *inputs, *targets;          // (B,T) backend copies
+    int32_t *inputs_host;               // (B,T) the last forward's ids, for encoder_backward
     float *loss_weight;                 // (B,T)
     float *losses_host;                 // (B,T)
     GptGradsReady grads_ready;          // NULL: no hook (the default)

@@ -101,7 +101,7 @@ int main(int argc, char **argv) {
 
     double nc = (double)N * C;
     TIME("encoder fwd", 1, 0, fx * 3 * nc, be->encoder_forward(x, tok, wte, wpe, B, T, C));
-    TIME("encoder bwd", 1, 0, fx * 3 * nc, be->encoder_backward(dwte, dwpe, dx, tok, B, T, C));
+    TIME("encoder bwd", 1, 0, fx * 3 * nc, be->encoder_backward(dwte, dwpe, dx, tok, tok_h, B, T, C));
     // the model's forward: one plain LayerNorm (layer 0's ln1), the other 2L with their residual add
     TIME("layernorm fwd", 1, 0, fx * 2 * nc, be->layernorm_forward(y, mean, rstd, x, w, bias, N, C));
     TIME("residual+layernorm fwd", 2 * L, 0, fx * 4 * nc,

@@ -128,7 +128,8 @@ static void test_encoder(void) {
     int B = 3, T = 37, C = 40, V = 11;  // few tokens: rows of dwte collide often
     size_t BT = (size_t)B * T;
     int32_t *inp = xmalloc(BT * 4);
-    for (size_t i = 0; i < BT; i++) inp[i] = (int32_t)rng_below(&rng, V);
+    // about half the positions are token 0, as a separator is in trace text: one long chain of adds
+    for (size_t i = 0; i < BT; i++) inp[i] = rng_uniform(&rng) < 0.5 ? 0 : (int32_t)rng_below(&rng, V);
     float *wte = rand_x((size_t)V * C, 1), *wpe = rand_x((size_t)T * C, 1), *out = xmalloc(BT * C * 4);
     cpu->encoder_forward(out, inp, wte, wpe, B, T, C);
     int32_t *d_inp = dev(inp, BT * 4);
@@ -141,15 +142,22 @@ static void test_encoder(void) {
     free(g);
     // backward: random starting gradients (fp32 parameter gradients), accumulated into
     float *dout = rand_x(BT * C, 1), *dwte = rand_h((size_t)V * C, 1), *dwpe = rand_h((size_t)T * C, 1);
-    float *d_dout = xdev(dout, BT * C), *d_dwte = dev(dwte, (size_t)V * C * 4), *d_dwpe = dev(dwpe, (size_t)T * C * 4);
-    cpu->encoder_backward(dwte, dwpe, dout, inp, B, T, C);
-    gpu->encoder_backward(d_dwte, d_dwpe, d_dout, d_inp, B, T, C);
-    float *g1 = down(d_dwte, (size_t)V * C), *g2 = down(d_dwpe, (size_t)T * C);
-    same_bits("encoder_backward dwte (same order of additions as the CPU)", g1, dwte, (size_t)V * C);
-    same_bits("encoder_backward dwpe", g2, dwpe, (size_t)T * C);
-    free(g1); free(g2);
-    void *dv[] = {d_inp, d_wte, d_wpe, d_out, d_dout, d_dwte, d_dwpe};
-    for (size_t i = 0; i < 7; i++) gpu->free(dv[i]);
+    float *d_dout = xdev(dout, BT * C);
+    float *d_dwte[2] = {dev(dwte, (size_t)V * C * 4), dev(dwte, (size_t)V * C * 4)};
+    float *d_dwpe[2] = {dev(dwpe, (size_t)T * C * 4), dev(dwpe, (size_t)T * C * 4)};
+    cpu->encoder_backward(dwte, dwpe, dout, inp, NULL, B, T, C);
+    // with the ids' host copy (as the model passes it), then without (read back from the device)
+    for (int way = 0; way < 2; way++) {
+        gpu->encoder_backward(d_dwte[way], d_dwpe[way], d_dout, d_inp, way == 0 ? inp : NULL, B, T, C);
+        float *g1 = down(d_dwte[way], (size_t)V * C), *g2 = down(d_dwpe[way], (size_t)T * C);
+        same_bits(way == 0 ? "encoder_backward dwte (same order of additions as the CPU), host ids"
+                           : "encoder_backward dwte (same order of additions as the CPU), ids read back",
+                  g1, dwte, (size_t)V * C);
+        same_bits("encoder_backward dwpe", g2, dwpe, (size_t)T * C);
+        free(g1); free(g2);
+    }
+    void *dv[] = {d_inp, d_wte, d_wpe, d_out, d_dout, d_dwte[0], d_dwpe[0], d_dwte[1], d_dwpe[1]};
+    for (size_t i = 0; i < sizeof dv / sizeof *dv; i++) gpu->free(dv[i]);
     free(inp); free(wte); free(wpe); free(out); free(dout); free(dwte); free(dwpe);
 }
 
@@ -582,6 +590,15 @@ static void test_round_params(void) {
     gpu->round_params(d_y, d_p, n);
     float *x = xdown(d_x, n), *y = xdown(d_y, n);
     same_bits("round_params twice from the same master", y, x, n);
+    // the master one float into a buffer, so not 16-byte aligned: the one-a-thread kernel, whose
+    // bits must be the four-a-thread kernel's
+    float *d_q = gpu->alloc((n + 1) * 4);
+    gpu->upload(d_q + 1, p, n * 4);
+    gpu->round_params(d_y, d_q + 1, n);
+    float *z = xdown(d_y, n);
+    same_bits("round_params from an unaligned master (one a thread)", z, x, n);
+    free(z);
+    gpu->free(d_q);
     if (!bf) same_bits("round_params (fp32: a copy)", x, p, n);
     else {
         size_t bad = 0, up = 0;

@@ -285,7 +285,7 @@ static void test_encoder(void) {
     float *wte = rand_f(V * C, 1), *wpe = rand_f(T * C, 1), *R = rand_f(B * T * C, 1), *out = xcalloc(B * T * C, 4);
     float *dwte = xcalloc(V * C, 4), *dwpe = xcalloc(T * C, 4);
     be->encoder_forward(out, inp, wte, wpe, B, T, C);
-    be->encoder_backward(dwte, dwpe, R, inp, B, T, C);
+    be->encoder_backward(dwte, dwpe, R, inp, NULL, B, T, C);
     for (int bt = 0; bt < B * T; bt++)
         for (int i = 0; i < C; i++) CHECK(out[bt * C + i] == wte[inp[bt] * C + i] + wpe[(bt % T) * C + i]);
     for (int v = 0; v < V; v++)

@@ -11,7 +11,8 @@
 
 // the ops, defined in this folder
 void cpu_encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe, int B, int T, int C);
-void cpu_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B, int T, int C);
+void cpu_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp, const int32_t *inp_host, int B,
+                          int T, int C);
 void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                            int N, int C);
 void cpu_residual_layernorm_forward(float *res, float *out, float *mean, float *rstd, const float *a, const float *b,

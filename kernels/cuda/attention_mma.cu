@@ -30,6 +30,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <type_traits>
 
 #define MM_THREADS 128  // 4 warps
 #define MM_ROWS 64      // rows a block owns, 16 per warp
@@ -175,23 +176,31 @@ __device__ __forceinline__ void cp_async_step(bool more) {
     __syncthreads();
 }
 
-// Rows [r0, r0 + n) x HS of a row-major global tensor (row stride `stride`) into shared memory
+// Rows [r0, r0 + N) x HS of a row-major global tensor (row stride `stride`) into shared memory
 // (dst[r][c], ld elements a row); rows past T are zeros. 16 bytes at a time by cp.async when `vec`
 // (every row start 16-byte aligned, checked at launch; ld keeps shared rows 16-byte aligned): the
-// caller commits and waits. Else two bf16 at a time through registers (every row start is 4-byte
-// aligned: C is even), done when the function returns.
-template <int HS>
-__device__ __forceinline__ void load_tile(bf16 *dst, int ld, const bf16 *src, size_t stride, int r0, int n, int T,
-                                          bool vec) {
+// caller commits and waits. Thread x copies channels 8 (x % CH) .. + 7 of rows x / CH, + STEP,
+// + 2 STEP, ..: its source pointer steps by a fixed stride and its shared offsets are constants,
+// so a copy is an add, a compare and the cp.async (a loop over element indices spent some 50
+// integer instructions a copy on divisions and 64-bit products, more than the tile's softmax).
+// Else two bf16 at a time through registers (every row start is 4-byte aligned: C is even),
+// done when the function returns.
+template <int HS, int N>
+__device__ __forceinline__ void load_tile(bf16 *dst, int ld, const bf16 *src, size_t stride, int r0, int T, bool vec) {
     if (vec) {
-        for (int e = threadIdx.x; e < n * (HS / 8); e += MM_THREADS) {
-            int r = e / (HS / 8), c = 8 * (e % (HS / 8));
-            bool in = r0 + r < T;
-            cp_async16(dst + r * ld + c, src + (size_t)(in ? r0 + r : 0) * stride + c, in);
+        constexpr int CH = HS / 8, STEP = MM_THREADS / CH;
+        int r = threadIdx.x / CH, c = 8 * (threadIdx.x % CH);
+        const bf16 *s = src + (size_t)(r0 + r) * stride + c;
+        bf16 *d = dst + r * ld + c;
+#pragma unroll
+        for (int i = 0; i < (N + STEP - 1) / STEP; i++) {
+            bool in = r0 + r + STEP * i < T;
+            if (N % STEP == 0 || r + STEP * i < N) cp_async16(d + STEP * i * ld, in ? s : src, in);  // out: reads nothing
+            s += STEP * stride;
         }
         return;
     }
-    for (int e = threadIdx.x; e < n * (HS / 2); e += MM_THREADS) {
+    for (int e = threadIdx.x; e < N * (HS / 2); e += MM_THREADS) {
         int r = e / (HS / 2), c = 2 * (e % (HS / 2));
         *(unsigned *)(dst + r * ld + c) = r0 + r < T ? ld32(src + (size_t)(r0 + r) * stride + c) : 0u;
     }
@@ -225,8 +234,8 @@ template <int HS, int KT>
 __device__ __forceinline__ void kv_load(bf16 *Ks, const bf16 *base, size_t C3, int C, int k0, int T, bool vec) {
     constexpr int LDK = HS + 8;
     bf16 *K = Ks + (k0 / KT & 1) * 2 * KT * LDK;
-    load_tile<HS>(K, LDK, base + C, C3, k0, KT, T, vec);
-    load_tile<HS>(K + KT * LDK, LDK, base + 2 * C, C3, k0, KT, T, vec);
+    load_tile<HS, KT>(K, LDK, base + C, C3, k0, T, vec);
+    load_tile<HS, KT>(K + KT * LDK, LDK, base + 2 * C, C3, k0, T, vec);
 }
 template <int HS, int KT>
 __device__ __forceinline__ const bf16 *kv_next(bf16 *Ks, const bf16 *base, size_t C3, int C, int k0, int last, int T,
@@ -290,7 +299,9 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
                     mma16816(s[u][n + 1], qf[u][kk], b1);
                 }
             }
-        // the online softmax, per group: scale to base 2, mask, new max, rescale O and the sum
+        // the online softmax, per group: mask, new max, rescale O and the sum. The scores stay
+        // unscaled: scale2 > 0 keeps their order, so the max is taken before scaling, and the
+        // scaling rides in the exponent's FMA (2^(s scale2 - max), as flash attention does)
 #pragma unroll
         for (int u = 0; u < WG; u++) {
             int wu = w0 + 16 * u, row[2] = {wu + g, wu + g + 8};
@@ -299,17 +310,14 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
 #pragma unroll
                 for (int n = 0; n < KT / 8; n++)
 #pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        s[u][n][e] *= scale2;
-                        mx[e >> 1] = fmaxf(mx[e >> 1], s[u][n][e]);
-                    }
+                    for (int e = 0; e < 4; e++) mx[e >> 1] = fmaxf(mx[e >> 1], s[u][n][e]);
             } else {
 #pragma unroll
                 for (int n = 0; n < KT / 8; n++)
 #pragma unroll
                     for (int e = 0; e < 4; e++) {
                         int i = row[e >> 1], j = k0 + 8 * n + 2 * t + (e & 1);
-                        float v = (j <= i && i < T) ? s[u][n][e] * scale2 : -INFINITY;
+                        float v = (j <= i && i < T) ? s[u][n][e] : -INFINITY;
                         s[u][n][e] = v;
                         mx[e >> 1] = fmaxf(mx[e >> 1], v);
                     }
@@ -317,8 +325,8 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
             float alpha[2], ls[2] = {0.0f, 0.0f}, mb[2];
 #pragma unroll
             for (int r = 0; r < 2; r++) {
-                float mn = fmaxf(m[u][r], quad_max(mx[r]));
-                alpha[r] = mn == -INFINITY ? 1.0f : exp2f(m[u][r] - mn);
+                float mn = fmaxf(m[u][r], quad_max(mx[r]) * scale2);
+                alpha[r] = mn == -INFINITY ? 1.0f : exp2_ftz(m[u][r] - mn);
                 m[u][r] = mn;
                 mb[r] = mn == -INFINITY ? 0.0f : mn;  // a row with no key yet (past T): exp2(-inf - 0) = 0, no NaN
             }
@@ -326,7 +334,7 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
             for (int n = 0; n < KT / 8; n++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    float p = exp2f(s[u][n][e] - mb[e >> 1]);  // masked: exp2(-inf) = 0
+                    float p = exp2_ftz(fmaf(s[u][n][e], scale2, -mb[e >> 1]));  // masked: 2^-inf = 0
                     s[u][n][e] = p;
                     ls[e >> 1] += p;
                 }
@@ -437,15 +445,22 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
                 mma16816(dp[n], gf[kk], bv0);  // dP = dO V^T
                 mma16816(dp[n + 1], gf[kk], bv1);
             }
-        bool full = below_diagonal(k0 + KT - 1, w0, T);
+        // dS = P (dP - D) scale, P = 2^(S scale2 - lse2); with `mask`, a score the row may not see
+        // (a later key, a row past T) gets the exponent -inf, so P = 0. Most tiles need no mask:
+        // two copies of the loop and a branch the whole warp takes spare them the test per score
+        auto ds = [&](auto mask) {
 #pragma unroll
-        for (int n = 0; n < KT / 8; n++)
+            for (int n = 0; n < KT / 8; n++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int r = e >> 1, i = row[r], j = k0 + 8 * n + 2 * t + (e & 1);
-                float p = (full || (j <= i && i < T)) ? exp2f(s[n][e] * scale2 - L2[r]) : 0.0f;
-                s[n][e] = p * (dp[n][e] - D[r]) * scale;  // dS
-            }
+                for (int e = 0; e < 4; e++) {
+                    int r = e >> 1, i = row[r], j = k0 + 8 * n + 2 * t + (e & 1);
+                    float x = fmaf(s[n][e], scale2, -L2[r]);
+                    if constexpr (decltype(mask)::value) x = j <= i && i < T ? x : -INFINITY;
+                    s[n][e] = exp2_ftz(x) * (dp[n][e] - D[r]) * scale;
+                }
+        };
+        if (below_diagonal(k0 + KT - 1, w0, T)) ds(std::false_type{});
+        else ds(std::true_type{});
         // dQ += dS K: dS repacked in registers, K transposed by ldmatrix
 #pragma unroll
         for (int kk = 0; kk < KT / 16; kk++) {
@@ -472,9 +487,10 @@ __device__ __forceinline__ void dkdv_load(float *buf, const bf16 *base, const bf
     constexpr int LDR = HS + 8;
     float *Ls = buf, *Ds = Ls + QT;
     bf16 *Qs = (bf16 *)(Ds + QT), *Gs = Qs + QT * LDR;
-    load_tile<HS>(Qs, LDR, base, C3, i0, QT, T, vec);
-    load_tile<HS>(Gs, LDR, gbase, C, i0, QT, T, vec);
-    for (int e = threadIdx.x; e < QT; e += MM_THREADS) {
+    load_tile<HS, QT>(Qs, LDR, base, C3, i0, T, vec);
+    load_tile<HS, QT>(Gs, LDR, gbase, C, i0, T, vec);
+    static_assert(QT <= MM_THREADS, "one lse and D a thread");
+    if (int e = threadIdx.x; e < QT) {
         Ls[e] = i0 + e < T ? lrow[i0 + e] * LOG2E : 0.0f;
         Ds[e] = i0 + e < T ? drow[i0 + e] : 0.0f;
     }
@@ -536,16 +552,23 @@ __global__ void __launch_bounds__(MM_THREADS, dkdv_min_blocks<HS, QT>())
                 mma16816(dpt[n], vf[kk], bg0);  // dP^T = V dO^T
                 mma16816(dpt[n + 1], vf[kk], bg1);
             }
-        bool full = w0 + 15 <= i0 && i0 + QT - 1 < T;  // every query of the tile sees every key of the warp
+        // P^T and dS^T as in the dq kernel; no mask where every query of the tile sees every key
+        // of the warp (the same for all its lanes)
+        auto pds = [&](auto mask) {
 #pragma unroll
-        for (int n = 0; n < QT / 8; n++)
+            for (int n = 0; n < QT / 8; n++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int j = key[e >> 1], q = 8 * n + 2 * t + (e & 1), i = i0 + q;
-                float p = (full || (i >= j && i < T && j < T)) ? exp2f(st[n][e] * scale2 - Ls[q]) : 0.0f;
-                st[n][e] = p;                                 // P^T
-                dpt[n][e] = p * (dpt[n][e] - Ds[q]) * scale;  // dS^T
-            }
+                for (int e = 0; e < 4; e++) {
+                    int j = key[e >> 1], q = 8 * n + 2 * t + (e & 1), i = i0 + q;
+                    float x = fmaf(st[n][e], scale2, -Ls[q]);
+                    if constexpr (decltype(mask)::value) x = i >= j && i < T && j < T ? x : -INFINITY;
+                    float p = exp2_ftz(x);
+                    st[n][e] = p;                                 // P^T
+                    dpt[n][e] = p * (dpt[n][e] - Ds[q]) * scale;  // dS^T
+                }
+        };
+        if (w0 + 15 <= i0 && i0 + QT - 1 < T) pds(std::false_type{});
+        else pds(std::true_type{});
         // dV += P^T dO, dK += dS^T Q: dO and Q transposed by ldmatrix
 #pragma unroll
         for (int kk = 0; kk < QT / 16; kk++) {
@@ -606,8 +629,8 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_ds_kernel(bf
     // queues the K tile and the dS^T tile at keys k0 into their half of the double buffer
     auto load_pair = [&](int k0) {
         bf16 *half = buf + (k0 / KT & 1) * HALF;
-        load_tile<HS>(half, LDK, kbase, C3, k0, KT, T, vec);
-        load_tile<MM_ROWS>(half + KT * LDK, LDS, sbase, Tp, k0, KT, T, true);
+        load_tile<HS, KT>(half, LDK, kbase, C3, k0, T, vec);
+        load_tile<MM_ROWS, KT>(half + KT * LDK, LDS, sbase, Tp, k0, T, true);
     };
     load_pair(0);
     cp_async_commit();

@@ -8,14 +8,25 @@
 #include <math.h>
 
 #define CL_THREADS 512
+#define CL_LOG2E 1.4426950408889634f
 
 // A thread's running max and its sum of exps relative to that max (online softmax): one read of
-// the row gives both.
+// the row gives both. Values come a 16-byte vector at a time: the vector's max first, so the sum
+// is rescaled once a vector, not once a new maximum, and no branch depends on the data; e^x as
+// 2^(x log2 e) with the product in the exponent's FMA (expf costs several instructions more).
+// Values past the row's end come as -inf and add 0.
 struct MaxSum {
     float m = -INFINITY, s = 0.0f;
-    __device__ __forceinline__ void add(float x) {
-        if (x > m) { s = s * expf(m - x) + 1.0f; m = x; }  // m = -inf at first: s * 0 + 1
-        else s += expf(x - m);
+    template <int N> __device__ __forceinline__ void add(const float (&x)[N]) {
+        float mx = m;
+#pragma unroll
+        for (int k = 0; k < N; k++) mx = fmaxf(mx, x[k]);
+        if (mx == -INFINITY) return;  // nothing yet: -inf - -inf would be NaN
+        float ml = mx * CL_LOG2E;
+        s *= exp2_ftz(fmaf(m, CL_LOG2E, -ml));  // m = -inf at first: s = 0 * 0
+#pragma unroll
+        for (int k = 0; k < N; k++) s += exp2_ftz(fmaf(x[k], CL_LOG2E, -ml));
+        m = mx;
     }
 };
 
@@ -38,31 +49,34 @@ __global__ void __launch_bounds__(CL_THREADS) classifier_kernel(X *logits, float
     float ly = ldx(l[y]);  // read before any thread overwrites the row
     MaxSum ms;
     for (int i = threadIdx.x * VN; i < V; i += CL_THREADS * VN) {
-        if constexpr (VEC) {
-            float x[VN];
-            load_vec<X>(x, l + i);
+        float x[VN];
+        if constexpr (VEC) load_vec<X>(x, l + i);
+        else x[0] = ldx(l[i]);
+        if (i + VN > V)  // the row's last vector
 #pragma unroll
-            for (int k = 0; k < VN; k++)
-                if (i + k < V) ms.add(x[k]);
-        } else {
-            ms.add(ldx(l[i]));
-        }
+            for (int k = 1; k < VN; k++)
+                if (i + k >= V) x[k] = -INFINITY;
+        ms.add(x);
     }
-    float mx = block_max(ms.m, sh);
-    float sum = block_sum(ms.m == -INFINITY ? 0.0f : ms.s * expf(ms.m - mx), sh);  // its barriers also order
-    if (threadIdx.x == 0) losses[n] = w * (logf(sum) + mx - ly);                     // every read before the writes
+    float mx = block_max(ms.m, sh), mxl = mx * CL_LOG2E;
+    float sum = block_sum(ms.m == -INFINITY ? 0.0f : ms.s * exp2_ftz(fmaf(ms.m, CL_LOG2E, -mxl)), sh);  // its barriers
+    if (threadIdx.x == 0) losses[n] = w * (logf(sum) + mx - ly);  // also order every read before the writes
     if (dscale == 0.0f) return;
-    float inv = 1.0f / sum, g = w * dscale;
+    float g = w * dscale / sum;
     for (int i = threadIdx.x * VN; i < Vp; i += CL_THREADS * VN) {
         float x[VN];
         if constexpr (VEC) load_vec<X>(x, l + i);
         else x[0] = ldx(l[i]);
 #pragma unroll
-        for (int k = 0; k < VN; k++) {
-            float d = i + k < V ? g * (expf(x[k] - mx) * inv) : 0.0f;
-            if (i + k == y) d -= g;  // the one-hot part
-            x[k] = d;
-        }
+        for (int k = 0; k < VN; k++) x[k] = g * exp2_ftz(fmaf(x[k], CL_LOG2E, -mxl));
+        if (i + VN > V)  // the padded columns get 0
+#pragma unroll
+            for (int k = 0; k < VN; k++)
+                if (i + k >= V) x[k] = 0.0f;
+        if ((unsigned)(y - i) < (unsigned)VN)  // the one-hot part
+#pragma unroll
+            for (int k = 0; k < VN; k++)
+                if (i + k == y) x[k] -= w * dscale;
         if constexpr (VEC) store_vec<X>(l + i, x);
         else l[i] = stx<X>(x[0]);
     }

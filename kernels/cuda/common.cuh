@@ -162,6 +162,21 @@ __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
+// 2^x on the special-function unit alone (ex2.approx.ftz: a result below 2^-126 is 0, where a
+// softmax weight that small is nothing beside the row's largest, which is 1). exp2f wraps the same
+// instruction in a range fix-up of three more (a compare, a select, a multiply), expf in more
+// still, and the softmax kernels (attention, classifier) take one per score. -inf gives 0.
+__device__ __forceinline__ float exp2_ftz(float x) {
+#ifdef TRACELLM_CUDA_EMU
+    float y = exp2f(x);
+    return y < 0x1p-126f ? 0.0f : y;
+#else
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+#endif
+}
+
 // Block-wide sum / max for blockDim.x a multiple of 32 (<= 1024); every thread gets the result.
 // `sh` holds 32 floats. Fixed tree, deterministic.
 __device__ __forceinline__ float block_sum(float v, float *sh) {

@@ -38,7 +38,9 @@ template <class X> __global__ void encoder_backward_wpe_kernel(float *dwpe, cons
 
 // Tokens repeat, so rows of dwte collide. The host groups positions by token (a stable counting
 // sort of the B*T ids): block x owns one distinct token and adds its positions' rows in
-// position order. No atomics, and the same order of additions as the CPU backend.
+// position order. No atomics, and the same order of additions as the CPU backend. A frequent
+// token (a separator, say, thousands of times in a batch of trace text) makes a long chain, so
+// the rows are loaded 8 at a time and then added in order: 8 loads in flight, the same bits.
 template <class X>
 __global__ void encoder_backward_wte_kernel(float *dwte, const X *dout, const int32_t *tok, const int32_t *start,
                                             const int32_t *order, int C) {
@@ -46,21 +48,42 @@ __global__ void encoder_backward_wte_kernel(float *dwte, const X *dout, const in
     if (c >= C) return;
     float *row = dwte + (size_t)tok[u] * C;
     float acc = row[c];
-    for (int k = start[u]; k < start[u + 1]; k++) acc += ldx(dout[(size_t)order[k] * C + c]);
+    int k = start[u], end = start[u + 1];
+    for (; k + 8 <= end; k += 8) {
+        float x[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++) x[j] = ldx(dout[(size_t)order[k + j] * C + c]);
+#pragma unroll
+        for (int j = 0; j < 8; j++) acc += x[j];
+    }
+    for (; k < end; k++) acc += ldx(dout[(size_t)order[k] * C + c]);
     row[c] = acc;
 }
 
+// The token groups go up from pinned host memory by cudaMemcpyAsync, queued behind the backward's
+// kernels instead of waiting for them (a copy from pageable memory would); `groups_sent` marks
+// when the last upload has left the buffer, so the next call can refill it.
+static int32_t *groups_host;
+static size_t groups_cap;  // int32s
+static cudaEvent_t groups_sent;
+
 template <class X>
-static void encoder_backward(float *dwte, float *dwpe, const float *dout_, const int32_t *inp, int B, int T, int C) {
+static void encoder_backward(float *dwte, float *dwpe, const float *dout_, const int32_t *inp, const int32_t *inp_host,
+                             int B, int T, int C) {
     cuda_init();
     int BT = B * T;
     if (!BT || !C) return;
     const X *dout = (const X *)dout_;
     encoder_backward_wpe_kernel<X><<<cdiv((size_t)T * C, 256), 256>>>(dwpe, dout, B, T, C);
     LAUNCH_CHECK("encoder_backward (wpe) B=%d T=%d C=%d", B, T, C);
-    // group positions by token on the host: ids (BT) are small next to the activations
-    int32_t *ids = (int32_t *)xmalloc((size_t)BT * 4);
-    CUDA_CHECK(cudaMemcpy(ids, inp, (size_t)BT * 4, cudaMemcpyDeviceToHost), "encoder_backward: download ids B=%d T=%d", B, T);
+    // group positions by token on the host: ids (BT) are small next to the activations. The model
+    // passes its host copy; without one they are read back, which waits for the queued kernels.
+    int32_t *down = NULL;
+    const int32_t *ids = inp_host;
+    if (!ids) {
+        ids = down = (int32_t *)xmalloc((size_t)BT * 4);
+        CUDA_CHECK(cudaMemcpy(down, inp, (size_t)BT * 4, cudaMemcpyDeviceToHost), "encoder_backward: download ids B=%d T=%d", B, T);
+    }
     int32_t mx = 0;
     for (int i = 0; i < BT; i++) {
         if (ids[i] < 0) fatal("cuda encoder_backward: token id %d at position %d is negative", ids[i], i);
@@ -70,19 +93,27 @@ static void encoder_backward(float *dwte, float *dwpe, const float *dout_, const
     for (int i = 0; i < BT; i++) count[ids[i] + 1]++;
     int nu = 0;  // distinct tokens
     for (int32_t v = 0; v <= mx; v++) if (count[v + 1]) nu++;
-    // host buffer: tok[nu] | start[nu+1] | order[BT]
-    int32_t *h = (int32_t *)xmalloc(((size_t)2 * nu + 1 + BT) * 4);
-    int32_t *tok = h, *start = h + nu, *order = h + 2 * nu + 1;
+    // pinned buffer: tok[nu] | start[nu+1] | order[BT], once the last upload from it is done
+    size_t n = (size_t)2 * nu + 1 + BT, bytes = n * 4;
+    if (groups_sent) CUDA_CHECK(cudaEventSynchronize(groups_sent), "encoder_backward: the last token groups' upload");
+    else CUDA_CHECK(cudaEventCreate(&groups_sent), "encoder_backward: event");
+    if (n > groups_cap) {
+        if (groups_host) CUDA_CHECK(cudaFreeHost(groups_host), "encoder_backward: free pinned token groups");
+        groups_cap = n + n / 4;
+        CUDA_CHECK(cudaMallocHost((void **)&groups_host, groups_cap * 4), "encoder_backward: %zu bytes of pinned host memory",
+                   groups_cap * 4);
+    }
+    int32_t *tok = groups_host, *start = tok + nu, *order = start + nu + 1;
     int u = 0, at = 0;
     int32_t *slot_of = (int32_t *)xmalloc(((size_t)mx + 1) * 4);
     for (int32_t v = 0; v <= mx; v++)
         if (count[v + 1]) { tok[u] = v; start[u] = at; slot_of[v] = at; at += count[v + 1]; u++; }
     start[nu] = at;
     for (int i = 0; i < BT; i++) order[slot_of[ids[i]]++] = i;
-    size_t bytes = ((size_t)2 * nu + 1 + BT) * 4;
+    free(down); free(count); free(slot_of);
     int32_t *d = (int32_t *)cuda_scratch(2, bytes);
-    CUDA_CHECK(cudaMemcpy(d, h, bytes, cudaMemcpyHostToDevice), "encoder_backward: upload token groups B=%d T=%d", B, T);
-    free(ids); free(count); free(h); free(slot_of);
+    CUDA_CHECK(cudaMemcpyAsync(d, groups_host, bytes, cudaMemcpyHostToDevice, 0), "encoder_backward: upload token groups B=%d T=%d", B, T);
+    CUDA_CHECK(cudaEventRecord(groups_sent, 0), "encoder_backward: event");
     dim3 grid(nu, cdiv(C, 128));
     encoder_backward_wte_kernel<X><<<grid, 128>>>(dwte, dout, d, d + nu, d + 2 * nu + 1, C);
     LAUNCH_CHECK("encoder_backward (wte) B=%d T=%d C=%d distinct tokens=%d", B, T, C, nu);
@@ -256,15 +287,29 @@ __device__ __forceinline__ unsigned round_hash(size_t i, unsigned bits) {
 // Stochastic rounding to bf16: add 16 random bits below the kept mantissa, then truncate, so a
 // value rounds away from zero with probability (dropped bits) / 2^16 and is unbiased on average.
 // Inf and NaN keep their class; a carry into the infinity exponent keeps the truncated value.
-__global__ void round_params_kernel(bf16 *dst, const float *src, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    float f = src[i];
+__device__ __forceinline__ unsigned short round_param(size_t i, float f) {
     unsigned u = __float_as_uint(f);
-    if ((u & 0x7f800000u) == 0x7f800000u) { dst[i] = __float2bfloat16_rn(f); return; }
+    if ((u & 0x7f800000u) == 0x7f800000u) return __bfloat16_as_ushort(__float2bfloat16_rn(f));
     unsigned r = u + (round_hash(i, u) & 0xffffu);
     if ((r & 0x7f800000u) == 0x7f800000u) r = u;
-    dst[i] = __ushort_as_bfloat16((unsigned short)(r >> 16));
+    return (unsigned short)(r >> 16);
+}
+// With VEC four weights a thread, a 16-byte load and an 8-byte store (src 16-byte and dst 8-byte
+// aligned): one 4-byte load a thread keeps too few bytes in flight to fill the memory pipe (the
+// scalar kernel ran at 1.7x the copy floor in run 7); the last n % 4 go one by one.
+template <bool VEC> __global__ void round_params_kernel(bf16 *dst, const float *src, size_t n) {
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * (VEC ? 4 : 1);
+    if (!VEC) {
+        if (i < n) dst[i] = __ushort_as_bfloat16(round_param(i, src[i]));
+    } else if (i + 4 <= n) {
+        float4 f = *(const float4 *)(src + i);
+        uint2 o;
+        o.x = round_param(i, f.x) | (unsigned)round_param(i + 1, f.y) << 16;
+        o.y = round_param(i + 2, f.z) | (unsigned)round_param(i + 3, f.w) << 16;
+        *(uint2 *)(dst + i) = o;
+    } else {
+        for (; i < n; i++) dst[i] = __ushort_as_bfloat16(round_param(i, src[i]));
+    }
 }
 
 template <class X> static void round_params(float *dst, const float *src, size_t n) {
@@ -273,7 +318,10 @@ template <class X> static void round_params(float *dst, const float *src, size_t
     if constexpr (sizeof(X) == 4) {
         CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, 0), "round_params n=%zu", n);
     } else {
-        round_params_kernel<<<cdiv(n, 256), 256>>>((bf16 *)dst, src, n);
+        if (aligned16(src) && (uintptr_t)dst % 8 == 0)
+            round_params_kernel<true><<<cdiv(cdiv(n, 4), 256), 256>>>((bf16 *)dst, src, n);
+        else
+            round_params_kernel<false><<<cdiv(n, 256), 256>>>((bf16 *)dst, src, n);
         LAUNCH_CHECK("round_params n=%zu", n);
     }
 }

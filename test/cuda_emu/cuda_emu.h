@@ -37,6 +37,7 @@ extern emu_uint3 threadIdx, blockIdx;
 extern dim3 blockDim, gridDim;
 extern char *emu_dynamic_smem;
 struct float4 { float x, y, z, w; };
+struct uint2 { unsigned x, y; };
 static inline float4 make_float4(float a, float b, float c, float d) { return float4{a, b, c, d}; }
 using std::max;
 using std::min;
@@ -73,6 +74,8 @@ cudaError_t cudaGetDevice(int *d);
 cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int dev);
 cudaError_t cudaMalloc(void **p, size_t n);
 cudaError_t cudaFree(void *p);
+cudaError_t cudaMallocHost(void **p, size_t n);  // pinned host memory: plain malloc here
+cudaError_t cudaFreeHost(void *p);
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind k);
 cudaError_t cudaMemset(void *p, int v, size_t n);
 cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s);
