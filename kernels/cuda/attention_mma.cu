@@ -216,11 +216,17 @@ __device__ __forceinline__ float quad_sum(float v) {
     return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
-// The first row of a forward or dq block. Its work grows with it (causal: rows i see keys 0..i), so
-// the grid's x is read backwards: the longest blocks start first and the short ones fill the
-// gaps at the end, instead of one long block running alone after the rest are done. (The dk/dv
-// kernel's key blocks are longest at x = 0 already.)
-__device__ __forceinline__ int heavy_first_rows() { return (gridDim.x - 1 - blockIdx.x) * MM_ROWS; }
+// Block order. A forward or dq block's work grows with its first row (causal: row i sees keys
+// 0..i), a dk/dv block's shrinks with its first key. Blocks start about in the order of their
+// linear index, x fastest, so the grid is (B NH heads, row blocks) with the row blocks read
+// heaviest first: every head's longest block starts before any shorter one, across the whole
+// grid, and the short ones fill the gaps at the end instead of a long one running alone after the
+// rest are done. (Run 8's grid, (row blocks, NH, B), went longest first within each head only: the
+// last heads' longest blocks started near the end.)
+__device__ __forceinline__ int head_b(int NH) { return blockIdx.x / NH; }
+__device__ __forceinline__ int head_h(int NH) { return blockIdx.x % NH; }
+__device__ __forceinline__ int heavy_first_rows() { return (gridDim.y - 1 - blockIdx.y) * MM_ROWS; }
+static dim3 heads_grid(int B, int NH, int row_blocks) { return dim3((unsigned)(B * NH), (unsigned)row_blocks); }
 // Whether a tile of keys up to `last_key` is wholly visible to a warp's 16 rows from `w0` on
 // (every key <= every row, every row < T): then no score of the tile needs the causal mask. The
 // same for every lane, so the branch on it does not diverge; most tiles of a long sequence are.
@@ -247,7 +253,7 @@ __device__ __forceinline__ const bf16 *kv_next(bf16 *Ks, const bf16 *base, size_
 }
 
 // ---- forward ----
-// grid (T/(64 WG), NH, B): a warp owns WG groups of 16 query rows (WG = 1 or 2), so every B
+// grid (B NH, T/(64 WG)): a warp owns WG groups of 16 query rows (WG = 1 or 2), so every B
 // fragment it loads from a K or V tile feeds WG products: WG = 2 halves the shared-memory reads
 // per product at twice the accumulators (TRACELLM_CUDA_ATTENTION=mma32 selects it for head sizes
 // up to 64; gpu_check.sh times both). Shared: K and V tiles (KT x HS each), twice: the next pair
@@ -261,7 +267,7 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
     constexpr int LDK = HS + 8;
     bf16 *Ks = (bf16 *)smem_f;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    int b = blockIdx.z, h = blockIdx.y, q0 = heavy_first_rows() * WG, w0 = q0 + 16 * WG * warp;
+    int b = head_b(NH), h = head_h(NH), q0 = heavy_first_rows() * WG, w0 = q0 + 16 * WG * warp;
     size_t C3 = 3 * (size_t)C;
     const bf16 *base = qkv + (size_t)b * T * C3 + h * HS;
 
@@ -382,18 +388,31 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
 }
 
 // ---- backward: D_i = dO_i . O_i, one thread per (b, h, i) ----
-__global__ void attention_dsum_kernel(float *Dsum, const bf16 *dout, const bf16 *out, int B, int T, int C, int NH) {
+// With vec (rows 16-byte aligned, the head size a multiple of 8) 8 channels a load, added in the
+// same order as one at a time: the same bits, an eighth of the load instructions.
+__global__ void attention_dsum_kernel(float *Dsum, const bf16 *dout, const bf16 *out, int B, int T, int C, int NH,
+                                      bool vec) {
     size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (e >= (size_t)B * NH * T) return;
     int i = (int)(e % T), h = (int)(e / T % NH), b = (int)(e / ((size_t)T * NH)), hs = C / NH;
     const bf16 *g = dout + ((size_t)b * T + i) * C + h * hs, *o = out + ((size_t)b * T + i) * C + h * hs;
     float d = 0.0f;
-    for (int c = 0; c < hs; c++) d += ldx(g[c]) * ldx(o[c]);
+    if (vec) {
+        for (int c = 0; c < hs; c += 8) {
+            float x[8], y[8];
+            load_vec<bf16>(x, g + c);
+            load_vec<bf16>(y, o + c);
+#pragma unroll
+            for (int k = 0; k < 8; k++) d += x[k] * y[k];
+        }
+    } else {
+        for (int c = 0; c < hs; c++) d += ldx(g[c]) * ldx(o[c]);
+    }
     Dsum[e] = d;
 }
 
 // ---- backward: dq ----
-// grid (T/64, NH, B). Shared: K and V tiles, double-buffered as in the forward.
+// grid (B NH, T/64). Shared: K and V tiles, double-buffered as in the forward.
 template <int HS, int KT> constexpr size_t dq_smem() { return sizeof(bf16) * 4 * KT * (HS + 8); }
 
 template <int HS, int KT>
@@ -405,7 +424,7 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
     constexpr int LDK = HS + 8;
     bf16 *Ks = (bf16 *)smem_f;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    int b = blockIdx.z, h = blockIdx.y, q0 = heavy_first_rows(), w0 = q0 + 16 * warp;
+    int b = head_b(NH), h = head_h(NH), q0 = heavy_first_rows(), w0 = q0 + 16 * warp;
     int row[2] = {w0 + g, w0 + g + 8};
     size_t C3 = 3 * (size_t)C;
     const bf16 *base = qkv + (size_t)b * T * C3 + h * HS, *gbase = dout + (size_t)b * T * C + h * HS;
@@ -474,7 +493,7 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
 }
 
 // ---- backward: dk and dv ----
-// grid (T/64, NH, B): the block owns keys [64 x, 64 x + 64) and streams the query tiles from its
+// grid (B NH, T/64): the block owns keys [64 y, 64 y + 64) and streams the query tiles from its
 // first key on. Shared, twice (the next query tile streams in while this one is used): the
 // tile's lse (base 2) and D (QT floats each), then its Q and dO rows.
 template <int HS, int QT> __host__ __device__ constexpr int dkdv_buf() { return 2 * QT + QT * (HS + 8); }  // floats
@@ -509,7 +528,7 @@ __global__ void __launch_bounds__(MM_THREADS, dkdv_min_blocks<HS, QT>())
     extern __shared__ __align__(16) float smem_f[];
     constexpr int LDR = HS + 8, BUF = dkdv_buf<HS, QT>();
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    int b = blockIdx.z, h = blockIdx.y, kb0 = blockIdx.x * MM_ROWS, w0 = kb0 + 16 * warp;
+    int b = head_b(NH), h = head_h(NH), kb0 = blockIdx.y * MM_ROWS, w0 = kb0 + 16 * warp;
     int key[2] = {w0 + g, w0 + g + 8};
     size_t C3 = 3 * (size_t)C;
     const bf16 *base = qkv + (size_t)b * T * C3 + h * HS, *gbase = dout + (size_t)b * T * C + h * HS;
@@ -605,7 +624,7 @@ __global__ void __launch_bounds__(MM_THREADS, dkdv_min_blocks<HS, QT>())
 // ---- backward: dq from the stored dS (TRACELLM_CUDA_ATTENTION_DQ=stored) ----
 // dQ = dS K with dS read back from what the dk/dv kernel (STORE_DS) wrote, instead of recomputing
 // S = Q K^T and dP = dO V^T: one product a tile pair instead of three, for a write and a read of
-// dS (B,NH,T,T causal half, bf16). grid (T/64, NH, B) like the other dq kernel; shared: the K tile
+// dS (B,NH,T,T causal half, bf16). grid (B NH, T/64) like the other dq kernel; shared: the K tile
 // and the dS^T tile (keys x the block's 64 queries), double-buffered. A fragments of dS come out
 // of the dS^T tile by ldmatrix.trans.
 template <int HS, int KT> constexpr size_t dq_ds_smem() { return sizeof(bf16) * 2 * KT * (HS + 8 + MM_ROWS + 8); }
@@ -618,7 +637,7 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_ds_kernel(bf
     constexpr int LDK = HS + 8, LDS = MM_ROWS + 8, HALF = KT * (LDK + LDS);
     bf16 *buf = (bf16 *)smem_f;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    int b = blockIdx.z, h = blockIdx.y, q0 = heavy_first_rows(), w0 = q0 + 16 * warp;
+    int b = head_b(NH), h = head_h(NH), q0 = heavy_first_rows(), w0 = q0 + 16 * warp;
     size_t C3 = 3 * (size_t)C;
     const bf16 *kbase = qkv + (size_t)b * T * C3 + C + h * HS;
     const bf16 *sbase = dsT + (size_t)(b * NH + h) * Tp * Tp + q0;  // row j: key j's dS^T at the block's queries
@@ -745,7 +764,7 @@ template <int HS> struct Tile { static constexpr int N = HS == 128 ? 32 : 64; };
 
 template <int HS, int WG> static void forward_launch(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH) {
     constexpr int KT = Tile<HS>::N;
-    dim3 grid(cdiv(T, MM_ROWS * WG), NH, B);
+    dim3 grid = heads_grid(B, NH, cdiv(T, MM_ROWS * WG));
     size_t smem = fwd_smem<HS, KT>();
     smem_require<attention_forward_mma_kernel<HS, KT, WG>>(smem, "attention_forward (mma)");
     float scale2 = LOG2E / sqrtf((float)HS);
@@ -775,7 +794,7 @@ template <int HS> static void forward_hs(bf16 *out, float *lse, const bf16 *qkv,
 template <int HS, int KT = Tile<HS>::N>
 static void backward_recompute(bf16 *dqkv, const float *Dsum, const bf16 *dout, const bf16 *qkv, const float *lse, int B,
                                int T, int C, int NH) {
-    dim3 grid(cdiv(T, MM_ROWS), NH, B);
+    dim3 grid = heads_grid(B, NH, cdiv(T, MM_ROWS));
     float scale = 1.0f / sqrtf((float)HS);
     bool vec = rows_aligned16(qkv, C) && rows_aligned16(dout, C);
     smem_require<attention_backward_dq_mma_kernel<HS, KT>>(dq_smem<HS, KT>(), "attention_backward dq (mma)");
@@ -797,7 +816,7 @@ template <int HS>
 static void backward_stored(bf16 *dqkv, const float *Dsum, const bf16 *dout, const bf16 *qkv, const float *lse, int B,
                             int T, int C, int NH, bf16 *dsT) {
     constexpr int KT = Tile<HS>::N;
-    dim3 grid(cdiv(T, MM_ROWS), NH, B);
+    dim3 grid = heads_grid(B, NH, cdiv(T, MM_ROWS));
     float scale = 1.0f / sqrtf((float)HS);
     bool vec = rows_aligned16(qkv, C) && rows_aligned16(dout, C);
     int Tp;
@@ -870,7 +889,8 @@ void cu_attention_mma_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int
 void cu_attention_mma_backward(bf16 *dqkv, float *Dsum, const bf16 *dout, const bf16 *qkv, const bf16 *out,
                                const float *lse, int B, int T, int C, int NH) {
     size_t rows = (size_t)B * NH * T;
-    attention_dsum_kernel<<<cdiv(rows, 256), 256>>>(Dsum, dout, out, B, T, C, NH);
+    bool vec = rows_aligned16(dout, C) && rows_aligned16(out, C) && C / NH % 8 == 0;
+    attention_dsum_kernel<<<cdiv(rows, 256), 256>>>(Dsum, dout, out, B, T, C, NH, vec);
     LAUNCH_CHECK("attention_backward (D, mma) B=%d T=%d C=%d NH=%d", B, T, C, NH);
     switch (C / NH) {
     case 16: backward_hs<16>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH); break;

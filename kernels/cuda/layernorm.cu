@@ -267,19 +267,51 @@ static void layernorm_backward(float *dinp_, float *dw, float *db, const float *
 
 // ---- the column sum the matmul's bias gradient needs: dbias (OC,) += sum over rows of dout ----
 
-template <class X> __global__ void colsum_partial_kernel(float *part, const X *dout, int N, int OC) {
-    __shared__ float s[8][33];
-    int c = blockIdx.x * 32 + threadIdx.x, r0 = blockIdx.y * COL_ROWS;
+// Block (32, 8) covers 32 VN columns of COL_ROWS rows: thread (x, y) adds rows y, y + 8, .. of
+// its VN columns, then the 8 row lanes are added in order. With VEC a thread's VN columns come
+// in one 16-byte load (VN = 8 in bf16), and four rows' loads are issued before they are added:
+// a column's additions are the same in the same order as with one column and one row at a time
+// (the fallback for unaligned rows has VN = 1), so the same bits, with 64 bytes in flight a
+// thread instead of 2, which the memory system needs to stream at full rate.
+template <class X, bool VEC> __global__ void colsum_partial_kernel(float *part, const X *dout, int N, int OC) {
+    constexpr int VN = VEC ? Vec<X>::N : 1;
+    __shared__ float s[8][32 * VN + 1];
+    int c = (blockIdx.x * 32 + threadIdx.x) * VN, r0 = blockIdx.y * COL_ROWS;
     int r1 = r0 + COL_ROWS < N ? r0 + COL_ROWS : N;
-    float a = 0.0f;
-    if (c < OC)
-        for (int r = r0 + threadIdx.y; r < r1; r += 8) a += ldx(dout[(size_t)r * OC + c]);
-    s[threadIdx.y][threadIdx.x] = a;
+    float a[VN];
+#pragma unroll
+    for (int k = 0; k < VN; k++) a[k] = 0.0f;
+    auto load = [&](float(&x)[VN], int r) {
+        if constexpr (VEC) load_vec<X>(x, dout + (size_t)r * OC + c);
+        else x[0] = ldx(dout[(size_t)r * OC + c]);
+    };
+    if (c < OC) {
+        int r = r0 + threadIdx.y;
+        for (; r + 24 < r1; r += 32) {
+            float x[4][VN];
+#pragma unroll
+            for (int u = 0; u < 4; u++) load(x[u], r + 8 * u);
+#pragma unroll
+            for (int u = 0; u < 4; u++)
+#pragma unroll
+                for (int k = 0; k < VN; k++) a[k] += x[u][k];
+        }
+        for (; r < r1; r += 8) {
+            float x[VN];
+            load(x, r);
+#pragma unroll
+            for (int k = 0; k < VN; k++) a[k] += x[k];
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < VN; k++) s[threadIdx.y][threadIdx.x * VN + k] = a[k];
     __syncthreads();
-    if (threadIdx.y == 0 && c < OC) {
+    // thread y x adds up column 32 y + x of the block's 32 VN
+    int col = threadIdx.y * 32 + threadIdx.x, cc = blockIdx.x * 32 * VN + col;
+    if (col < 32 * VN && cc < OC) {
         float t = 0.0f;
-        for (int y = 0; y < 8; y++) t += s[y][threadIdx.x];
-        part[(size_t)blockIdx.y * OC + c] = t;
+        for (int y = 0; y < 8; y++) t += s[y][col];
+        part[(size_t)blockIdx.y * OC + cc] = t;
     }
 }
 
@@ -287,8 +319,11 @@ template <class X> void cuda_colsum_add(float *dbias, const X *dout, int N, int 
     if (N <= 0 || OC <= 0) return;
     int R = (int)cdiv(N, COL_ROWS);
     float *part = (float *)cuda_scratch(0, (size_t)R * OC * sizeof(float));
-    dim3 grid(cdiv(OC, 32), R), block(32, 8);
-    colsum_partial_kernel<X><<<grid, block>>>(part, dout, N, OC);
+    constexpr int VN = Vec<X>::N;
+    if (OC % VN == 0 && aligned16(dout))
+        colsum_partial_kernel<X, true><<<dim3(cdiv(OC, 32 * VN), R), dim3(32, 8)>>>(part, dout, N, OC);
+    else
+        colsum_partial_kernel<X, false><<<dim3(cdiv(OC, 32), R), dim3(32, 8)>>>(part, dout, N, OC);
     LAUNCH_CHECK("matmul_backward (dbias partial) N=%d OC=%d", N, OC);
     column_finish(dbias, nullptr, part, nullptr, R, OC, "matmul_backward (dbias)", N);
 }

@@ -9,13 +9,24 @@
 
 // ---- encoder ----
 
-// out (B,T,C) = wte[inp[b,t]] + wpe[t]
-template <class X>
+// out (B,T,C) = wte[inp[b,t]] + wpe[t]; VEC: 16 bytes a thread (C a multiple of the vector, every
+// pointer 16-byte aligned), else one element
+template <class X, bool VEC>
 __global__ void encoder_forward_kernel(X *out, const int32_t *inp, const X *wte, const X *wpe, int BT, int T, int C) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    constexpr int V = VEC ? Vec<X>::N : 1;
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * V;
     if (i >= (size_t)BT * C) return;
     int bt = (int)(i / C), c = (int)(i % C);
-    out[i] = stx<X>(ldx(wte[(size_t)inp[bt] * C + c]) + ldx(wpe[(size_t)(bt % T) * C + c]));
+    const X *e = wte + (size_t)inp[bt] * C + c, *p = wpe + (size_t)(bt % T) * C + c;
+    if constexpr (VEC) {
+        float x[V], y[V];
+        load_vec<X>(x, e); load_vec<X>(y, p);
+#pragma unroll
+        for (int k = 0; k < V; k++) x[k] += y[k];
+        store_vec<X>(out + i, x);
+    } else {
+        out[i] = stx<X>(ldx(*e) + ldx(*p));
+    }
 }
 
 template <class X>
@@ -23,7 +34,11 @@ static void encoder_forward(float *out, const int32_t *inp, const float *wte, co
     cuda_init();
     size_t n = (size_t)B * T * C;
     if (!n) return;
-    encoder_forward_kernel<X><<<cdiv(n, 256), 256>>>((X *)out, inp, (const X *)wte, (const X *)wpe, B * T, T, C);
+    constexpr size_t V = Vec<X>::N;
+    if (C % V == 0 && aligned16(out) && aligned16(wte) && aligned16(wpe))
+        encoder_forward_kernel<X, true><<<cdiv(n / V, 256), 256>>>((X *)out, inp, (const X *)wte, (const X *)wpe, B * T, T, C);
+    else
+        encoder_forward_kernel<X, false><<<cdiv(n, 256), 256>>>((X *)out, inp, (const X *)wte, (const X *)wpe, B * T, T, C);
     LAUNCH_CHECK("encoder_forward B=%d T=%d C=%d", B, T, C);
 }
 
