@@ -26,18 +26,19 @@ cp kernels/cuda/common.cuh "$W/kernels/cuda/"
 python3 - "$SRC" "$W/kernels/cuda/attention_mma.cu" <<'PY'
 import re, sys
 s = open(sys.argv[1]).read()
-rules = [
-    (r"\n    if \(vec\) \{", "\n    if (true) {", "load_tile's 16-byte path"),
-    (r"return last_key <= w0 && w0 \+ 15 < T;", "return true;", "below_diagonal"),
-    (r"if \(w0 \+ 15 <= i0 && i0 \+ QT - 1 < T\)", "if (true)", "the dk/dv kernel's no-mask test"),
+rules = [  # (what, its forms: the first found is replaced)
+    ("load_tile's 16-byte path", [(r"\n    if \(vec\) \{", "\n    if (true) {")]),
+    ("below_diagonal", [(r"return last_key <= w0 && w0 \+ 15 < T;", "return true;")]),
+    ("the dk/dv kernel's no-mask test", [(r"if \(w0 \+ 15 <= i0 && i0 \+ QT - 1 < T\)", "if (true)"),
+                                         # sessions 6-8 kept the test in a variable
+                                         (r"bool full = w0 \+ 15 <= i0 && i0 \+ QT - 1 < T;", "bool full = true;")]),
 ]
-for pat, rep, what in rules:
-    s, n = re.subn(pat, rep, s)
-    if n == 0 and what != "the dk/dv kernel's no-mask test":
+for what, forms in rules:
+    for pat, rep in forms:
+        s, n = re.subn(pat, rep, s)
+        if n: break
+    else:
         sys.exit("attention_sass_count: cannot find %s in %s" % (what, sys.argv[1]))
-    if n == 0:  # older sources kept the test in a variable
-        s, n = re.subn(r"bool full = w0 \+ 15 <= i0 && i0 \+ QT - 1 < T;", "bool full = true;", s)
-        if n == 0: sys.exit("attention_sass_count: cannot find %s in %s" % (what, sys.argv[1]))
 open(sys.argv[2], "w").write(s)
 PY
 nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -diag-suppress 128 -I"$W" -I. \

@@ -34,7 +34,6 @@
 
 #define MM_THREADS 128  // 4 warps
 #define MM_ROWS 64      // rows a block owns, 16 per warp
-#define LOG2E 1.4426950408889634f
 
 // ---- the warp-level product and the fragments ----
 

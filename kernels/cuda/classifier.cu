@@ -8,7 +8,6 @@
 #include <math.h>
 
 #define CL_THREADS 512
-#define CL_LOG2E 1.4426950408889634f
 
 // A thread's running max and its sum of exps relative to that max (online softmax): one read of
 // the row gives both. Values come a 16-byte vector at a time: the vector's max first, so the sum
@@ -22,10 +21,10 @@ struct MaxSum {
 #pragma unroll
         for (int k = 0; k < N; k++) mx = fmaxf(mx, x[k]);
         if (mx == -INFINITY) return;  // nothing yet: -inf - -inf would be NaN
-        float ml = mx * CL_LOG2E;
-        s *= exp2_ftz(fmaf(m, CL_LOG2E, -ml));  // m = -inf at first: s = 0 * 0
+        float ml = mx * LOG2E;
+        s *= exp2_ftz(fmaf(m, LOG2E, -ml));  // m = -inf at first: s = 0 * 0
 #pragma unroll
-        for (int k = 0; k < N; k++) s += exp2_ftz(fmaf(x[k], CL_LOG2E, -ml));
+        for (int k = 0; k < N; k++) s += exp2_ftz(fmaf(x[k], LOG2E, -ml));
         m = mx;
     }
 };
@@ -58,8 +57,8 @@ __global__ void __launch_bounds__(CL_THREADS) classifier_kernel(X *logits, float
                 if (i + k >= V) x[k] = -INFINITY;
         ms.add(x);
     }
-    float mx = block_max(ms.m, sh), mxl = mx * CL_LOG2E;
-    float sum = block_sum(ms.m == -INFINITY ? 0.0f : ms.s * exp2_ftz(fmaf(ms.m, CL_LOG2E, -mxl)), sh);  // its barriers
+    float mx = block_max(ms.m, sh), mxl = mx * LOG2E;
+    float sum = block_sum(ms.m == -INFINITY ? 0.0f : ms.s * exp2_ftz(fmaf(ms.m, LOG2E, -mxl)), sh);  // its barriers
     if (threadIdx.x == 0) losses[n] = w * (logf(sum) + mx - ly);  // also order every read before the writes
     if (dscale == 0.0f) return;
     float g = w * dscale / sum;
@@ -68,7 +67,7 @@ __global__ void __launch_bounds__(CL_THREADS) classifier_kernel(X *logits, float
         if constexpr (VEC) load_vec<X>(x, l + i);
         else x[0] = ldx(l[i]);
 #pragma unroll
-        for (int k = 0; k < VN; k++) x[k] = g * exp2_ftz(fmaf(x[k], CL_LOG2E, -mxl));
+        for (int k = 0; k < VN; k++) x[k] = g * exp2_ftz(fmaf(x[k], LOG2E, -mxl));
         if (i + VN > V)  // the padded columns get 0
 #pragma unroll
             for (int k = 0; k < VN; k++)

@@ -162,6 +162,7 @@ __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
+#define LOG2E 1.4426950408889634f  // e^x = 2^(x LOG2E): the softmax kernels work in base 2
 // 2^x on the special-function unit alone (ex2.approx.ftz: a result below 2^-126 is 0, where a
 // softmax weight that small is nothing beside the row's largest, which is 1). exp2f wraps the same
 // instruction in a range fix-up of three more (a compare, a select, a multiply), expf in more
