@@ -122,9 +122,12 @@ typedef struct Backend {
     // Sum of squares of g (n,), accumulated in double, returned to the host.
     double (*sumsq)(const float *g, size_t n);
     // AdamW as torch.optim.AdamW: p *= 1 - lr*wd; m,v moments of g*grad_scale; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps).
-    // t is the 1-based step; grad_scale carries global-norm clipping.
+    // t is the 1-based step; grad_scale carries global-norm clipping. p (n,) is elements
+    // at .. at+n-1 of the master parameters. px, when not NULL, is the whole compute copy (another
+    // buffer): its elements at .. at+n-1 are refreshed from the updated p with round_params' bits,
+    // in the same pass (the master is read once a step instead of twice). NULL leaves it alone.
     void (*adamw)(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
-                  float eps, float wd, int t, float grad_scale);
+                  float eps, float wd, int t, float grad_scale, float *px, size_t at);
 
     // ---- inference ----
     // Attention of N new tokens over a KV cache (model/decode.h). Row i of qkv (N,3C) is the token at

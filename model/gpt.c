@@ -420,12 +420,13 @@ void gpt_update(GPT *m, float lr, float beta1, float beta2, float eps, float wei
         m->m = be->alloc(m->n_params * sizeof(float));
         m->v = be->alloc(m->n_params * sizeof(float));
     }
+    // the compute copy is refreshed inside the update (gpt_params_changed's bits, one pass less)
+    float *px = m->params_x != m->params ? m->params_x : NULL;
     size_t off = 0;
     for (int i = 0; i < N_PARAM_TENSORS; i++) {
         size_t n = m->param_sizes[i];
         be->adamw(m->params + off, m->grads + off, m->m + off, m->v + off, n, lr, beta1, beta2, eps,
-                  gpt_param_decays(i) ? weight_decay : 0.0f, t, grad_scale);
+                  gpt_param_decays(i) ? weight_decay : 0.0f, t, grad_scale, px, off);
         off += n;
     }
-    gpt_params_changed(m);
 }

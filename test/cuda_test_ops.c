@@ -546,16 +546,43 @@ static void test_optimizer(void) {
     float *p = rand_h(n, 1), *m = rand_h(n, 0.1), *v = rand_h(n, 0.1);
     for (size_t i = 0; i < n; i++) v[i] = fabsf(v[i]);
     float *d_p = dev(p, n * 4), *d_m = dev(m, n * 4), *d_v = dev(v, n * 4);
+    // the same update with the compute copy written in the same pass (at the parameter vector's
+    // offset 8), and again one float into its buffers (not 16-byte aligned: one weight a thread)
+    size_t at = 8;
+    float *d_p2 = dev(p, n * 4), *d_m2 = dev(m, n * 4), *d_v2 = dev(v, n * 4), *d_x = xalloc(at + n);
+    float *d_q = gpu->alloc((n + 1) * 4), *d_mq = gpu->alloc((n + 1) * 4), *d_vq = gpu->alloc((n + 1) * 4);
+    float *d_gq = gpu->alloc((n + 1) * 4), *d_xq = xalloc(at + n + 1);
+    gpu->upload(d_q + 1, p, n * 4); gpu->upload(d_mq + 1, m, n * 4); gpu->upload(d_vq + 1, v, n * 4);
+    gpu->upload(d_gq + 1, g, n * 4);
     for (int t = 1; t <= 3; t++) {
-        cpu->adamw(p, g, m, v, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, t, 0.7f);
-        gpu->adamw(d_p, d_g, d_m, d_v, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, t, 0.7f);
+        cpu->adamw(p, g, m, v, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, t, 0.7f, NULL, 0);
+        gpu->adamw(d_p, d_g, d_m, d_v, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, t, 0.7f, NULL, 0);
+        gpu->adamw(d_p2, d_g, d_m2, d_v2, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, t, 0.7f, d_x, at);
+        gpu->adamw(d_q + 1, d_gq + 1, d_mq + 1, d_vq + 1, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, t, 0.7f, d_xq, at + 1);
     }
     float *gp = down(d_p, n), *gm = down(d_m, n), *gv = down(d_v, n);
     close_to("adamw p", gp, p, n, 1e-6);
     close_to("adamw m", gm, m, n, 1e-6);
     close_to("adamw v", gv, v, n, 1e-6);
-    free(gp); free(gm); free(gv);
-    gpu->free(d_g); gpu->free(d_p); gpu->free(d_m); gpu->free(d_v);
+    float *gp2 = down(d_p2, n), *gm2 = down(d_m2, n), *gv2 = down(d_v2, n), *gq = down(d_q + 1, n);
+    same_bits("adamw p with the compute copy written", gp2, gp, n);
+    same_bits("adamw m with the compute copy written", gm2, gm, n);
+    same_bits("adamw v with the compute copy written", gv2, gv, n);
+    same_bits("adamw p from unaligned buffers", gq, gp, n);
+    // the copies it wrote are round_params' of the whole master vector, element for element
+    for (size_t k = 0; k < 2; k++) {
+        float *d_all = gpu->alloc((at + k + n) * 4), *d_ref = xalloc(at + k + n);  // zero-filled
+        gpu->upload(d_all + at + k, gp, n * 4);
+        gpu->round_params(d_ref, d_all, at + k + n);
+        float *x = xdown(k ? d_xq : d_x, at + k + n), *ref = xdown(d_ref, at + k + n);
+        same_bits(k ? "adamw's compute copy is round_params' (unaligned)" : "adamw's compute copy is round_params'",
+                  x + at + k, ref + at + k, n);
+        free(x); free(ref);
+        gpu->free(d_all); gpu->free(d_ref);
+    }
+    free(gp); free(gm); free(gv); free(gp2); free(gm2); free(gv2); free(gq);
+    void *dv[] = {d_g, d_p, d_m, d_v, d_p2, d_m2, d_v2, d_x, d_q, d_mq, d_vq, d_gq, d_xq};
+    for (size_t i = 0; i < sizeof dv / sizeof *dv; i++) gpu->free(dv[i]);
     free(g); free(p); free(m); free(v);
 }
 

@@ -350,8 +350,10 @@ static void test_adamw_sumsq(void) {
     for (size_t i = 0; i < n; i++) ss += (double)g[i] * g[i];
     CHECKF(fabs(be->sumsq(g, n) - ss) <= 1e-9 * ss, "sumsq %.12g want %.12g", be->sumsq(g, n), ss);
     double lr = 1e-2, b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.1, gs = 0.5;
+    float *px = xcalloc(n + 5, 4);  // a compute copy, p at its offset 5 (fp32 here: a copy)
     for (int t = 1; t <= 3; t++) {
-        be->adamw(p, g, m, v, n, (float)lr, (float)b1, (float)b2, (float)eps, (float)wd, t, (float)gs);
+        be->adamw(p, g, m, v, n, (float)lr, (float)b1, (float)b2, (float)eps, (float)wd, t, (float)gs,
+                  t == 3 ? px : NULL, 5);
         for (size_t i = 0; i < n; i++) {
             double gi = g[i] * gs;
             pd[i] *= 1 - lr * wd;
@@ -361,6 +363,8 @@ static void test_adamw_sumsq(void) {
         }
     }
     check_close("adamw params after 3 steps", p, pd, n, 1e-6);
+    CHECK(memcmp(px + 5, p, n * 4) == 0 && px[0] == 0.0f && px[4] == 0.0f);  // only its n elements written
+    free(px);
     free(p); free(g); free(m); free(v); free(pd); free(md); free(vd);
 }
 

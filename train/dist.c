@@ -378,13 +378,14 @@ void dist_update(Dist *d, GPT *m, float lr, float beta1, float beta2, float eps,
         d->m = be->alloc((hi - lo + 1) * sizeof(float));
         d->v = be->alloc((hi - lo + 1) * sizeof(float));
     }
-    // the slice cuts across tensors: AdamW on each tensor's part of it, with the tensor's decay
+    // the slice cuts across tensors: AdamW on each tensor's part of it, with the tensor's decay;
+    // the compute copy is rounded after the all-gather, from the whole master
     size_t off = 0;
     for (int i = 0; i < N_PARAM_TENSORS; i++) {
         size_t a = off > lo ? off : lo, b = off + m->param_sizes[i] < hi ? off + m->param_sizes[i] : hi;
         if (a < b)
             be->adamw(m->params + a, m->grads + a, d->m + (a - lo), d->v + (a - lo), b - a, lr, beta1, beta2, eps,
-                      gpt_param_decays(i) ? weight_decay : 0.0f, t, grad_scale);
+                      gpt_param_decays(i) ? weight_decay : 0.0f, t, grad_scale, NULL, 0);
         off += m->param_sizes[i];
     }
 #if defined(TRACELLM_CUDA) && defined(TRACELLM_NCCL)

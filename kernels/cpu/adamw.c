@@ -22,9 +22,10 @@ double cpu_sumsq(const float *g, size_t n) {
     return total;
 }
 
-// Exactly torch.optim.AdamW's arithmetic (foreach=False), so the reference losses match.
+// Exactly torch.optim.AdamW's arithmetic (foreach=False), so the reference losses match. The
+// compute type is fp32 here, so the compute copy (px, when given) is a plain copy.
 void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2, float eps,
-               float wd, int t, float grad_scale) {
+               float wd, int t, float grad_scale, float *px, size_t at) {
     // bias corrections in double, as torch computes them in Python floats
     double bc1 = 1.0 - pow(beta1, t), bc2 = 1.0 - pow(beta2, t);
     float step = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2), decay = 1.0f - lr * wd;
@@ -37,5 +38,6 @@ void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr,
         m[i] = mi;
         v[i] = vi;
         p[i] = pi - step * (mi / (sqrtf(vi) / bc2_sqrt + eps));
+        if (px) px[at + i] = p[i];
     }
 }

@@ -36,7 +36,7 @@ void cpu_classifier(float *logits, float *losses, const int32_t *targets, const 
                     int V, int Vp);
 double cpu_sumsq(const float *g, size_t n);
 void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2, float eps,
-               float wd, int t, float grad_scale);
+               float wd, int t, float grad_scale, float *px, size_t at);
 void cpu_attention_decode(float *out, float *kcache, float *vcache, const float *qkv, const int32_t *slot, const int32_t *pos, const int32_t *pslot, const int32_t *plen, int N, int C, int NH, int maxT);
 
 static void *cpu_alloc(size_t bytes) {

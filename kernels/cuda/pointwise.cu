@@ -269,30 +269,6 @@ static double sumsq(const float *g, size_t n) {
     return total;
 }
 
-// torch.optim.AdamW's arithmetic, as kernels/cpu/adamw.c.
-__global__ void adamw_kernel(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
-                             float beta2, float eps, float decay, float step, float bc2_sqrt, float grad_scale) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    float gi = g[i] * grad_scale;
-    float pi = p[i] * decay;
-    float mi = m[i] * beta1 + gi * (1.0f - beta1);
-    float vi = v[i] * beta2 + gi * gi * (1.0f - beta2);
-    m[i] = mi;
-    v[i] = vi;
-    p[i] = pi - step * (mi / (sqrtf(vi) / bc2_sqrt + eps));
-}
-
-static void adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2, float eps,
-                  float wd, int t, float grad_scale) {
-    cuda_init();
-    if (!n) return;
-    double bc1 = 1.0 - pow(beta1, t), bc2 = 1.0 - pow(beta2, t);
-    float step = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2), decay = 1.0f - lr * wd;
-    adamw_kernel<<<cdiv(n, 256), 256>>>(p, g, m, v, n, lr, beta1, beta2, eps, decay, step, bc2_sqrt, grad_scale);
-    LAUNCH_CHECK("adamw n=%zu t=%d", n, t);
-}
-
 // ---- the compute copy of the master weights (kernels/ops.h round_params) ----
 
 // A 32-bit mix of (index, fp32 bits): the rounding's random bits, a pure function of the weight.
@@ -311,22 +287,82 @@ __device__ __forceinline__ unsigned short round_param(size_t i, float f) {
     if ((r & 0x7f800000u) == 0x7f800000u) r = u;
     return (unsigned short)(r >> 16);
 }
+// Weight i of the compute copy from its master value f: rounded for bf16, copied for fp32.
+template <class X> __device__ __forceinline__ void put_param(X *dst, size_t i, float f) {
+    if constexpr (sizeof(X) == 4) dst[i] = f;
+    else dst[i] = __ushort_as_bfloat16(round_param(i, f));
+}
+// Weights i .. i+3 at once: an 8-byte store for bf16 (dst + i 8-byte aligned), 16 for fp32.
+template <class X> __device__ __forceinline__ void put_params4(X *dst, size_t i, float4 f) {
+    if constexpr (sizeof(X) == 4) {
+        *(float4 *)(dst + i) = f;
+    } else {
+        uint2 o;
+        o.x = round_param(i, f.x) | (unsigned)round_param(i + 1, f.y) << 16;
+        o.y = round_param(i + 2, f.z) | (unsigned)round_param(i + 3, f.w) << 16;
+        *(uint2 *)(dst + i) = o;
+    }
+}
 // With VEC four weights a thread, a 16-byte load and an 8-byte store (src 16-byte and dst 8-byte
 // aligned): one 4-byte load a thread keeps too few bytes in flight to fill the memory pipe (the
 // scalar kernel ran at 1.7x the copy floor in run 7); the last n % 4 go one by one.
 template <bool VEC> __global__ void round_params_kernel(bf16 *dst, const float *src, size_t n) {
     size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * (VEC ? 4 : 1);
-    if (!VEC) {
-        if (i < n) dst[i] = __ushort_as_bfloat16(round_param(i, src[i]));
-    } else if (i + 4 <= n) {
-        float4 f = *(const float4 *)(src + i);
-        uint2 o;
-        o.x = round_param(i, f.x) | (unsigned)round_param(i + 1, f.y) << 16;
-        o.y = round_param(i + 2, f.z) | (unsigned)round_param(i + 3, f.w) << 16;
-        *(uint2 *)(dst + i) = o;
+    if (VEC && i + 4 <= n) put_params4(dst, i, *(const float4 *)(src + i));
+    else for (size_t e = min(i + (VEC ? 4 : 1), n); i < e; i++) put_param(dst, i, src[i]);
+}
+
+// ---- AdamW (kernels/ops.h adamw), with the compute copy refreshed in the same pass ----
+
+struct AdamW { float beta1, beta2, eps, decay, step, bc2_sqrt, grad_scale; };
+// torch.optim.AdamW's arithmetic for one weight, as kernels/cpu/adamw.c; returns the new weight.
+__device__ __forceinline__ float adamw_one(float p, float g, float &m, float &v, const AdamW &a) {
+    float gi = g * a.grad_scale;
+    float pi = p * a.decay;
+    m = m * a.beta1 + gi * (1.0f - a.beta1);
+    v = v * a.beta2 + gi * gi * (1.0f - a.beta2);
+    return pi - a.step * (m / (sqrtf(v) / a.bc2_sqrt + a.eps));
+}
+// VEC: four weights a thread, 16-byte loads and stores (p, g, m, v 16-byte aligned, px + at 8 for
+// bf16); the last n % 4 one by one. px (may be null): the compute copy, weight at + i of it from
+// the new p[i], the same bits as round_params over the whole buffer afterwards (the hash takes
+// the global index), without reading the master back.
+template <class X, bool VEC>
+__global__ void adamw_kernel(float *p, const float *g, float *m, float *v, size_t n, AdamW a, X *px, size_t at) {
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * (VEC ? 4 : 1);
+    if (VEC && i + 4 <= n) {
+        float4 pp = *(const float4 *)(p + i), gg = *(const float4 *)(g + i);
+        float4 mm = *(const float4 *)(m + i), vv = *(const float4 *)(v + i);
+        pp.x = adamw_one(pp.x, gg.x, mm.x, vv.x, a);
+        pp.y = adamw_one(pp.y, gg.y, mm.y, vv.y, a);
+        pp.z = adamw_one(pp.z, gg.z, mm.z, vv.z, a);
+        pp.w = adamw_one(pp.w, gg.w, mm.w, vv.w, a);
+        *(float4 *)(p + i) = pp;
+        *(float4 *)(m + i) = mm;
+        *(float4 *)(v + i) = vv;
+        if (px) put_params4(px, at + i, pp);
     } else {
-        for (; i < n; i++) dst[i] = __ushort_as_bfloat16(round_param(i, src[i]));
+        for (size_t e = min(i + (VEC ? 4 : 1), n); i < e; i++) {
+            p[i] = adamw_one(p[i], g[i], m[i], v[i], a);
+            if (px) put_param(px, at + i, p[i]);
+        }
     }
+}
+
+template <class X>
+static void adamw(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2, float eps,
+                  float wd, int t, float grad_scale, float *px_, size_t at) {
+    cuda_init();
+    if (!n) return;
+    double bc1 = 1.0 - pow(beta1, t), bc2 = 1.0 - pow(beta2, t);
+    AdamW a = {beta1, beta2, eps, 1.0f - lr * wd, (float)(lr / bc1), (float)sqrt(bc2), grad_scale};
+    X *px = (X *)px_;
+    if (aligned16(p) && aligned16(g) && aligned16(m) && aligned16(v) &&
+        (!px || (uintptr_t)(px + at) % (4 * sizeof(X)) == 0))
+        adamw_kernel<X, true><<<cdiv(cdiv(n, 4), 256), 256>>>(p, g, m, v, n, a, px, at);
+    else
+        adamw_kernel<X, false><<<cdiv(n, 256), 256>>>(p, g, m, v, n, a, px, at);
+    LAUNCH_CHECK("adamw n=%zu t=%d", n, t);
 }
 
 template <class X> static void round_params(float *dst, const float *src, size_t n) {
@@ -348,7 +384,7 @@ template <class X> void cu_ops_pointwise(Backend *b) {
     b->encoder_backward = encoder_backward<X>;
     b->residual_forward = residual_forward<X>;
     b->sumsq = sumsq;
-    b->adamw = adamw;
+    b->adamw = adamw<X>;
     b->round_params = round_params<X>;
 }
 CU_OPS_INSTANTIATE(cu_ops_pointwise)
