@@ -166,7 +166,9 @@ static void test_encoder(void) {
     test_encoder_at(36);
 }
 
-// C 77: the split backward kernels (rows not 16-byte aligned); C 96 and 1024: the fused one
+// C 77: the split backward kernels (rows not 16-byte aligned); C 96, 520 and 1024: the fused one,
+// its sums in registers (bf16: one, three with the last partial, four vectors a lane; fp32: one,
+// else too wide) and in shared memory
 static void test_layernorm_at(int C) {
     int N = 300;
     size_t NC = (size_t)N * C;
@@ -185,13 +187,30 @@ static void test_layernorm_at(int C) {
     close_to("layernorm_forward rstd", gr, rstd, N, 1e-5);
     float *dout = rand_x(NC, 1), *dinp = rand_x(NC, 1), *dw = rand_h(C, 1), *db = rand_h(C, 1);
     float *d_dout = xdev(dout, NC), *d_dinp = xdev(dinp, NC), *d_dw = dev(dw, C * 4), *d_db = dev(db, C * 4);
+    // the default way, then the fused kernel with its sums in shared memory: the same bits
+    float *first[3] = {NULL, NULL, NULL};
+    for (int way = CUDA_LAYERNORM_FUSED; way <= CUDA_LAYERNORM_SHARED; way++) {
+        gpu->upload_act(d_dinp, dinp, NC);
+        gpu->upload(d_dw, dw, C * 4);
+        gpu->upload(d_db, db, C * 4);
+        cuda_set_layernorm_backward(way);
+        gpu->layernorm_backward(d_dinp, d_dw, d_db, d_dout, d_x, d_w, d_mean, d_rstd, N, C);
+        float *got[3] = {xdown(d_dinp, NC), down(d_dw, C), down(d_db, C)};
+        if (way == CUDA_LAYERNORM_FUSED) memcpy(first, got, sizeof got);
+        else {
+            same_bits("layernorm_backward dinp, shared-memory sums", got[0], first[0], NC);
+            same_bits("layernorm_backward dw, shared-memory sums", got[1], first[1], C);
+            same_bits("layernorm_backward db, shared-memory sums", got[2], first[2], C);
+            for (int i = 0; i < 3; i++) free(got[i]);
+        }
+    }
+    cuda_set_layernorm_backward(CUDA_LAYERNORM_FUSED);
     cpu->layernorm_backward(dinp, dw, db, dout, x, w, mean, rstd, N, C);
-    gpu->layernorm_backward(d_dinp, d_dw, d_db, d_dout, d_x, d_w, d_mean, d_rstd, N, C);
-    float *g1 = xdown(d_dinp, NC), *g2 = down(d_dw, C), *g3 = down(d_db, C);
-    close_to("layernorm_backward dinp", g1, dinp, NC, xtol(1e-5));
-    close_to("layernorm_backward dw", g2, dw, C, 1e-5);
-    close_to("layernorm_backward db", g3, db, C, 1e-5);
-    free(g); free(gm); free(gr); free(g1); free(g2); free(g3);
+    close_to("layernorm_backward dinp", first[0], dinp, NC, xtol(1e-5));
+    close_to("layernorm_backward dw", first[1], dw, C, 1e-5);
+    close_to("layernorm_backward db", first[2], db, C, 1e-5);
+    free(g); free(gm); free(gr);
+    for (int i = 0; i < 3; i++) free(first[i]);
     // the residual add fused in: res = x + dout, then its LayerNorm; vs the CPU's fused op, and the
     // same bits as this backend's residual_forward + layernorm_forward
     float *res = xmalloc(NC * 4);
@@ -220,6 +239,7 @@ static void test_layernorm(void) {
     GPU_OR_SKIP();
     test_layernorm_at(77);
     test_layernorm_at(96);
+    test_layernorm_at(520);
     test_layernorm_at(1024);  // fused, past the default 48 KiB of shared memory
 }
 

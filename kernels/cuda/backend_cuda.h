@@ -48,6 +48,14 @@ int cuda_attention_tuned(int B, int T, int C, int NH, int *forward, int *dq);
 // always a pass of its own (0). TRACELLM_CUDA_GELU=epilogue|separate sets it at first use.
 void cuda_set_gelu_epilogue(int on);
 
+// The LayerNorm backward: fused (0, the default: one kernel, the row and the column sums in
+// registers where C fits them, C <= 32 x 4 x (16 / element size), else in shared memory), the
+// fused kernel with its column sums in shared memory always (1), or a row kernel and a column
+// kernel (2). TRACELLM_CUDA_LAYERNORM=fused|shared|split sets it at first use. Fused and shared
+// give the same bits.
+enum { CUDA_LAYERNORM_FUSED = 0, CUDA_LAYERNORM_SHARED = 1, CUDA_LAYERNORM_SPLIT = 2 };
+void cuda_set_layernorm_backward(int way);
+
 // Waits for every queued op (for timing); dies with the CUDA error if one failed.
 void cuda_synchronize(void);
 

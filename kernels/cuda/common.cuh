@@ -84,9 +84,10 @@ template <> __device__ __forceinline__ bf16 stx<bf16>(float v) { return __float2
 
 // 16 bytes of X (4 floats or 8 bf16) widened to fp32 registers, and back. p must be 16-byte
 // aligned. bf16 pairs travel as the bits of one 32-bit word: element 2k is the low half.
+// unpack_vec widens 16 bytes already loaded (to load early and widen when needed: 4 registers a
+// vector held, not 8).
 template <class X> struct Vec { static constexpr int N = 16 / sizeof(X); };
-template <class X> __device__ __forceinline__ void load_vec(float (&f)[Vec<X>::N], const X *p) {
-    float4 v = *(const float4 *)p;
+template <class X> __device__ __forceinline__ void unpack_vec(float (&f)[Vec<X>::N], float4 v) {
     float w[4] = {v.x, v.y, v.z, v.w};
     if constexpr (sizeof(X) == 4) {
 #pragma unroll
@@ -99,6 +100,9 @@ template <class X> __device__ __forceinline__ void load_vec(float (&f)[Vec<X>::N
             f[2 * k + 1] = __uint_as_float(u & 0xffff0000u);
         }
     }
+}
+template <class X> __device__ __forceinline__ void load_vec(float (&f)[Vec<X>::N], const X *p) {
+    unpack_vec<X>(f, *(const float4 *)p);
 }
 template <class X> __device__ __forceinline__ void store_vec(X *p, const float (&f)[Vec<X>::N]) {
     float w[4];

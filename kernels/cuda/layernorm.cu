@@ -3,9 +3,10 @@
 // partial sums, then the chunks added in order) so that no atomics decide the bits. Rows, weights
 // and biases are in the compute type X; statistics, dw and db are fp32.
 // The backward pass is one fused kernel (16-byte loads, the row's input gradient and the chunk's
-// column sums from one read of dout and inp) where rows are 16-byte aligned and a warp's column
-// sums fit in shared memory; else the split kernels (row kernel + column kernel), which
-// TRACELLM_CUDA_LAYERNORM=split also selects, so a card can time both.
+// column sums from one read of dout and inp) where rows are 16-byte aligned: with the row and
+// the column sums in registers where C fits them, else with the column sums in shared memory
+// (where a warp's fit); else the split kernels (row kernel + column kernel).
+// TRACELLM_CUDA_LAYERNORM=fused|shared|split chooses, so a card can time each.
 #include "kernels/cuda/common.cuh"
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #define LN_WARPS 8         // rows per block in the row-wise kernels
 #define COL_ROWS 256       // rows per partial sum in the column reductions
 #define FUSED_ROWS 32      // rows per block (and per partial sum) in the fused backward
+static_assert(FUSED_ROWS % LN_WARPS == 0, "the fused backward's warps take the same number of rows");
 
 // out (N,C), mean (N,), rstd (N,); fp32 statistics, two passes over the row (mean, then the
 // centred variance), as the CPU backend does; the second and third reads hit L1. VEC: 16-byte
@@ -227,15 +229,125 @@ __global__ void __launch_bounds__(32 * LN_WARPS)
     }
 }
 
-// Whether the fused kernel takes this call: aligned rows, columns that fit the card's shared
-// memory (48 KiB by default, more on request), and not TRACELLM_CUDA_LAYERNORM=split.
+// The fused kernel with the row and the column sums in registers. Lane l owns vectors l, l+32,
+// .. (VPL of them: C <= 32 VPL Vec<X>::N), every row of its warp, so its column sums need no
+// shared memory until the end. A row's x, dout and dinp are all loaded before any arithmetic
+// (kept packed, 4 registers a vector): the kernel above loads dinp only after the row's two warp
+// sums and reads x and dout a second time (from L1 if its 48 KiB of columns a block left them
+// there). The same rows in the same order, the same per-row arithmetic, and the warps' sums added
+// in warp order into zeros as above: the same partial sums, so the same bits as that kernel.
+template <class X, int VPL>
+__global__ void __launch_bounds__(32 * LN_WARPS, 2)
+    layernorm_backward_reg_kernel(X *dinp, float *pw, float *pb, const X *dout, const X *inp, const X *w,
+                                  const float *mean, const float *rstd, int N, int C) {
+    constexpr int VN = Vec<X>::N;
+    extern __shared__ __align__(16) float ln_cols[];  // (2, C): the block's dw then db sums, [k][vector]
+    int q = threadIdx.x >> 5, lane = threadIdx.x & 31, nv = C / VN;
+    float aw[VPL][VN] = {}, ab[VPL][VN] = {};
+    int r0 = blockIdx.x * FUSED_ROWS, r1 = min(r0 + FUSED_ROWS, N);
+    // every warp takes FUSED_ROWS / LN_WARPS turns, past the last row too (no loads, no sums):
+    // the same number of warp shuffles in every warp, which the emulator's block-wide barriers need
+    for (int turn = 0; turn < FUSED_ROWS / LN_WARPS; turn++) {
+        int r = r0 + q + turn * LN_WARPS;
+        bool live = r < r1;
+        const X *x = inp + (size_t)r * C, *d = dout + (size_t)r * C;
+        X *di = dinp + (size_t)r * C;
+        float4 xr[VPL] = {}, dr[VPL] = {}, gr[VPL] = {};  // (set where v < nv, as they are read)
+#pragma unroll
+        for (int j = 0; j < VPL; j++) {
+            int v = lane + 32 * j;
+            if (live && v < nv) {
+                xr[j] = *(const float4 *)(x + v * VN);
+                dr[j] = *(const float4 *)(d + v * VN);
+                gr[j] = *(const float4 *)(di + v * VN);
+            }
+        }
+        float m = live ? mean[r] : 0.0f, s = live ? rstd[r] : 0.0f, dmean = 0.0f, dnorm_mean = 0.0f;
+#pragma unroll
+        for (int j = 0; j < VPL; j++) {
+            int v = lane + 32 * j;
+            if (live && v < nv) {
+                float xf[VN], df[VN], wf[VN];
+                unpack_vec<X>(xf, xr[j]);
+                unpack_vec<X>(df, dr[j]);
+                load_vec<X>(wf, w + v * VN);
+#pragma unroll
+                for (int k = 0; k < VN; k++) {
+                    float norm = (xf[k] - m) * s, dn = wf[k] * df[k];
+                    dmean += dn;
+                    dnorm_mean += dn * norm;
+                    aw[j][k] += norm * df[k];
+                    ab[j][k] += df[k];
+                }
+            }
+        }
+        dmean = warp_sum(dmean) / C;
+        dnorm_mean = warp_sum(dnorm_mean) / C;
+#pragma unroll
+        for (int j = 0; j < VPL; j++) {
+            int v = lane + 32 * j;
+            if (live && v < nv) {
+                float xf[VN], df[VN], wf[VN], gf[VN];
+                unpack_vec<X>(xf, xr[j]);
+                unpack_vec<X>(df, dr[j]);
+                unpack_vec<X>(gf, gr[j]);
+                load_vec<X>(wf, w + v * VN);
+#pragma unroll
+                for (int k = 0; k < VN; k++) {
+                    float norm = (xf[k] - m) * s, dn = wf[k] * df[k];
+                    gf[k] += (dn - dmean - norm * dnorm_mean) * s;
+                }
+                store_vec<X>(di + v * VN, gf);
+            }
+        }
+    }
+    for (int i = threadIdx.x; i < 2 * C; i += blockDim.x) ln_cols[i] = 0.0f;
+    __syncthreads();
+    for (int p = 0; p < LN_WARPS; p++) {  // warp p adds its sums: the order of the kernel above
+        if (q == p) {
+#pragma unroll
+            for (int j = 0; j < VPL; j++) {
+                int v = lane + 32 * j;
+                if (v < nv) {
+#pragma unroll
+                    for (int k = 0; k < VN; k++) {
+                        ln_cols[k * nv + v] += aw[j][k];
+                        ln_cols[C + k * nv + v] += ab[j][k];
+                    }
+                }
+            }
+        }
+        __syncthreads();
+    }
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        int i = (c % VN) * nv + c / VN;
+        pw[(size_t)blockIdx.x * C + c] = ln_cols[i];
+        pb[(size_t)blockIdx.x * C + c] = ln_cols[C + i];
+    }
+}
+#define LN_REG_VPL 4  // the register kernel's most vectors a lane: C <= 1024 in bf16, 512 in fp32
+
+// TRACELLM_CUDA_LAYERNORM / cuda_set_layernorm_backward (backend_cuda.h)
+static int ln_backward_way = -1;
+void cuda_set_layernorm_backward(int way) {
+    if (way < CUDA_LAYERNORM_FUSED || way > CUDA_LAYERNORM_SPLIT) fatal("cuda_set_layernorm_backward: unknown way %d", way);
+    ln_backward_way = way;
+}
+
+// Which kernel takes this call: a fused one where rows are 16-byte aligned (registers where C
+// fits them, else shared memory, 48 KiB by default, more on request, where the card has it),
+// else the split kernels; the fused ones only when not TRACELLM_CUDA_LAYERNORM=split.
+enum { LN_BWD_REG, LN_BWD_SHARED, LN_BWD_SPLIT };
 template <class X>
-static bool fused_backward_ok(const void *dinp, const void *dout, const void *inp, const void *w, int C, size_t smem) {
-    static const char *const kernels[] = {"fused", "split", NULL};
-    static int split = -1;
-    if (split < 0) split = cuda_env_choice("TRACELLM_CUDA_LAYERNORM", kernels);
-    if (split || C % Vec<X>::N || !aligned16(dinp) || !aligned16(dout) || !aligned16(inp) || !aligned16(w)) return false;
-    return smem_opt_in<layernorm_backward_fused_kernel<X>>(smem, nullptr, "layernorm_backward (fused)");
+static int backward_kernel(const void *dinp, const void *dout, const void *inp, const void *w, int C, size_t smem) {
+    static const char *const ways[] = {"fused", "shared", "split", NULL};  // CUDA_LAYERNORM_*
+    if (ln_backward_way < 0) ln_backward_way = cuda_env_choice("TRACELLM_CUDA_LAYERNORM", ways);
+    if (ln_backward_way == CUDA_LAYERNORM_SPLIT || C % Vec<X>::N || !aligned16(dinp) || !aligned16(dout) ||
+        !aligned16(inp) || !aligned16(w))
+        return LN_BWD_SPLIT;
+    if (ln_backward_way == CUDA_LAYERNORM_FUSED && C <= 32 * LN_REG_VPL * Vec<X>::N) return LN_BWD_REG;
+    return smem_opt_in<layernorm_backward_fused_kernel<X>>(smem, nullptr, "layernorm_backward (fused)") ? LN_BWD_SHARED
+                                                                                                        : LN_BWD_SPLIT;
 }
 
 template <class X>
@@ -246,12 +358,24 @@ static void layernorm_backward(float *dinp_, float *dw, float *db, const float *
     X *dinp = (X *)dinp_;
     const X *dout = (const X *)dout_, *inp = (const X *)inp_;
     size_t smem = (size_t)LN_WARPS * 2 * C * sizeof(float);
-    if (fused_backward_ok<X>(dinp, dout, inp, w, C, smem)) {
+    int way = backward_kernel<X>(dinp, dout, inp, w, C, smem);
+    if (way != LN_BWD_SPLIT) {
         int R = (int)cdiv(N, FUSED_ROWS);
         float *pw = (float *)cuda_scratch(0, (size_t)2 * R * C * sizeof(float)), *pb = pw + (size_t)R * C;
-        layernorm_backward_fused_kernel<X><<<R, 32 * LN_WARPS, smem>>>(dinp, pw, pb, dout, inp, (const X *)w, mean,
-                                                                       rstd, N, C);
-        LAUNCH_CHECK("layernorm_backward (fused) N=%d C=%d", N, C);
+        if (way == LN_BWD_SHARED)
+            layernorm_backward_fused_kernel<X><<<R, 32 * LN_WARPS, smem>>>(dinp, pw, pb, dout, inp, (const X *)w, mean,
+                                                                           rstd, N, C);
+        else {
+            // (one 16-byte vector a lane: C <= 256 in bf16 .. LN_REG_VPL of them)
+            auto kernel = layernorm_backward_reg_kernel<X, LN_REG_VPL>;
+            switch ((int)cdiv(C / Vec<X>::N, 32)) {
+            case 1: kernel = layernorm_backward_reg_kernel<X, 1>; break;
+            case 2: kernel = layernorm_backward_reg_kernel<X, 2>; break;
+            case 3: kernel = layernorm_backward_reg_kernel<X, 3>; break;
+            }
+            kernel<<<R, 32 * LN_WARPS, 2 * C * sizeof(float)>>>(dinp, pw, pb, dout, inp, (const X *)w, mean, rstd, N, C);
+        }
+        LAUNCH_CHECK("layernorm_backward (fused, %s) N=%d C=%d", way == LN_BWD_SHARED ? "shared" : "registers", N, C);
         column_finish(dw, db, pw, pb, R, C, "layernorm_backward", N);
         return;
     }
