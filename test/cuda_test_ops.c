@@ -303,6 +303,13 @@ static void test_matmul(void) {
         matmul_case(mode, name, tol, 37, 33, 19, 1, 1);   // odd sizes, element-aligned only
         matmul_case(mode, name, tol, 512, 256, 768, 1, 0);
     }
+    if (bf) {  // the bias gradient by the dweight GEMM's BGRADB epilogue (the unaligned case: the kernel)
+        cuda_set_bias_grad_epilogue(1);
+        matmul_case(bf16_table.mode, "bf16 table, BGRADB", bf16_table.tol, 67, 48, 80, 1, 0);
+        matmul_case(bf16_table.mode, "bf16 table, BGRADB", bf16_table.tol, 37, 33, 19, 1, 1);
+        matmul_case(bf16_table.mode, "bf16 table, BGRADB", bf16_table.tol, 512, 256, 768, 1, 0);
+        cuda_set_bias_grad_epilogue(0);
+    }
 }
 
 static void attention_case(const char *mode, double tol, int B, int T, int C, int NH) {

@@ -47,6 +47,10 @@ int cuda_attention_tuned(int B, int T, int C, int NH, int *forward, int *dq);
 // epilogues (1, the default; shapes and pointers cuBLASLt refuses still take the separate pass) or
 // always a pass of its own (0). TRACELLM_CUDA_GELU=epilogue|separate sets it at first use.
 void cuda_set_gelu_epilogue(int on);
+// The bias gradients of the linear layers in the bf16 table: a column-sum kernel (0, the default)
+// or the dweight GEMM's BGRADB epilogue (1; where cuBLASLt refuses it, the kernel). The two add in
+// different orders (not the same bits). TRACELLM_CUDA_BIAS_GRAD=colsum|epilogue sets it at first use.
+void cuda_set_bias_grad_epilogue(int on);
 
 // The LayerNorm backward: fused (0, the default: one kernel, the row and the column sums in
 // registers where C fits them, C <= 32 x 4 x (16 / element size), else in shared memory), the

@@ -1,6 +1,8 @@
 // Linear layers through cuBLASLt: out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias, and its
 // backward (dinp written with beta = 0, dweight accumulated with beta = 1; dbias by a
-// deterministic column sum). And the MLP's GELU fused into the GEMMs around it (kernels/ops.h):
+// deterministic column sum, or with TRACELLM_CUDA_BIAS_GRAD=epilogue in the bf16 table by the
+// dweight GEMM's BGRADB epilogue, which sums dout's columns from the tiles the product loads
+// anyway, into a scratch vector then added). And the MLP's GELU fused into the GEMMs around it (kernels/ops.h):
 // in the bf16 table the forward's GELU and the backward's GELU gradient are cuBLASLt epilogues
 // (GELU_AUX_BIAS writes pre and gelu(pre) in one pass; DGELU multiplies the product by gelu'(pre)
 // as it is stored), which saves a read and a write of an (N,4C) tensor each way. Where the epilogue cannot run (the fp32 table, a shape or
@@ -101,7 +103,7 @@ static void plan_free(Plan *p) {
     cublasLtMatmulDescDestroy(p->desc);
 }
 
-// The plan for `key`, made on first use. A GELU epilogue plan cuBLASLt cannot run comes back with
+// The plan for `key`, made on first use. A GELU or BGRADB epilogue plan cuBLASLt cannot run comes back with
 // ok false (remembered, so the heuristic is asked once); any other failure is fatal. `aux` is only
 // read when the plan is made: the heuristic takes the aux matrix's alignment from its address.
 static const Plan *plan_for(const PlanKey &key, const void *aux, const char *op, int N, int C, int OC) {
@@ -124,11 +126,16 @@ static const Plan *plan_for(const PlanKey &key, const void *aux, const char *op,
     LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta), "%s", op);
     LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), "%s", op);
     cublasLtEpilogue_t epi = (cublasLtEpilogue_t)key.epi;
-    bool gelu = epi != CUBLASLT_EPILOGUE_DEFAULT && epi != CUBLASLT_EPILOGUE_BIAS;
+    bool bgrad = epi == CUBLASLT_EPILOGUE_BGRADB;
+    bool gelu = epi != CUBLASLT_EPILOGUE_DEFAULT && epi != CUBLASLT_EPILOGUE_BIAS && !bgrad;
     if (epi != CUBLASLT_EPILOGUE_DEFAULT)
         LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi), "%s", op);
     if (epi == CUBLASLT_EPILOGUE_BIAS || epi == CUBLASLT_EPILOGUE_GELU_AUX_BIAS)
         LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt), "%s", op);
+    if (bgrad) {  // the bias gradient in fp32, whatever the inputs
+        cudaDataType_t f32 = CUDA_R_32F;
+        LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &f32, sizeof f32), "%s", op);
+    }
     if (gelu) {
         int64_t aux_ld = m;
         LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof aux_ld), "%s", op);
@@ -150,7 +157,7 @@ static const Plan *plan_for(const PlanKey &key, const void *aux, const char *op,
     cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt, p->desc, p->la, p->lb, p->ld, p->ld, pref, 1, &heur, &found);
     cublasLtMatmulPreferenceDestroy(pref);
     p->ok = st == CUBLAS_STATUS_SUCCESS && found >= 1;
-    if (!p->ok && !gelu) {
+    if (!p->ok && !gelu && !bgrad) {
         if (st != CUBLAS_STATUS_SUCCESS) lt_die(st, "cublasLtMatmulAlgoGetHeuristic", "%s N=%d C=%d OC=%d", op, N, C, OC);
         fatal("cuda: %s N=%d C=%d OC=%d: cuBLASLt has no algorithm for this GEMM (m=%d n=%d k=%d)", op, N, C, OC, m, n, k);
     }
@@ -160,8 +167,9 @@ static const Plan *plan_for(const PlanKey &key, const void *aux, const char *op,
 }
 
 // What a GEMM's epilogue does besides the optional bias: nothing; GELU (aux (m,n) gets the GEMM's
-// result + bias, D its GELU); or GELU's gradient (D = gelu'(aux) * the product; beta must be 0).
-enum Epi { EPI_NONE, EPI_GELU, EPI_DGELU };
+// result + bias, D its GELU); GELU's gradient (D = gelu'(aux) * the product; beta must be 0); or
+// B's sums over k (BGRADB: bgrad (n,) fp32, written; no bias).
+enum Epi { EPI_NONE, EPI_GELU, EPI_DGELU, EPI_BGRADB };
 
 // TRACELLM_CUDA_GELU=separate (or cuda_set_gelu_epilogue(0)): the GELU as a pass of its own even
 // where the epilogue could run it, to time one against the other or to rule the epilogue out.
@@ -172,22 +180,32 @@ static bool gelu_epilogue_allowed(void) {
     if (gelu_epilogue < 0) gelu_epilogue = cuda_env_choice("TRACELLM_CUDA_GELU", ways) == 0;
     return gelu_epilogue;
 }
+// TRACELLM_CUDA_BIAS_GRAD=colsum|epilogue (or cuda_set_bias_grad_epilogue): the bias gradient by
+// the column-sum kernel (the default until a card has timed the two) or the BGRADB epilogue.
+static int bias_grad_epilogue = -1;
+void cuda_set_bias_grad_epilogue(int on) { bias_grad_epilogue = on != 0; }
+static bool bias_grad_epilogue_allowed(void) {
+    static const char *const ways[] = {"colsum", "epilogue", NULL};
+    if (bias_grad_epilogue < 0) bias_grad_epilogue = cuda_env_choice("TRACELLM_CUDA_BIAS_GRAD", ways) == 1;
+    return bias_grad_epilogue;
+}
 
 // D (m,n) col-major, ld m  =  alpha op(A) op(B) + beta D  [+ bias (m,) broadcast over columns],
 // then `epi` with the aux matrix (m,n), ld m. A is (m,k) after op: stored (k,m) when transA (ld k),
 // else (m,k) (ld m); likewise B (k,n). A, B, bias in the compute type X; D in X, or in fp32 when
-// d_fp32 (the weight gradients). Returns false, having done nothing, when a GELU epilogue cannot
-// run here: the caller then does the GELU itself.
+// d_fp32 (the weight gradients). Returns false, having done nothing, when a GELU or BGRADB
+// epilogue cannot run here: the caller then does the GELU or the sum itself.
 template <class X>
 static bool gemm(void *D, bool d_fp32, const X *A, const X *B, const X *bias, int m, int n, int k, bool transA,
                  bool transB, float beta, const char *op, int N, int C, int OC, Epi epi = EPI_NONE,
-                 const X *aux = nullptr) {
+                 const X *aux = nullptr, float *bgrad = nullptr) {
     lt_init();
     constexpr bool native_bf16 = sizeof(X) == 2;
     // GELU epilogues: bf16 table only (aux is then bf16 like D), aux ld a multiple of 8 (cuBLASLt's
-    // rule), 16-byte aligned vectors
-    if (epi != EPI_NONE && (!native_bf16 || d_fp32 || m % 8 || !aligned16(aux) || (bias && !aligned16(bias)) ||
-                            !gelu_epilogue_allowed()))
+    // rule), 16-byte aligned vectors. BGRADB: bf16 table only, an aligned vector, no bias.
+    if (epi == EPI_BGRADB ? (!native_bf16 || bias || !aligned16(bgrad) || !bias_grad_epilogue_allowed())
+                          : epi != EPI_NONE && (!native_bf16 || d_fp32 || m % 8 || !aligned16(aux) ||
+                                                (bias && !aligned16(bias)) || !gelu_epilogue_allowed()))
         return false;
     int mode = native_bf16 ? CUDA_MATMUL_BF16 : cuda_matmul_mode();
     bool bf = mode == CUDA_MATMUL_BF16, convert = bf && !native_bf16;
@@ -203,6 +221,7 @@ static bool gemm(void *D, bool d_fp32, const X *A, const X *B, const X *bias, in
     bool epi_bias = bias && !late_bias;
     cublasLtEpilogue_t e = epi == EPI_GELU  ? (epi_bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX)
                            : epi == EPI_DGELU ? CUBLASLT_EPILOGUE_DGELU
+                           : epi == EPI_BGRADB ? CUBLASLT_EPILOGUE_BGRADB
                            : epi_bias       ? CUBLASLT_EPILOGUE_BIAS
                                             : CUBLASLT_EPILOGUE_DEFAULT;
     const Plan *pl = plan_for(PlanKey{m, n, k, transA, transB, (int)ab_type, (int)x_type, (int)d_type, (int)ct, (int)e,
@@ -211,7 +230,9 @@ static bool gemm(void *D, bool d_fp32, const X *A, const X *B, const X *bias, in
     if (!pl->ok) return false;
     if (epi_bias)
         LT_CHECK(cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias), "%s", op);
-    if (epi != EPI_NONE)
+    if (epi == EPI_BGRADB)
+        LT_CHECK(cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bgrad, sizeof bgrad), "%s", op);
+    else if (epi != EPI_NONE)
         LT_CHECK(cublasLtMatmulDescSetAttribute(pl->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux),
                  "%s", op);
     float alpha = 1.0f;
@@ -239,7 +260,16 @@ static void matmul_forward(float *out, const float *inp, const float *weight, co
 // dweight (OC,C) += dout^T inp, fp32; dbias (OC,) += column sums of dout, or NULL
 template <class X>
 static void weight_grads(float *dweight, float *dbias, const float *dout, const float *inp, int N, int C, int OC) {
-    // dweight^T (C,OC) += inp^T (C,N) . dout (N,OC) [col-major (OC,N), transposed]
+    // dweight^T (C,OC) += inp^T (C,N) . dout (N,OC) [col-major (OC,N), transposed]; with BGRADB
+    // the same GEMM writes dout's column sums (B's sums over k) to a scratch vector, added after
+    float *sums = dbias && sizeof(X) == 2 && bias_grad_epilogue_allowed()
+                      ? (float *)cuda_scratch(7, (size_t)OC * sizeof(float)) : nullptr;
+    if (sums && gemm<X>(dweight, true, (const X *)inp, (const X *)dout, nullptr, C, OC, N, false, true, 1.0f,
+                        "matmul_backward (dweight, dbias)", N, C, OC, EPI_BGRADB, nullptr, sums)) {
+        add_bias_kernel<float><<<cdiv(OC, 256), 256>>>(dbias, sums, OC, (size_t)OC);
+        LAUNCH_CHECK("matmul_backward (dbias) N=%d OC=%d", N, OC);
+        return;
+    }
     gemm<X>(dweight, true, (const X *)inp, (const X *)dout, nullptr, C, OC, N, false, true, 1.0f,
             "matmul_backward (dweight)", N, C, OC);
     if (dbias) cuda_colsum_add<X>(dbias, (const X *)dout, N, OC);

@@ -308,6 +308,9 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const vo
     float alpha = *(const float *)alpha_, beta = *(const float *)beta_;
     // where D = gelu'(aux) * (product + beta C) would put C is not documented: callers use beta 0
     if (d->epi == CUBLASLT_EPILOGUE_DGELU && beta != 0.0f) return CUBLAS_STATUS_INVALID_VALUE;
+    // BGRADB: the bias buffer gets op(B)'s sums over k, one per column of D (written, not added)
+    if (d->epi == CUBLASLT_EPILOGUE_BGRADB && (!d->bias || (bias_type != CUDA_R_32F && bias_type != lb->type)))
+        return CUBLAS_STATUS_INVALID_VALUE;
     uint64_t m = ld->rows, n = ld->cols, k;
     uint64_t ar, ac;
     op_dims(la, d->ta, &ar, &ac);
@@ -333,6 +336,12 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const vo
             }
             if (d->epi == CUBLASLT_EPILOGUE_DGELU) v *= gelu_tanh_grad(load(d->aux, ld->type, i + j * d->aux_ld));
             out[i + j * m] = v;
+        }
+    if (d->epi == CUBLASLT_EPILOGUE_BGRADB)
+        for (uint64_t j = 0; j < n; j++) {
+            float s = 0.0f;
+            for (uint64_t p = 0; p < k; p++) s += load(B, lb->type, d->tb == CUBLAS_OP_T ? j + p * lb->ld : p + j * lb->ld);
+            store((void *)d->bias, bias_type, j, s);
         }
     for (uint64_t j = 0; j < n; j++)
         for (uint64_t i = 0; i < m; i++) {
