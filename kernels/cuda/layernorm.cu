@@ -174,6 +174,32 @@ static void column_finish(float *dw, float *db, const float *pw, const float *pb
 // different banks); at the end the warps' columns are added in warp order into the block's
 // partial sums pw/pb (R, C), which column_finish adds up in its fixed order. Fixed order
 // everywhere: the same bits every run. Needs C % Vec<X>::N == 0 and 16-byte aligned rows.
+// One 16-byte vector of a row, the fused kernels' arithmetic (both give the same bits through it).
+// First pass: its share of the row's sums of w·dout and w·dout·norm, and of its columns' sums of
+// norm·dout (cw) and dout (cb), element k at cw[k stride] (shared memory or registers).
+template <int VN>
+__device__ __forceinline__ void ln_bwd_sums(const float (&xf)[VN], const float (&df)[VN], const float (&wf)[VN], float m,
+                                            float s, float &dmean, float &dnorm_mean, float *cw, float *cb, int stride) {
+#pragma unroll
+    for (int k = 0; k < VN; k++) {
+        float norm = (xf[k] - m) * s, dn = wf[k] * df[k];
+        dmean += dn;
+        dnorm_mean += dn * norm;
+        cw[k * stride] += norm * df[k];
+        cb[k * stride] += df[k];
+    }
+}
+// Second pass, the row's two means known: the vector's input gradient added into gf.
+template <int VN>
+__device__ __forceinline__ void ln_bwd_dinp(float (&gf)[VN], const float (&xf)[VN], const float (&df)[VN],
+                                            const float (&wf)[VN], float m, float s, float dmean, float dnorm_mean) {
+#pragma unroll
+    for (int k = 0; k < VN; k++) {
+        float norm = (xf[k] - m) * s, dn = wf[k] * df[k];
+        gf[k] += (dn - dmean - norm * dnorm_mean) * s;
+    }
+}
+
 template <class X>
 __global__ void __launch_bounds__(32 * LN_WARPS)
     layernorm_backward_fused_kernel(X *dinp, float *pw, float *pb, const X *dout, const X *inp, const X *w,
@@ -193,14 +219,7 @@ __global__ void __launch_bounds__(32 * LN_WARPS)
             load_vec<X>(xf, x + v * VN);
             load_vec<X>(df, d + v * VN);
             load_vec<X>(wf, w + v * VN);
-#pragma unroll
-            for (int k = 0; k < VN; k++) {
-                float norm = (xf[k] - m) * s, dn = wf[k] * df[k];
-                dmean += dn;
-                dnorm_mean += dn * norm;
-                aw[k * nv + v] += norm * df[k];
-                ab[k * nv + v] += df[k];
-            }
+            ln_bwd_sums<VN>(xf, df, wf, m, s, dmean, dnorm_mean, aw + v, ab + v, nv);
         }
         dmean = warp_sum(dmean) / C;
         dnorm_mean = warp_sum(dnorm_mean) / C;
@@ -211,11 +230,7 @@ __global__ void __launch_bounds__(32 * LN_WARPS)
             load_vec<X>(df, d + v * VN);
             load_vec<X>(wf, w + v * VN);
             load_vec<X>(gf, di + v * VN);
-#pragma unroll
-            for (int k = 0; k < VN; k++) {
-                float norm = (xf[k] - m) * s, dn = wf[k] * df[k];
-                gf[k] += (dn - dmean - norm * dnorm_mean) * s;
-            }
+            ln_bwd_dinp<VN>(gf, xf, df, wf, m, s, dmean, dnorm_mean);
             store_vec<X>(di + v * VN, gf);
         }
     }
@@ -271,14 +286,7 @@ __global__ void __launch_bounds__(32 * LN_WARPS, 2)
                 unpack_vec<X>(xf, xr[j]);
                 unpack_vec<X>(df, dr[j]);
                 load_vec<X>(wf, w + v * VN);
-#pragma unroll
-                for (int k = 0; k < VN; k++) {
-                    float norm = (xf[k] - m) * s, dn = wf[k] * df[k];
-                    dmean += dn;
-                    dnorm_mean += dn * norm;
-                    aw[j][k] += norm * df[k];
-                    ab[j][k] += df[k];
-                }
+                ln_bwd_sums<VN>(xf, df, wf, m, s, dmean, dnorm_mean, aw[j], ab[j], 1);
             }
         }
         dmean = warp_sum(dmean) / C;
@@ -292,11 +300,7 @@ __global__ void __launch_bounds__(32 * LN_WARPS, 2)
                 unpack_vec<X>(df, dr[j]);
                 unpack_vec<X>(gf, gr[j]);
                 load_vec<X>(wf, w + v * VN);
-#pragma unroll
-                for (int k = 0; k < VN; k++) {
-                    float norm = (xf[k] - m) * s, dn = wf[k] * df[k];
-                    gf[k] += (dn - dmean - norm * dnorm_mean) * s;
-                }
+                ln_bwd_dinp<VN>(gf, xf, df, wf, m, s, dmean, dnorm_mean);
                 store_vec<X>(di + v * VN, gf);
             }
         }
