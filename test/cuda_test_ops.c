@@ -303,7 +303,7 @@ static void test_matmul(void) {
         matmul_case(mode, name, tol, 37, 33, 19, 1, 1);   // odd sizes, element-aligned only
         matmul_case(mode, name, tol, 512, 256, 768, 1, 0);
     }
-    if (bf) {  // the bias gradient by the dweight GEMM's BGRADB epilogue (the unaligned case: the kernel)
+    if (bf) {  // the bias gradient by the dweight GEMM's BGRADB epilogue (the column sums where cuBLASLt refuses it)
         cuda_set_bias_grad_epilogue(1);
         matmul_case(bf16_table.mode, "bf16 table, BGRADB", bf16_table.tol, 67, 48, 80, 1, 0);
         matmul_case(bf16_table.mode, "bf16 table, BGRADB", bf16_table.tol, 37, 33, 19, 1, 1);
