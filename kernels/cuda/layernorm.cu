@@ -168,12 +168,6 @@ static void column_finish(float *dw, float *db, const float *pw, const float *pb
     LAUNCH_CHECK("%s (column sums) N=%d C=%d", op, N, C);
 }
 
-// Fused: block (256) = LN_WARPS warps over FUSED_ROWS rows, warp q taking rows r0+q, r0+q+8, ...
-// Each warp adds its rows' norm*dout and dout into its own fp32 columns in shared memory (lane l
-// owns vectors l, l+32, ...; stored element-major, [k][vector], so a warp's accesses hit 32
-// different banks); at the end the warps' columns are added in warp order into the block's
-// partial sums pw/pb (R, C), which column_finish adds up in its fixed order. Fixed order
-// everywhere: the same bits every run. Needs C % Vec<X>::N == 0 and 16-byte aligned rows.
 // One 16-byte vector of a row, the fused kernels' arithmetic (both give the same bits through it).
 // First pass: its share of the row's sums of w·dout and w·dout·norm, and of its columns' sums of
 // norm·dout (cw) and dout (cb), element k at cw[k stride] (shared memory or registers).
@@ -200,6 +194,12 @@ __device__ __forceinline__ void ln_bwd_dinp(float (&gf)[VN], const float (&xf)[V
     }
 }
 
+// Fused: block (256) = LN_WARPS warps over FUSED_ROWS rows, warp q taking rows r0+q, r0+q+8, ...
+// Each warp adds its rows' norm*dout and dout into its own fp32 columns in shared memory (lane l
+// owns vectors l, l+32, ...; stored element-major, [k][vector], so a warp's accesses hit 32
+// different banks); at the end the warps' columns are added in warp order into the block's
+// partial sums pw/pb (R, C), which column_finish adds up in its fixed order. Fixed order
+// everywhere: the same bits every run. Needs C % Vec<X>::N == 0 and 16-byte aligned rows.
 template <class X>
 __global__ void __launch_bounds__(32 * LN_WARPS)
     layernorm_backward_fused_kernel(X *dinp, float *pw, float *pb, const X *dout, const X *inp, const X *w,
