@@ -29,7 +29,6 @@
 #include "kernels/cuda/common.cuh"
 #include <math.h>
 #include <stdlib.h>
-#include <string.h>
 #include <type_traits>
 
 #define MM_THREADS 128  // 4 warps
@@ -148,20 +147,23 @@ __device__ __forceinline__ void store_rows(bf16 *dst, size_t stride, const float
 // (the thread's own copies: a __syncthreads after it makes everyone's visible).
 __device__ __forceinline__ void cp_async16(bf16 *dst, const bf16 *src, bool valid) {
 #ifdef TRACELLM_CUDA_EMU
-    if (valid) memcpy(dst, src, 16);
-    else memset(dst, 0, 16);
+    emu_cp_async16(dst, src, valid);
 #else
     unsigned d = (unsigned)__cvta_generic_to_shared(dst);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0) : "memory");
 #endif
 }
 __device__ __forceinline__ void cp_async_commit() {
-#ifndef TRACELLM_CUDA_EMU
+#ifdef TRACELLM_CUDA_EMU
+    emu_cp_async_commit();
+#else
     asm volatile("cp.async.commit_group;\n" ::: "memory");
 #endif
 }
 template <int N> __device__ __forceinline__ void cp_async_wait() {
-#ifndef TRACELLM_CUDA_EMU
+#ifdef TRACELLM_CUDA_EMU
+    emu_cp_async_wait(N);
+#else
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 #endif
 }

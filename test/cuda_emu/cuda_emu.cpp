@@ -3,6 +3,8 @@
 #include <time.h>
 #include <setjmp.h>
 #include <ucontext.h>
+#include <algorithm>
+#include <map>
 #include <vector>
 
 emu_uint3 threadIdx, blockIdx;
@@ -11,7 +13,12 @@ char *emu_dynamic_smem;
 
 // ---- fibers: the threads of one block ----
 namespace {
-enum { RUNNABLE, AT_BARRIER, DONE };
+// AT_BLOCK: at __syncthreads, released when every thread of the block that has not exited is
+// there (exited threads count as arrived, as on sm_70 and later). AT_WARP: at a warp operation
+// (a shuffle, __syncwarp, mma, ldmatrix), released when all 32 lanes of its warp are there; the
+// other warps go on meanwhile, as on the GPU. A warp whose lanes wait at a warp operation while
+// others of it have exited or wait at __syncthreads would hang or be undefined on a GPU: abort.
+enum { RUNNABLE, AT_BLOCK, AT_WARP, DONE };
 // first entry through makecontext/swapcontext, every later switch through _setjmp/_longjmp
 // (no signal-mask system call: the emulation spends its time in switches)
 struct Fiber { ucontext_t ctx; jmp_buf jb, start; char *stack; int state, fresh, made; unsigned tid; };
@@ -22,6 +29,13 @@ jmp_buf scheduler_jb;
 int current;
 const std::function<void()> *body;
 cudaError_t last_error = cudaSuccess;
+// cp.async copies in flight, per thread: data, destination, group (0: not committed yet)
+struct AsyncCopy { unsigned char data[16]; void *dst; int group; };
+std::vector<std::vector<AsyncCopy>> copies;
+std::vector<int> groups_committed;
+// the order fibers run in within a phase flips at every barrier, so a read that is missing its
+// barrier sees the stale value whichever thread writes first
+bool reverse_order;
 // warp shuffle exchange slots, one per thread
 std::vector<float> xf;
 std::vector<double> xd;
@@ -34,30 +48,38 @@ void fiber_main() {
     _longjmp(scheduler_jb, 1);
 }
 
-void barrier() {
-    fibers[current].state = AT_BARRIER;
+void barrier(int kind) {
+    fibers[current].state = kind;
     if (!_setjmp(fibers[current].jb)) _longjmp(scheduler_jb, 1);
     unsigned t = fibers[current].tid;
     threadIdx.x = t % blockDim.x; threadIdx.y = t / blockDim.x % blockDim.y; threadIdx.z = t / (blockDim.x * blockDim.y);
 }
 }  // namespace
 
-void __syncthreads() { barrier(); }
-void __syncwarp(unsigned) { barrier(); }
-float __shfl_xor_sync(unsigned, float v, int m) {
+static void full_mask(unsigned mask, const char *op) {
+    if (mask != 0xffffffffu) {
+        fprintf(stderr, "cuda_emu: %s with mask %#x: only whole warps are emulated\n", op, mask);
+        abort();
+    }
+}
+void __syncthreads() { barrier(AT_BLOCK); }
+void __syncwarp(unsigned mask) { full_mask(mask, "__syncwarp"); barrier(AT_WARP); }
+float __shfl_xor_sync(unsigned mask, float v, int m) {
+    full_mask(mask, "__shfl_xor_sync");
     unsigned t = fibers[current].tid;
     xf[t] = v;
-    barrier();
+    barrier(AT_WARP);
     float r = xf[(t ^ (unsigned)m) < xf.size() ? t ^ (unsigned)m : t];
-    barrier();
+    barrier(AT_WARP);
     return r;
 }
-double __shfl_xor_sync(unsigned, double v, int m) {
+double __shfl_xor_sync(unsigned mask, double v, int m) {
+    full_mask(mask, "__shfl_xor_sync");
     unsigned t = fibers[current].tid;
     xd[t] = v;
-    barrier();
+    barrier(AT_WARP);
     double r = xd[(t ^ (unsigned)m) < xd.size() ? t ^ (unsigned)m : t];
-    barrier();
+    barrier(AT_WARP);
     return r;
 }
 
@@ -69,7 +91,7 @@ void emu_mma_m16n8k16_bf16(float (&d)[4], const unsigned (&a)[4], const unsigned
     if (xa.size() < 4 * (size_t)n) { xa.resize(4 * (size_t)n); xb.resize(2 * (size_t)n); }
     for (int k = 0; k < 4; k++) xa[4 * tid + k] = a[k];
     for (int k = 0; k < 2; k++) xb[2 * tid + k] = b[k];
-    barrier();
+    barrier(AT_WARP);
     unsigned w = tid & ~31u, lane = tid & 31, g = lane >> 2, t = lane & 3;
     // A (r, k) and B (k, c) from the lanes that hold them
     auto A = [&](unsigned r, unsigned k) {
@@ -87,7 +109,7 @@ void emu_mma_m16n8k16_bf16(float (&d)[4], const unsigned (&a)[4], const unsigned
         for (unsigned k = 0; k < 16; k++) acc += A(r, k) * B(k, c);
         out[e] = acc;
     }
-    barrier();
+    barrier(AT_WARP);
     for (int e = 0; e < 4; e++) d[e] = out[e];
 }
 
@@ -101,13 +123,48 @@ void emu_ldmatrix_x4(unsigned (&r)[4], const void *row, bool trans) {
         abort();
     }
     xp[tid] = (const unsigned short *)row;
-    barrier();
+    barrier(AT_WARP);
     for (unsigned j = 0; j < 4; j++) {
         const unsigned short *const *rows = &xp[w + 8 * j];
         unsigned lo = trans ? rows[2 * t][g] : rows[g][2 * t], hi = trans ? rows[2 * t + 1][g] : rows[g][2 * t + 1];
         r[j] = lo | hi << 16;
     }
-    barrier();
+    barrier(AT_WARP);
+}
+
+void emu_cp_async16(void *dst, const void *src, bool valid) {
+    unsigned t = fibers[current].tid;
+    AsyncCopy c;
+    if (valid) memcpy(c.data, src, 16);
+    else memset(c.data, 0, 16);
+    c.dst = dst;
+    c.group = 0;
+    copies[t].push_back(c);
+    memset(dst, 0xff, 16);  // in flight: not the old contents, not yet the new
+}
+void emu_cp_async_commit() {
+    unsigned t = fibers[current].tid;
+    int g = ++groups_committed[t];
+    for (AsyncCopy &c : copies[t])
+        if (!c.group) c.group = g;
+}
+void emu_cp_async_wait(int n) {  // every committed group but the n most recent lands
+    unsigned t = fibers[current].tid;
+    int upto = groups_committed[t] - n;
+    std::vector<AsyncCopy> &q = copies[t];
+    size_t keep = 0;
+    for (size_t i = 0; i < q.size(); i++) {
+        if (q[i].group && q[i].group <= upto) memcpy(q[i].dst, q[i].data, 16);
+        else q[keep++] = q[i];
+    }
+    q.resize(keep);
+}
+
+static std::map<const void *, size_t> smem_grants;
+void emu_grant_smem(const void *kernel, int bytes) { smem_grants[kernel] = bytes > 0 ? (size_t)bytes : 0; }
+static size_t smem_granted(const void *kernel) {
+    auto it = smem_grants.find(kernel);
+    return it == smem_grants.end() ? 48u << 10 : std::max(it->second, (size_t)48u << 10);
 }
 
 void emu_run(const EmuCfg &cfg, const std::function<void()> &b) {
@@ -118,6 +175,12 @@ void emu_run(const EmuCfg &cfg, const std::function<void()> &b) {
         return;
     }
     if (cfg.smem > (227u << 10)) { last_error = cudaErrorInvalidValue; return; }
+    if (cfg.smem > (48u << 10) && cfg.smem > smem_granted(cfg.kernel)) {  // no opt-in: the driver refuses it
+        fprintf(stderr, "cuda_emu: a launch asks for %zu bytes of dynamic shared memory, its kernel was granted %zu "
+                "(cudaFuncSetAttribute)\n", cfg.smem, smem_granted(cfg.kernel));
+        last_error = cudaErrorInvalidValue;
+        return;
+    }
     if (nt % 32) { fprintf(stderr, "cuda_emu: block of %u threads is not whole warps\n", nt); abort(); }
     gridDim = cfg.grid;
     blockDim = cfg.block;
@@ -131,6 +194,8 @@ void emu_run(const EmuCfg &cfg, const std::function<void()> &b) {
     }
     xf.assign(nt, 0.0f);
     xd.assign(nt, 0.0);
+    copies.resize(nt);
+    groups_committed.resize(nt);
     for (unsigned bz = 0; bz < cfg.grid.z; bz++)
         for (unsigned by = 0; by < cfg.grid.y; by++)
             for (unsigned bx = 0; bx < cfg.grid.x; bx++) {
@@ -148,10 +213,14 @@ void emu_run(const EmuCfg &cfg, const std::function<void()> &b) {
                     f.state = RUNNABLE;
                     f.fresh = 1;
                     f.tid = t;
+                    copies[t].clear();
+                    groups_committed[t] = 0;
                 }
                 for (;;) {
                     int live = 0;
-                    for (unsigned t = 0; t < nt; t++) {
+                    reverse_order = !reverse_order;
+                    for (unsigned i = 0; i < nt; i++) {
+                        unsigned t = reverse_order ? nt - 1 - i : i;
                         if (fibers[t].state != RUNNABLE) continue;
                         current = (int)t;
                         threadIdx.x = t % blockDim.x; threadIdx.y = t / blockDim.x % blockDim.y;
@@ -165,8 +234,27 @@ void emu_run(const EmuCfg &cfg, const std::function<void()> &b) {
                             swapcontext(&scheduler, &f.ctx);
                         }
                     }
-                    for (unsigned t = 0; t < nt; t++)
-                        if (fibers[t].state == AT_BARRIER) { fibers[t].state = RUNNABLE; live++; }
+                    // warps whose 32 lanes wait at a warp operation go on; else, when nothing
+                    // else waits, __syncthreads releases the block
+                    for (unsigned w = 0; w < nt; w += 32) {
+                        int at_warp = 0;
+                        for (unsigned t = w; t < w + 32; t++) at_warp += fibers[t].state == AT_WARP;
+                        if (at_warp == 32) {
+                            for (unsigned t = w; t < w + 32; t++) fibers[t].state = RUNNABLE;
+                            live += 32;
+                        } else if (at_warp) {
+                            int done = 0;
+                            for (unsigned t = w; t < w + 32; t++) done += fibers[t].state == DONE;
+                            fprintf(stderr, "cuda_emu: block (%u,%u,%u) warp %u: %d lanes wait at a warp operation "
+                                    "(shuffle, mma, ldmatrix, __syncwarp) while %d have exited and %d wait at "
+                                    "__syncthreads: a GPU would hang or compute garbage\n",
+                                    bx, by, bz, w / 32, at_warp, done, 32 - at_warp - done);
+                            abort();
+                        }
+                    }
+                    if (!live)
+                        for (unsigned t = 0; t < nt; t++)
+                            if (fibers[t].state == AT_BLOCK) { fibers[t].state = RUNNABLE; live++; }
                     if (!live) break;
                 }
             }

@@ -3,13 +3,19 @@
 // Used only by scripts/cuda_emu_check.sh; never part of the framework.
 //
 // Model: "device" memory is host memory. A launch runs its blocks one after another; the threads
-// of a block are cooperative fibers (ucontext) switched at every __syncthreads, __syncwarp and
-// warp shuffle, which all act as block-wide barriers over the block's live threads (kernels/cuda
-// use them uniformly). `__shared__` becomes `static`: one copy per kernel, valid because blocks
-// do not overlap. cuBLASLt's matmul is a naive loop that validates the layouts it is given and
-// rounds operands to TF32 / bf16 as the requested compute type would.
-// What it cannot find: races between threads that are not separated by a barrier (fibers run
-// one at a time), and anything about speed.
+// of a block are cooperative fibers (ucontext) switched at every __syncthreads and warp operation
+// (shuffle, __syncwarp, mma, ldmatrix). __syncthreads waits for the block's live threads, a warp
+// operation for its warp's 32 lanes only, so warps drift apart as on the GPU, and a warp operation
+// that not all lanes reach (exited, or at __syncthreads) aborts. Between two switches the fibers
+// run one at a time, in an order that flips at every switch, so a read missing its barrier sees
+// the stale value whichever side runs first. cp.async lands at its wait_group, with garbage in
+// between. `__shared__` becomes `static`: one copy per kernel, valid because blocks do not
+// overlap. Dynamic shared memory past 48 KiB needs the kernel's cudaFuncSetAttribute, and 16-byte
+// vectors are 16-byte aligned types (UBSan then stops a misaligned load, as the GPU faults).
+// cuBLASLt's matmul is a naive loop that validates the layouts it is given and rounds operands to
+// TF32 / bf16 as the requested compute type would.
+// What it cannot find: races inside one stretch between switches, register limits, and anything
+// about speed.
 #pragma once
 #include <algorithm>
 #include <math.h>
@@ -36,8 +42,10 @@ struct emu_uint3 { unsigned x, y, z; };
 extern emu_uint3 threadIdx, blockIdx;
 extern dim3 blockDim, gridDim;
 extern char *emu_dynamic_smem;
-struct float4 { float x, y, z, w; };
-struct uint2 { unsigned x, y; };
+// aligned as CUDA's own (vector_types.h): a vector load or store at an address the hardware would
+// fault on is then undefined behaviour that UBSan reports (the op tests' build), not a silent success
+struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(8) uint2 { unsigned x, y; };
 static inline float4 make_float4(float a, float b, float c, float d) { return float4{a, b, c, d}; }
 using std::max;
 using std::min;
@@ -50,11 +58,12 @@ float __shfl_xor_sync(unsigned mask, float v, int lane_mask);
 double __shfl_xor_sync(unsigned mask, double v, int lane_mask);
 
 // ---- launches: scripts/cuda_emu_check.sh rewrites k<<<cfg>>>(args) as emu_launch(emu_cfg(cfg), k, args) ----
-struct EmuCfg { dim3 grid, block; size_t smem; };
-static inline EmuCfg emu_cfg(dim3 g, dim3 b, size_t smem = 0, int stream = 0) { (void)stream; return EmuCfg{g, b, smem}; }
+struct EmuCfg { dim3 grid, block; size_t smem; const void *kernel; };
+static inline EmuCfg emu_cfg(dim3 g, dim3 b, size_t smem = 0, int stream = 0) { (void)stream; return EmuCfg{g, b, smem, nullptr}; }
 void emu_run(const EmuCfg &cfg, const std::function<void()> &body);
 template <class K, class... A> void emu_launch(EmuCfg cfg, K kernel, A... args) {
     std::function<void()> body = [&]() { kernel(args...); };
+    cfg.kernel = reinterpret_cast<const void *>(kernel);
     emu_run(cfg, body);
 }
 
@@ -89,7 +98,13 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s);
 cudaError_t cudaEventSynchronize(cudaEvent_t e);
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end);
 cudaError_t cudaEventDestroy(cudaEvent_t e);
-template <class F> cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int) { return cudaSuccess; }
+// A kernel's grant of dynamic shared memory past the default 48 KiB, kept per kernel as the driver
+// keeps it: a launch asking for more than its kernel was granted fails (emu_run), as on a GPU.
+void emu_grant_smem(const void *kernel, int bytes);
+template <class F> cudaError_t cudaFuncSetAttribute(F kernel, cudaFuncAttribute, int bytes) {
+    emu_grant_smem(reinterpret_cast<const void *>(kernel), bytes);
+    return cudaSuccess;
+}
 
 // ---- bf16 ----
 struct __nv_bfloat16 { uint16_t bits; };
@@ -111,14 +126,24 @@ static inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); re
 // each lane passing its fragment registers in PTX's documented layout (g = lane/4, t = lane%4):
 // a: (g, 2t..2t+1), (g+8, 2t..), (g, 2t+8..), (g+8, 2t+8..) of A (16 x 16), two bf16 a register;
 // b: (k 2t..2t+1, n g), (k 2t+8.., n g) of B (16 x 8); d: (g, 2t..2t+1), (g+8, 2t..) of D (16 x 8).
-// Acts as a warp barrier (every lane of the block must call it, as the kernels do).
+// A warp operation: all 32 lanes of the warp must call it, as on the GPU; other warps go on.
 void emu_mma_m16n8k16_bf16(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]);
 
 // ldmatrix.sync.aligned.m8n8.x4{.trans}.shared.b16: lanes 8j..8j+7 give the 16-byte aligned row
 // addresses of 8 x 8 block j (j = 0..3); register j of lane (g, t) gets block j's (row g, columns
 // 2t, 2t+1), or with trans (column g, rows 2t, 2t+1), low half first. A misaligned row address
-// aborts, as it faults on the GPU. Acts as a barrier like the mma.
+// aborts, as it faults on the GPU. A warp operation like the mma.
 void emu_ldmatrix_x4(unsigned (&r)[4], const void *row, bool trans);
+
+// cp.async.cg.shared.global (16 bytes, or zeros when !valid), cp.async.commit_group and
+// cp.async.wait_group n, per thread. The GPU lands a copy in shared memory at some moment between
+// the cp.async and the wait_group that covers its group; here both ends are made visible: the
+// destination holds garbage (NaN bytes) from the cp.async on, and the data from the wait on. So a
+// tile read before its wait, or a buffer refilled while another thread still reads it, gives
+// wrong numbers that the tests see. The source is read at the cp.async.
+void emu_cp_async16(void *dst, const void *src, bool valid);
+void emu_cp_async_commit();
+void emu_cp_async_wait(int n);
 
 // ---- cuBLASLt ----
 typedef enum { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_INVALID_VALUE = 7, CUBLAS_STATUS_NOT_SUPPORTED = 15 } cublasStatus_t;

@@ -1,0 +1,83 @@
+// The emulator refuses what a GPU refuses (scripts/cuda_emu_check.sh runs this first): a launch
+// asking for more than 48 KiB of dynamic shared memory without its kernel's opt-in fails, one
+// with it runs; a cp.async's data is not in shared memory before the wait_group that covers it;
+// warps run different numbers of shuffles between two __syncthreads, as they may on a GPU.
+// Each of these must die instead (the script checks the message): `selftest misaligned`, a
+// 16-byte vector load at an 8-byte aligned address (a GPU faults; UBSan must stop it);
+// `selftest divergent`, a shuffle that one lane of the warp does not reach.
+#include <stdio.h>
+#include <string.h>
+
+static void kernel(float *out) {
+    extern char *emu_dynamic_smem;
+    if (threadIdx.x == 0) out[blockIdx.x] = (float)(emu_dynamic_smem != nullptr);
+}
+// out: what a thread sees of its 16-byte cp.async before the commit, between the commit and a
+// wait that leaves the group pending, and after the wait that covers it (first float of each)
+static void async_kernel(float *out, const float *src) {
+    float *sh = (float *)emu_dynamic_smem + 4 * threadIdx.x;
+    sh[0] = -1.0f;
+    emu_cp_async16(sh, src + 4 * threadIdx.x, true);
+    out[3 * threadIdx.x] = sh[0];
+    emu_cp_async_commit();
+    emu_cp_async_wait(1);
+    out[3 * threadIdx.x + 1] = sh[0];
+    emu_cp_async_wait(0);
+    out[3 * threadIdx.x + 2] = sh[0];
+}
+// Warp w adds its lanes' values w + 1 times over (w + 1 rounds of warp_sum-like shuffles), with
+// a __syncthreads before and after: out[w] = 32^(w + 1) * (lane values summed once).
+static void uneven_kernel(float *out) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    float v = 1.0f;
+    __syncthreads();
+    for (int r = 0; r <= w; r++)
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    __syncthreads();
+    if (lane == 0) out[w] = v;
+}
+static void divergent_kernel(float *out) {
+    if ((threadIdx.x & 31) == 5) return;  // lane 5 exits; the rest shuffle
+    out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
+}
+static float load_x(const float *p) { return ((const float4 *)p)->x; }
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "misaligned")) {
+        alignas(16) float buf[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+        volatile float x = load_x(buf + 2);  // 8 bytes past a 16-byte boundary
+        printf("selftest: a misaligned float4 load went through (%g)\n", (double)x);
+        return 0;
+    }
+    if (argc > 1 && !strcmp(argv[1], "divergent")) {
+        float out[32];
+        emu_launch(emu_cfg(dim3(1), dim3(32)), divergent_kernel, out);
+        printf("selftest: a shuffle went through with a lane exited\n");
+        return 0;
+    }
+    float out[4] = {0};
+    int fails = 0;
+    emu_launch(emu_cfg(dim3(1), dim3(32), 64 << 10), kernel, out);
+    if (cudaGetLastError() == cudaSuccess) { printf("FAIL: 64 KiB of shared memory without opt-in launched\n"); fails++; }
+    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 << 10);
+    emu_launch(emu_cfg(dim3(1), dim3(32), 64 << 10), kernel, out);
+    if (cudaGetLastError() != cudaSuccess || out[0] != 1.0f) { printf("FAIL: 64 KiB after the opt-in did not run\n"); fails++; }
+    emu_launch(emu_cfg(dim3(1), dim3(32), 96 << 10), kernel, out);
+    if (cudaGetLastError() == cudaSuccess) { printf("FAIL: 96 KiB launched with 64 KiB granted\n"); fails++; }
+    if (!fails) printf("PASS emulator: dynamic shared memory past 48 KiB needs the kernel's opt-in\n");
+    float src[4 * 32], seen[3 * 32];
+    for (int i = 0; i < 4 * 32; i++) src[i] = (float)(i + 1);
+    emu_launch(emu_cfg(dim3(1), dim3(32), 4 * 32 * sizeof(float)), async_kernel, seen, (const float *)src);
+    int late = 0;
+    for (int t = 0; t < 32; t++)  // in flight: neither the old -1 nor the data; landed: the data
+        late += seen[3 * t] == seen[3 * t] || seen[3 * t + 1] == seen[3 * t + 1] || seen[3 * t + 2] != src[4 * t];
+    if (late) { printf("FAIL: %d threads saw a cp.async's data before its wait, or not after\n", late); fails++; }
+    else printf("PASS emulator: a cp.async lands at the wait_group that covers it\n");
+    emu_launch(emu_cfg(dim3(1), dim3(128)), uneven_kernel, out);
+    float want = 1.0f;
+    int wrong = 0;
+    for (int w = 0; w < 4; w++) wrong += out[w] != (want *= 32.0f);
+    if (wrong) { printf("FAIL: warps with different numbers of shuffles got %g %g %g %g\n", out[0], out[1], out[2], out[3]); fails++; }
+    else printf("PASS emulator: warps run different numbers of shuffles between two __syncthreads\n");
+    return fails != 0;
+}
