@@ -33,9 +33,16 @@ cudaError_t last_error = cudaSuccess;
 struct AsyncCopy { unsigned char data[16]; void *dst; int group; };
 std::vector<std::vector<AsyncCopy>> copies;
 std::vector<int> groups_committed;
-// the order fibers run in within a phase flips at every barrier, so a read that is missing its
-// barrier sees the stale value whichever thread writes first
-bool reverse_order;
+// the order the fibers run in between two switches, forward or backward, drawn afresh at every
+// switch (a fixed xorshift sequence: runs repeat exactly), so a read missing its barrier sees the
+// stale value whichever thread writes first, in some pass of a loop if not in all
+uint32_t order_state = 2463534242u;
+bool next_order_reversed() {
+    order_state ^= order_state << 13;
+    order_state ^= order_state >> 17;
+    order_state ^= order_state << 5;
+    return order_state >> 31;
+}
 // warp shuffle exchange slots, one per thread
 std::vector<float> xf;
 std::vector<double> xd;
@@ -218,9 +225,9 @@ void emu_run(const EmuCfg &cfg, const std::function<void()> &b) {
                 }
                 for (;;) {
                     int live = 0;
-                    reverse_order = !reverse_order;
+                    bool reversed = next_order_reversed();
                     for (unsigned i = 0; i < nt; i++) {
-                        unsigned t = reverse_order ? nt - 1 - i : i;
+                        unsigned t = reversed ? nt - 1 - i : i;
                         if (fibers[t].state != RUNNABLE) continue;
                         current = (int)t;
                         threadIdx.x = t % blockDim.x; threadIdx.y = t / blockDim.x % blockDim.y;

@@ -7,8 +7,8 @@
 // (shuffle, __syncwarp, mma, ldmatrix). __syncthreads waits for the block's live threads, a warp
 // operation for its warp's 32 lanes only, so warps drift apart as on the GPU, and a warp operation
 // that not all lanes reach (exited, or at __syncthreads) aborts. Between two switches the fibers
-// run one at a time, in an order that flips at every switch, so a read missing its barrier sees
-// the stale value whichever side runs first. cp.async lands at its wait_group, with garbage in
+// run one at a time, forward or backward as drawn at every switch, so a read missing its barrier
+// sees the stale value whichever side runs first. cp.async lands at its wait_group, with garbage in
 // between. `__shared__` becomes `static`: one copy per kernel, valid because blocks do not
 // overlap. Dynamic shared memory past 48 KiB needs the kernel's cudaFuncSetAttribute, and 16-byte
 // vectors are 16-byte aligned types (UBSan then stops a misaligned load, as the GPU faults).

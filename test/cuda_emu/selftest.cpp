@@ -1,7 +1,8 @@
 // The emulator refuses what a GPU refuses (scripts/cuda_emu_check.sh runs this first): a launch
 // asking for more than 48 KiB of dynamic shared memory without its kernel's opt-in fails, one
 // with it runs; a cp.async's data is not in shared memory before the wait_group that covers it;
-// warps run different numbers of shuffles between two __syncthreads, as they may on a GPU.
+// warps run different numbers of shuffles between two __syncthreads, as they may on a GPU; a
+// read of shared memory missing its barrier sees the stale value in some pass of a loop.
 // Each of these must die instead (the script checks the message): `selftest misaligned`, a
 // 16-byte vector load at an 8-byte aligned address (a GPU faults; UBSan must stop it);
 // `selftest divergent`, a shuffle that one lane of the warp does not reach.
@@ -35,6 +36,18 @@ static void uneven_kernel(float *out) {
         for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     __syncthreads();
     if (lane == 0) out[w] = v;
+}
+// Thread 0 writes pass p into shared memory and thread 63 reads it with no barrier between: a race
+// that must show (seen[p] = p - 1, the stale value) in some of the 16 passes.
+static void racy_kernel(float *seen) {
+    static float cell;
+    if (threadIdx.x == 0) cell = -1.0f;
+    __syncthreads();
+    for (int p = 0; p < 16; p++) {
+        if (threadIdx.x == 0) cell = (float)p;
+        if (threadIdx.x == 63) seen[p] = cell;
+        __syncthreads();
+    }
 }
 static void divergent_kernel(float *out) {
     if ((threadIdx.x & 31) == 5) return;  // lane 5 exits; the rest shuffle
@@ -79,5 +92,11 @@ int main(int argc, char **argv) {
     for (int w = 0; w < 4; w++) wrong += out[w] != (want *= 32.0f);
     if (wrong) { printf("FAIL: warps with different numbers of shuffles got %g %g %g %g\n", out[0], out[1], out[2], out[3]); fails++; }
     else printf("PASS emulator: warps run different numbers of shuffles between two __syncthreads\n");
+    float read[16];
+    emu_launch(emu_cfg(dim3(1), dim3(64)), racy_kernel, read);
+    int stale = 0;
+    for (int p = 0; p < 16; p++) stale += read[p] == (float)(p - 1);
+    if (!stale) { printf("FAIL: a read missing its barrier saw the write in all 16 passes\n"); fails++; }
+    else printf("PASS emulator: a read missing its barrier saw the stale value in %d of 16 passes\n", stale);
     return fails != 0;
 }
