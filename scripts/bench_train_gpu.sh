@@ -81,7 +81,7 @@ for mode in $MODES; do
     [ $mode = bf16 ] && ours=$tok
     # the attention kernels auto timed and kept (kernels/cuda/attention_mma.cu prints each choice)
     if [ $mode = bf16 ]; then
-      att=$(sed -nE 's/^cuda attention (forward|backward), .*: ([a-z0-9]+)$/\1 \2/p' "$TMP/train.log" | paste -sd, -)
+      att=$(sed -nE 's/^cuda attention (forward|backward), .*: ([a-z0-9-]+)$/\1 \2/p' "$TMP/train.log" | paste -sd, -)
       grep '^cuda attention' "$TMP/train.log"
       echo "RESULT tracellm_bf16_attention=${att:-defaults (not timed)}"
     fi

@@ -377,21 +377,30 @@ static void test_attention(void) {
 
 // The mma.sync variants, and auto's timed choice among them, must give the same bits: a choice
 // made by timing must not change a run (resume and repeat stay bit-identical whatever was faster).
-// out, lse and dqkv of each against the plain mma / recompute pair's.
+// out, lse and dqkv of each, with rings of 2 and of 3 tile buffers, against the plain mma /
+// recompute pair's with 2.
 static void attention_variants_case(int B, int T, int C, int NH) {
-    static const struct { int kernel, dq; const char *name; } ways[] = {
-        {CUDA_ATTENTION_MMA, CUDA_ATTENTION_DQ_RECOMPUTE, "mma, recompute"},
-        {CUDA_ATTENTION_MMA32, CUDA_ATTENTION_DQ_RECOMPUTE, "mma32, recompute"},
-        {CUDA_ATTENTION_MMA, CUDA_ATTENTION_DQ_STORED, "mma, stored dS"},
-        {CUDA_ATTENTION_MMA32, CUDA_ATTENTION_DQ_STORED, "mma32, stored dS"},
-        {CUDA_ATTENTION_MMA, CUDA_ATTENTION_DQ_RECOMPUTE32, "mma, recompute with 32-row tiles"},
-        {CUDA_ATTENTION_AUTO, CUDA_ATTENTION_DQ_AUTO, "auto (timed)"}};
+    static const struct { int kernel, dq, stages; const char *name; } ways[] = {
+        {CUDA_ATTENTION_MMA, CUDA_ATTENTION_DQ_RECOMPUTE, 2, "mma, recompute"},
+        {CUDA_ATTENTION_MMA32, CUDA_ATTENTION_DQ_RECOMPUTE, 2, "mma32, recompute"},
+        {CUDA_ATTENTION_MMA, CUDA_ATTENTION_DQ_STORED, 2, "mma, stored dS"},
+        {CUDA_ATTENTION_MMA32, CUDA_ATTENTION_DQ_STORED, 2, "mma32, stored dS"},
+        {CUDA_ATTENTION_MMA, CUDA_ATTENTION_DQ_RECOMPUTE32, 2, "mma, recompute with 32-row tiles"},
+        {CUDA_ATTENTION_AUTO, CUDA_ATTENTION_DQ_AUTO, 2, "auto (timed)"},
+        {CUDA_ATTENTION_MMA, CUDA_ATTENTION_DQ_RECOMPUTE, 3, "mma, recompute"},
+        {CUDA_ATTENTION_MMA32, CUDA_ATTENTION_DQ_RECOMPUTE, 3, "mma32, recompute"},
+        {CUDA_ATTENTION_MMA, CUDA_ATTENTION_DQ_STORED, 3, "mma, stored dS"},
+        {CUDA_ATTENTION_MMA32, CUDA_ATTENTION_DQ_STORED, 3, "mma32, stored dS"},
+        {CUDA_ATTENTION_MMA, CUDA_ATTENTION_DQ_RECOMPUTE32, 3, "mma, recompute with 32-row tiles"},
+        {CUDA_ATTENTION_AUTO, CUDA_ATTENTION_DQ_AUTO, 0, "auto (timed, rings too)"}};
+    enum { NWAYS = sizeof ways / sizeof *ways };
     size_t nqkv = (size_t)B * T * 3 * C, no = (size_t)B * T * C, ns = gpu->attention_state_size(B, T, NH);
     float *qkv = rand_x(nqkv, 2), *dout = rand_x(no, 1);
     float *d_qkv = xdev(qkv, nqkv), *d_dout = xdev(dout, no), *d_out = xalloc(no), *d_dqkv = xalloc(nqkv);
     float *d_state = gpu->alloc(ns * 4);
     float *ref[3] = {NULL, NULL, NULL};
-    for (int w = 0; w < 6; w++) {
+    for (int w = 0; w < NWAYS; w++) {
+        cuda_set_attention_stages(ways[w].stages);
         cuda_set_attention_kernel(ways[w].kernel);
         cuda_set_attention_dq(ways[w].dq);
         if (ways[w].kernel == CUDA_ATTENTION_AUTO) cuda_set_attention_tune_min(0);  // time even this small size
@@ -408,20 +417,25 @@ static void attention_variants_case(int B, int T, int C, int NH) {
         static const char *const what[3] = {"out", "lse", "dqkv"};
         for (int i = 0; i < 3; i++) {
             char name[128];
-            snprintf(name, sizeof name, "attention %s B=%d T=%d C=%d NH=%d: %s as mma, recompute's", ways[w].name, B, T, C,
-                     NH, what[i]);
+            snprintf(name, sizeof name, "attention %s, ring %d, B=%d T=%d C=%d NH=%d: %s as mma, recompute's",
+                     ways[w].name, ways[w].stages, B, T, C, NH, what[i]);
             same_bits(name, got[i], ref[i], i == 0 ? no : i == 1 ? ns : nqkv);
             free(got[i]);
         }
     }
-    // auto timed this size and kept a choice for each pass (the forward only where mma32 exists)
-    int fwd = -1, dq = -1, hs = C / NH;
-    CHECKF(cuda_attention_tuned(B, T, C, NH, &fwd, &dq), "auto kept no entry for B=%d T=%d C=%d NH=%d", B, T, C, NH);
+    // auto timed this size and kept a choice for each pass (the forward only where mma32 exists),
+    // with a ring of 3 only at head size 64, where it is compiled
+    int fwd = -1, dq = -1, fst = -1, bst = -1, hs = C / NH;
+    CHECKF(cuda_attention_tuned(B, T, C, NH, &fwd, &dq, &fst, &bst), "auto kept no entry for B=%d T=%d C=%d NH=%d", B,
+           T, C, NH);
     CHECKF(hs > 64 ? fwd == 0 : fwd == CUDA_ATTENTION_MMA || fwd == CUDA_ATTENTION_MMA32,
            "auto's forward choice %d for head size %d", fwd, hs);
     CHECKF(dq == CUDA_ATTENTION_DQ_RECOMPUTE || dq == CUDA_ATTENTION_DQ_STORED || dq == CUDA_ATTENTION_DQ_RECOMPUTE32,
            "auto's backward choice %d", dq);
+    CHECKF(hs == 64 ? (fst == 2 || fst == 3) && (bst == 2 || bst == 3) : fst == 2 && bst == 2,
+           "auto's rings %d / %d for head size %d", fst, bst, hs);
     cuda_set_attention_tune_min(1024);
+    cuda_set_attention_stages(0);
     for (int i = 0; i < 3; i++) free(ref[i]);
     gpu->free(d_qkv); gpu->free(d_dout); gpu->free(d_out); gpu->free(d_dqkv); gpu->free(d_state);
     free(qkv); free(dout);
@@ -433,6 +447,7 @@ static void test_attention_variants(void) {
     attention_variants_case(2, 70, 48, 3);    // hs 16
     attention_variants_case(1, 40, 64, 2);    // hs 32
     attention_variants_case(2, 200, 128, 2);  // hs 64, several key tiles before the diagonal
+    attention_variants_case(1, 40, 128, 2);   // hs 64, one tile: a ring's later buffers stay empty
     attention_variants_case(1, 67, 256, 2);   // hs 128 (no mma32: the forward is not timed)
     cuda_set_attention_kernel(CUDA_ATTENTION_AUTO);
     cuda_set_attention_dq(CUDA_ATTENTION_DQ_AUTO);

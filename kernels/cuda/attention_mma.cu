@@ -29,6 +29,7 @@
 #include "kernels/cuda/common.cuh"
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <type_traits>
 
 #define MM_THREADS 128  // 4 warps
@@ -167,13 +168,16 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 #endif
 }
-// One step of a double buffer: the caller has just queued the next tile's copies (when `more`);
-// this closes them as a group, waits for the current tile's group (the one before), and makes
-// every thread's copies visible. With nothing queued the group is empty and all are waited for.
-__device__ __forceinline__ void cp_async_step(bool more) {
+// The buffer of tile i (>= 0) in a ring of ST: unsigned, so ST = 2 is a bit test
+template <int ST> __device__ __forceinline__ int ring(int i) { return (int)((unsigned)i % ST); }
+// One step of a ring of ST tile buffers (ST = 2: a double buffer): the caller has just queued
+// the copies of the tile ST - 1 ahead (or nothing, past the end: the group is then empty and
+// complete at once); this closes them as a group, waits for the current tile's group (ST - 1
+// groups back), and makes every thread's copies visible. The loop ends in a __syncthreads, so
+// the buffer the next step refills (the one used a step before) is free.
+template <int ST> __device__ __forceinline__ void cp_async_step() {
     cp_async_commit();
-    if (more) cp_async_wait<1>();
-    else cp_async_wait<0>();
+    cp_async_wait<ST - 1>();
     __syncthreads();
 }
 
@@ -233,35 +237,46 @@ static dim3 heads_grid(int B, int NH, int row_blocks) { return dim3((unsigned)(B
 // same for every lane, so the branch on it does not diverge; most tiles of a long sequence are.
 __device__ __forceinline__ bool below_diagonal(int last_key, int w0, int T) { return last_key <= w0 && w0 + 15 < T; }
 
-// The forward and dq kernels stream K and V tile pairs through a double buffer (Ks: two pairs of
-// KT x HS tiles, K then V). kv_load queues the pair at keys k0 into its half (cp.async); kv_next
-// queues the pair after k0's (when `last` needs it), waits for k0's, and returns its K (V follows
-// KT rows later) once every thread's copies are in.
-template <int HS, int KT>
+// The forward and dq kernels stream K and V tile pairs through a ring of ST buffers (Ks: ST pairs
+// of KT x HS tiles, K then V; ST = 2, or 3 at head size 64 where auto or
+// TRACELLM_CUDA_ATTENTION_STAGES=3 picks it: two pairs in flight while one is used). kv_load
+// queues the pair at keys k0 into its buffer (cp.async); kv_start queues the first ST - 1 pairs,
+// a group each; kv_next queues the pair ST - 1 ahead of k0's (when `last` needs it), waits for
+// k0's, and returns its K (V follows KT rows later) once every thread's copies are in. Only when
+// loads land changes: the same bits.
+template <int HS, int KT, int ST>
 __device__ __forceinline__ void kv_load(bf16 *Ks, const bf16 *base, size_t C3, int C, int k0, int T, bool vec) {
     constexpr int LDK = HS + 8;
-    bf16 *K = Ks + (k0 / KT & 1) * 2 * KT * LDK;
+    bf16 *K = Ks + ring<ST>(k0 / KT) * 2 * KT * LDK;
     load_tile<HS, KT>(K, LDK, base + C, C3, k0, T, vec);
     load_tile<HS, KT>(K + KT * LDK, LDK, base + 2 * C, C3, k0, T, vec);
 }
-template <int HS, int KT>
+template <int HS, int KT, int ST>
+__device__ __forceinline__ void kv_start(bf16 *Ks, const bf16 *base, size_t C3, int C, int last, int T, bool vec) {
+#pragma unroll
+    for (int i = 0; i < ST - 1; i++) {
+        if (i * KT <= last) kv_load<HS, KT, ST>(Ks, base, C3, C, i * KT, T, vec);
+        cp_async_commit();
+    }
+}
+template <int HS, int KT, int ST>
 __device__ __forceinline__ const bf16 *kv_next(bf16 *Ks, const bf16 *base, size_t C3, int C, int k0, int last, int T,
                                                bool vec) {
-    bool more = k0 + KT <= last;
-    if (more) kv_load<HS, KT>(Ks, base, C3, C, k0 + KT, T, vec);
-    cp_async_step(more);
-    return Ks + (k0 / KT & 1) * 2 * KT * (HS + 8);
+    int ahead = k0 + (ST - 1) * KT;
+    if (ahead <= last) kv_load<HS, KT, ST>(Ks, base, C3, C, ahead, T, vec);
+    cp_async_step<ST>();
+    return Ks + ring<ST>(k0 / KT) * 2 * KT * (HS + 8);
 }
 
 // ---- forward ----
 // grid (B NH, T/(64 WG)): a warp owns WG groups of 16 query rows (WG = 1 or 2), so every B
 // fragment it loads from a K or V tile feeds WG products: WG = 2 halves the shared-memory reads
 // per product at twice the accumulators (TRACELLM_CUDA_ATTENTION=mma32 selects it for head sizes
-// up to 64; gpu_check.sh times both). Shared: K and V tiles (KT x HS each), twice: the next pair
-// streams in while the current one is used.
-template <int HS, int KT> constexpr size_t fwd_smem() { return sizeof(bf16) * 4 * KT * (HS + 8); }
+// up to 64; gpu_check.sh times both). Shared: K and V tiles (KT x HS each), ST pairs: the next
+// ones stream in while the current one is used.
+template <int HS, int KT, int ST> constexpr size_t fwd_smem() { return sizeof(bf16) * 2 * ST * KT * (HS + 8); }
 
-template <int HS, int KT, int WG>
+template <int HS, int KT, int WG, int ST>
 __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 *out, float *lse, const bf16 *qkv, int T,
                                                                            int C, int NH, float scale2, bool vec) {
     extern __shared__ __align__(16) float smem_f[];
@@ -284,10 +299,9 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
         for (int n = 0; n < HS / 8; n++) o[u][n][0] = o[u][n][1] = o[u][n][2] = o[u][n][3] = 0.0f;
     }
     int last = min(T - 1, q0 + MM_ROWS * WG - 1);
-    kv_load<HS, KT>(Ks, base, C3, C, 0, T, vec);
-    cp_async_commit();
+    kv_start<HS, KT, ST>(Ks, base, C3, C, last, T, vec);
     for (int k0 = 0; k0 <= last; k0 += KT) {
-        const bf16 *Kc = kv_next<HS, KT>(Ks, base, C3, C, k0, last, T, vec), *Vc = Kc + KT * LDK;
+        const bf16 *Kc = kv_next<HS, KT, ST>(Ks, base, C3, C, k0, last, T, vec), *Vc = Kc + KT * LDK;
         // S = Q K^T (16 x KT per group), each K fragment pair used by every group
         float s[WG][KT / 8][4];
 #pragma unroll
@@ -370,7 +384,7 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
                 }
             }
         }
-        __syncthreads();  // every warp is done with this buffer before the pair after next fills it
+        __syncthreads();  // every warp is done with this buffer before the next step refills it
     }
     // O / l, and the log-sum-exp, for the rows before T
 #pragma unroll
@@ -413,10 +427,10 @@ __global__ void attention_dsum_kernel(float *Dsum, const bf16 *dout, const bf16 
 }
 
 // ---- backward: dq ----
-// grid (B NH, T/64). Shared: K and V tiles, double-buffered as in the forward.
-template <int HS, int KT> constexpr size_t dq_smem() { return sizeof(bf16) * 4 * KT * (HS + 8); }
+// grid (B NH, T/64). Shared: K and V tiles, ST pairs as in the forward.
+template <int HS, int KT, int ST> constexpr size_t dq_smem() { return sizeof(bf16) * 2 * ST * KT * (HS + 8); }
 
-template <int HS, int KT>
+template <int HS, int KT, int ST>
 __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(bf16 *dqkv, const bf16 *dout,
                                                                                const bf16 *qkv, const float *lse,
                                                                                const float *Dsum, int T, int C, int NH,
@@ -443,10 +457,9 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
 #pragma unroll
     for (int n = 0; n < HS / 8; n++) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
     int last = min(T - 1, q0 + MM_ROWS - 1);
-    kv_load<HS, KT>(Ks, base, C3, C, 0, T, vec);
-    cp_async_commit();
+    kv_start<HS, KT, ST>(Ks, base, C3, C, last, T, vec);
     for (int k0 = 0; k0 <= last; k0 += KT) {
-        const bf16 *Kc = kv_next<HS, KT>(Ks, base, C3, C, k0, last, T, vec), *Vc = Kc + KT * LDK;
+        const bf16 *Kc = kv_next<HS, KT, ST>(Ks, base, C3, C, k0, last, T, vec), *Vc = Kc + KT * LDK;
         float s[KT / 8][4], dp[KT / 8][4];
 #pragma unroll
         for (int n = 0; n < KT / 8; n++) {
@@ -495,10 +508,10 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
 
 // ---- backward: dk and dv ----
 // grid (B NH, T/64): the block owns keys [64 y, 64 y + 64) and streams the query tiles from its
-// first key on. Shared, twice (the next query tile streams in while this one is used): the
+// first key on. Shared, ST times (the next query tiles stream in while this one is used): the
 // tile's lse (base 2) and D (QT floats each), then its Q and dO rows.
 template <int HS, int QT> __host__ __device__ constexpr int dkdv_buf() { return 2 * QT + QT * (HS + 8); }  // floats
-template <int HS, int QT> constexpr size_t dkdv_smem() { return sizeof(float) * 2 * dkdv_buf<HS, QT>(); }
+template <int HS, int QT, int ST> constexpr size_t dkdv_smem() { return sizeof(float) * ST * dkdv_buf<HS, QT>(); }
 
 // Queries [i0, i0 + QT) into one buffer: Q and dO by load_tile, lse and D by plain stores.
 template <int HS, int QT>
@@ -522,7 +535,7 @@ __device__ __forceinline__ void dkdv_load(float *buf, const bf16 *base, const bf
 // With 32-row query tiles (head sizes up to 64) the kernel is held to 168 registers, so 3 blocks
 // share an SM (244 at 64-row tiles: 2): a few bytes spill, and 12 warps instead of 8 hide latency.
 template <int HS, int QT> constexpr int dkdv_min_blocks() { return QT == 32 && HS <= 64 ? 3 : 1; }
-template <int HS, int QT, bool STORE_DS>
+template <int HS, int QT, bool STORE_DS, int ST>
 __global__ void __launch_bounds__(MM_THREADS, dkdv_min_blocks<HS, QT>())
     attention_backward_dkdv_mma_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse, const float *Dsum,
                                        int T, int C, int NH, float scale, bool vec, bf16 *dsT, int Tp) {
@@ -545,14 +558,18 @@ __global__ void __launch_bounds__(MM_THREADS, dkdv_min_blocks<HS, QT>())
         dv[n][0] = dv[n][1] = dv[n][2] = dv[n][3] = 0.0f;
     }
     int first = kb0 / QT * QT;  // queries before the block's first key see none of its keys
-    dkdv_load<HS, QT>(smem_f, base, gbase, lrow, drow, C3, C, first, T, vec);
-    cp_async_commit();
+#pragma unroll
+    for (int i = 0; i < ST - 1; i++) {  // the first ST - 1 query tiles, a group each
+        if (first + i * QT < T)
+            dkdv_load<HS, QT>(smem_f + i * BUF, base, gbase, lrow, drow, C3, C, first + i * QT, T, vec);
+        cp_async_commit();
+    }
     for (int i0 = first; i0 < T; i0 += QT) {
-        int it = (i0 - first) / QT;
-        bool more = i0 + QT < T;
-        if (more) dkdv_load<HS, QT>(smem_f + ((it + 1) & 1) * BUF, base, gbase, lrow, drow, C3, C, i0 + QT, T, vec);
-        cp_async_step(more);
-        const float *Ls = smem_f + (it & 1) * BUF, *Ds = Ls + QT;
+        int it = (i0 - first) / QT, ahead = i0 + (ST - 1) * QT;
+        if (ahead < T)
+            dkdv_load<HS, QT>(smem_f + ring<ST>(it + ST - 1) * BUF, base, gbase, lrow, drow, C3, C, ahead, T, vec);
+        cp_async_step<ST>();
+        const float *Ls = smem_f + ring<ST>(it) * BUF, *Ds = Ls + QT;
         const bf16 *Qs = (const bf16 *)(Ds + QT), *Gs = Qs + QT * LDR;
         float st[QT / 8][4], dpt[QT / 8][4];
 #pragma unroll
@@ -626,16 +643,18 @@ __global__ void __launch_bounds__(MM_THREADS, dkdv_min_blocks<HS, QT>())
 // dQ = dS K with dS read back from what the dk/dv kernel (STORE_DS) wrote, instead of recomputing
 // S = Q K^T and dP = dO V^T: one product a tile pair instead of three, for a write and a read of
 // dS (B,NH,T,T causal half, bf16). grid (B NH, T/64) like the other dq kernel; shared: the K tile
-// and the dS^T tile (keys x the block's 64 queries), double-buffered. A fragments of dS come out
+// and the dS^T tile (keys x the block's 64 queries), ST of each pair. A fragments of dS come out
 // of the dS^T tile by ldmatrix.trans.
-template <int HS, int KT> constexpr size_t dq_ds_smem() { return sizeof(bf16) * 2 * KT * (HS + 8 + MM_ROWS + 8); }
+template <int HS, int KT, int ST> constexpr size_t dq_ds_smem() {
+    return sizeof(bf16) * ST * KT * (HS + 8 + MM_ROWS + 8);
+}
 
-template <int HS, int KT>
+template <int HS, int KT, int ST>
 __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_ds_kernel(bf16 *dqkv, const bf16 *qkv,
                                                                               const bf16 *dsT, int T, int Tp, int C,
                                                                               int NH, bool vec) {
     extern __shared__ __align__(16) float smem_f[];
-    constexpr int LDK = HS + 8, LDS = MM_ROWS + 8, HALF = KT * (LDK + LDS);
+    constexpr int LDK = HS + 8, LDS = MM_ROWS + 8, PAIR = KT * (LDK + LDS);
     bf16 *buf = (bf16 *)smem_f;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     int b = head_b(NH), h = head_h(NH), q0 = heavy_first_rows(), w0 = q0 + 16 * warp;
@@ -646,19 +665,21 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_ds_kernel(bf
 #pragma unroll
     for (int n = 0; n < HS / 8; n++) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
     int last = min(T - 1, q0 + MM_ROWS - 1);
-    // queues the K tile and the dS^T tile at keys k0 into their half of the double buffer
+    // queues the K tile and the dS^T tile at keys k0 into their buffer of the ring
     auto load_pair = [&](int k0) {
-        bf16 *half = buf + (k0 / KT & 1) * HALF;
-        load_tile<HS, KT>(half, LDK, kbase, C3, k0, T, vec);
-        load_tile<MM_ROWS, KT>(half + KT * LDK, LDS, sbase, Tp, k0, T, true);
+        bf16 *pair = buf + ring<ST>(k0 / KT) * PAIR;
+        load_tile<HS, KT>(pair, LDK, kbase, C3, k0, T, vec);
+        load_tile<MM_ROWS, KT>(pair + KT * LDK, LDS, sbase, Tp, k0, T, true);
     };
-    load_pair(0);
-    cp_async_commit();
+#pragma unroll
+    for (int i = 0; i < ST - 1; i++) {
+        if (i * KT <= last) load_pair(i * KT);
+        cp_async_commit();
+    }
     for (int k0 = 0; k0 <= last; k0 += KT) {
-        bool more = k0 + KT <= last;
-        if (more) load_pair(k0 + KT);
-        cp_async_step(more);
-        const bf16 *Kc = buf + (k0 / KT & 1) * HALF, *Sc = Kc + KT * LDK;
+        if (k0 + (ST - 1) * KT <= last) load_pair(k0 + (ST - 1) * KT);
+        cp_async_step<ST>();
+        const bf16 *Kc = buf + ring<ST>(k0 / KT) * PAIR, *Sc = Kc + KT * LDK;
 #pragma unroll
         for (int kk = 0; kk < KT / 16; kk++) {
             // A = dS (the warp's 16 queries x keys 16 kk ..): blocks (queries 0-7, keys 0-7),
@@ -673,17 +694,39 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_ds_kernel(bf
 }
 
 // ---- launches ----
-// Which kernels the bf16 table's attention runs (TRACELLM_CUDA_ATTENTION=auto|mma|wmma|mma32 and
-// TRACELLM_CUDA_ATTENTION_DQ=auto|recompute|stored|recompute32, or cuda_set_attention_kernel /
-// _dq): the forward with 16 or 32 query rows a warp, the backward's dQ recomputed (64- or 32-row
-// tiles) or from the stored dS, or attention_tc.cu's WMMA kernels. The mma choices give the same bits: every output element is the
-// same products summed in the same order (the forward's rows see the same key tiles, the
-// accumulators of dQ, dK and dV take their 16-row chunks in the same order, and the stored dS is
-// the bf16 A fragment the dq kernel would have rounded), so a choice is a matter of speed only
-// (cuda_test_ops checks the bits). With auto (the default) they are timed on the card at the first
-// call of each size class and the fastest kept: which wins depends on the card and the shape.
+// Which kernels the bf16 table's attention runs (TRACELLM_CUDA_ATTENTION=auto|mma|wmma|mma32,
+// TRACELLM_CUDA_ATTENTION_DQ=auto|recompute|stored|recompute32 and TRACELLM_CUDA_ATTENTION_STAGES=
+// auto|2|3, or cuda_set_attention_kernel / _dq / _stages): the forward with 16 or 32 query rows a
+// warp, the backward's dQ recomputed (64- or 32-row tiles) or from the stored dS, each with rings
+// of 2 or 3 tile buffers; or attention_tc.cu's WMMA kernels. The mma choices give the same bits:
+// every output element is the same products summed in the same order (the forward's rows see the
+// same key tiles, the accumulators of dQ, dK and dV take their 16-row chunks in the same order,
+// the stored dS is the bf16 A fragment the dq kernel would have rounded, and a ring only moves
+// when loads land), so a choice is a matter of speed only (cuda_test_ops checks the bits). With
+// auto (the default) they are timed on the card at the first call of each size class and the
+// fastest kept: which wins depends on the card and the shape.
 static int attention_kernel = -1;  // CUDA_ATTENTION_*
 static int attention_dq = -1;      // CUDA_ATTENTION_DQ_*
+static int attention_ring = -1;    // 0 auto, 2 or 3 tile buffers a ring
+static int ring_now = 2;           // the ring the next launch uses (with_stages)
+// TRACELLM_CUDA_ATTENTION_STAGES=auto|2|3 (or cuda_set_attention_stages, 0 for auto): how many
+// tiles the mma kernels' rings hold at head size 64. 2: one tile in flight while one is used; 3:
+// two in flight, for half as many shared-memory bytes again a block (at d12 the forward still
+// fits 4 blocks an H100 SM, an A100's only 2). The same bits either way, so auto times both
+// beside the other variants; other head sizes always run 2.
+void cuda_set_attention_stages(int stages) {
+    if (stages != 0 && stages != 2 && stages != 3)
+        fatal("cuda_set_attention_stages: %d stages (0: auto, 2 or 3)", stages);
+    attention_ring = stages;
+}
+static int attention_stages(void) {
+    static const char *const ways[] = {"auto", "2", "3", NULL};
+    if (attention_ring < 0) {
+        int w = cuda_env_choice("TRACELLM_CUDA_ATTENTION_STAGES", ways);
+        attention_ring = w ? w + 1 : 0;
+    }
+    return attention_ring;
+}
 void cuda_set_attention_kernel(int k) {
     if (k != CUDA_ATTENTION_AUTO && k != CUDA_ATTENTION_MMA && k != CUDA_ATTENTION_WMMA && k != CUDA_ATTENTION_MMA32)
         fatal("cuda_set_attention_kernel: unknown kernel %d", k);
@@ -712,8 +755,9 @@ int cu_attention_mma_supported(int hs) {
 // Below tune_min tile pairs the launch costs more than either kernel and the default runs untimed.
 typedef struct {
     int C, NH, size_class;
-    int forward;  // CUDA_ATTENTION_MMA or _MMA32, 0 until timed
-    int dq;       // CUDA_ATTENTION_DQ_RECOMPUTE, _RECOMPUTE32 or _STORED, 0 until timed
+    int forward;            // CUDA_ATTENTION_MMA or _MMA32, 0 until timed
+    int dq;                 // CUDA_ATTENTION_DQ_RECOMPUTE, _RECOMPUTE32 or _STORED, 0 until timed
+    int fwd_ring, bwd_ring; // the rings they run with, 2 or 3
 } Tuned;
 static Tuned tuned[32];
 static int ntuned;
@@ -730,14 +774,26 @@ static Tuned *tuned_class(int B, int T, int C, int NH, bool add) {
     for (int i = 0; i < ntuned; i++)
         if (tuned[i].C == C && tuned[i].NH == NH && tuned[i].size_class == size_class) return &tuned[i];
     if (!add || ntuned == (int)(sizeof tuned / sizeof *tuned)) return NULL;  // full: the defaults
-    tuned[ntuned] = Tuned{C, NH, size_class, 0, 0};
+    tuned[ntuned] = Tuned{C, NH, size_class, 0, 0, 2, 2};
     return &tuned[ntuned++];
 }
-int cuda_attention_tuned(int B, int T, int C, int NH, int *forward, int *dq) {
+int cuda_attention_tuned(int B, int T, int C, int NH, int *forward, int *dq, int *fwd_stages, int *bwd_stages) {
     Tuned *e = tuned_class(B, T, C, NH, false);
     if (forward) *forward = e ? e->forward : 0;
     if (dq) *dq = e ? e->dq : 0;
+    if (fwd_stages) *fwd_stages = e ? e->fwd_ring : 0;
+    if (bwd_stages) *bwd_stages = e ? e->bwd_ring : 0;
     return e != NULL;
+}
+// The rings auto times at head size HS: the one asked for, or 2 and 3 (head size 64, auto)
+template <int HS> static bool ring_candidate(int st) {
+    int only = HS == 64 ? attention_stages() : 2;
+    return only ? st == only : true;
+}
+// a variant's name in auto's report: "-st3" for a ring of 3
+static const char *variant_name(char (&buf)[32], const char *kernel, int st) {
+    snprintf(buf, sizeof buf, "%s%s", kernel, st == 3 ? "-st3" : "");
+    return buf;
 }
 // Milliseconds a call of `run` takes on the card: one call first (module load, shared-memory
 // opt-in, scratch), then the mean of three.
@@ -763,29 +819,62 @@ static bool rows_aligned16(const bf16 *p, int C) { return aligned16(p) && C % 8 
 // tiles of 64 streamed rows, 32 for head size 128 (registers)
 template <int HS> struct Tile { static constexpr int N = HS == 128 ? 32 : 64; };
 
+// Calls run(std::integral_constant<int, ST>) with the ring of the launch (ring_now): 3 only at
+// head size 64 (every dN model's: the one shape the third buffer is compiled for), else 2.
+template <int HS, class F> static void with_stages(F &&run) {
+    if constexpr (HS == 64)
+        if (ring_now == 3) return run(std::integral_constant<int, 3>{});
+    run(std::integral_constant<int, 2>{});
+}
+
 template <int HS, int WG> static void forward_launch(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH) {
-    constexpr int KT = Tile<HS>::N;
-    dim3 grid = heads_grid(B, NH, cdiv(T, MM_ROWS * WG));
-    size_t smem = fwd_smem<HS, KT>();
-    smem_require<attention_forward_mma_kernel<HS, KT, WG>>(smem, "attention_forward (mma)");
-    float scale2 = LOG2E / sqrtf((float)HS);
-    attention_forward_mma_kernel<HS, KT, WG><<<grid, MM_THREADS, smem>>>(out, lse, qkv, T, C, NH, scale2,
-                                                                          rows_aligned16(qkv, C));
-    LAUNCH_CHECK("attention_forward (mma, %d rows a warp) B=%d T=%d C=%d NH=%d", 16 * WG, B, T, C, NH);
+    with_stages<HS>([&](auto stages) {
+        constexpr int ST = decltype(stages)::value;
+        constexpr int KT = Tile<HS>::N;
+        dim3 grid = heads_grid(B, NH, cdiv(T, MM_ROWS * WG));
+        size_t smem = fwd_smem<HS, KT, ST>();
+        smem_require<attention_forward_mma_kernel<HS, KT, WG, ST>>(smem, "attention_forward (mma)");
+        float scale2 = LOG2E / sqrtf((float)HS);
+        attention_forward_mma_kernel<HS, KT, WG, ST><<<grid, MM_THREADS, smem>>>(out, lse, qkv, T, C, NH, scale2,
+                                                                                  rows_aligned16(qkv, C));
+        LAUNCH_CHECK("attention_forward (mma, %d rows a warp, %d stages) B=%d T=%d C=%d NH=%d", 16 * WG, ST, B, T, C,
+                     NH);
+    });
 }
 // 32 rows a warp (mma32) where the registers allow: head sizes up to 64
 template <int HS> static void forward_hs(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH) {
-    int k = attention_kernel;
+    int k = attention_kernel, ring = HS == 64 ? attention_stages() : 2;
+    ring_now = ring ? ring : 2;
     if constexpr (HS <= 64) {
         Tuned *e = k == CUDA_ATTENTION_AUTO ? tuned_class(B, T, C, NH, true) : NULL;
         if (e && !e->forward) {
-            float t16 = time_calls([&] { forward_launch<HS, 1>(out, lse, qkv, B, T, C, NH); }, "attention_forward (mma)");
-            float t32 = time_calls([&] { forward_launch<HS, 2>(out, lse, qkv, B, T, C, NH); }, "attention_forward (mma32)");
-            e->forward = t32 < t16 ? CUDA_ATTENTION_MMA32 : CUDA_ATTENTION_MMA;
-            fprintf(stderr, "cuda attention forward, B=%d T=%d C=%d NH=%d timed: mma %.3f ms, mma32 %.3f ms: %s\n", B, T,
-                    C, NH, t16, t32, e->forward == CUDA_ATTENTION_MMA32 ? "mma32" : "mma");
+            char list[192] = "", name[32];
+            float best = INFINITY;
+            for (int st = 2; st <= 3; st++) {
+                if (!ring_candidate<HS>(st)) continue;
+                for (int wg = 1; wg <= 2; wg++) {
+                    ring_now = st;
+                    float t = wg == 1 ? time_calls([&] { forward_launch<HS, 1>(out, lse, qkv, B, T, C, NH); },
+                                                   "attention_forward (mma)")
+                                      : time_calls([&] { forward_launch<HS, 2>(out, lse, qkv, B, T, C, NH); },
+                                                   "attention_forward (mma32)");
+                    size_t n = strlen(list);
+                    snprintf(list + n, sizeof list - n, "%s%s %.3f ms", n ? ", " : "",
+                             variant_name(name, wg == 2 ? "mma32" : "mma", st), t);
+                    if (t < best) {
+                        best = t;
+                        e->forward = wg == 2 ? CUDA_ATTENTION_MMA32 : CUDA_ATTENTION_MMA;
+                        e->fwd_ring = st;
+                    }
+                }
+            }
+            fprintf(stderr, "cuda attention forward, B=%d T=%d C=%d NH=%d timed: %s: %s\n", B, T, C, NH, list,
+                    variant_name(name, e->forward == CUDA_ATTENTION_MMA32 ? "mma32" : "mma", e->fwd_ring));
         }
-        if (e) k = e->forward;
+        if (e) {
+            k = e->forward;
+            ring_now = e->fwd_ring;
+        }
         if (k == CUDA_ATTENTION_MMA32) return forward_launch<HS, 2>(out, lse, qkv, B, T, C, NH);
     }
     forward_launch<HS, 1>(out, lse, qkv, B, T, C, NH);
@@ -795,17 +884,21 @@ template <int HS> static void forward_hs(bf16 *out, float *lse, const bf16 *qkv,
 template <int HS, int KT = Tile<HS>::N>
 static void backward_recompute(bf16 *dqkv, const float *Dsum, const bf16 *dout, const bf16 *qkv, const float *lse, int B,
                                int T, int C, int NH) {
-    dim3 grid = heads_grid(B, NH, cdiv(T, MM_ROWS));
-    float scale = 1.0f / sqrtf((float)HS);
-    bool vec = rows_aligned16(qkv, C) && rows_aligned16(dout, C);
-    smem_require<attention_backward_dq_mma_kernel<HS, KT>>(dq_smem<HS, KT>(), "attention_backward dq (mma)");
-    attention_backward_dq_mma_kernel<HS, KT><<<grid, MM_THREADS, dq_smem<HS, KT>()>>>(dqkv, dout, qkv, lse, Dsum, T, C,
-                                                                                       NH, scale, vec);
-    LAUNCH_CHECK("attention_backward (dq, mma) B=%d T=%d C=%d NH=%d", B, T, C, NH);
-    smem_require<attention_backward_dkdv_mma_kernel<HS, KT, false>>(dkdv_smem<HS, KT>(), "attention_backward dk/dv (mma)");
-    attention_backward_dkdv_mma_kernel<HS, KT, false><<<grid, MM_THREADS, dkdv_smem<HS, KT>()>>>(
-        dqkv, dout, qkv, lse, Dsum, T, C, NH, scale, vec, nullptr, 0);
-    LAUNCH_CHECK("attention_backward (dk/dv, mma) B=%d T=%d C=%d NH=%d", B, T, C, NH);
+    with_stages<HS>([&](auto stages) {
+        constexpr int ST = decltype(stages)::value;
+        dim3 grid = heads_grid(B, NH, cdiv(T, MM_ROWS));
+        float scale = 1.0f / sqrtf((float)HS);
+        bool vec = rows_aligned16(qkv, C) && rows_aligned16(dout, C);
+        smem_require<attention_backward_dq_mma_kernel<HS, KT, ST>>(dq_smem<HS, KT, ST>(), "attention_backward dq (mma)");
+        attention_backward_dq_mma_kernel<HS, KT, ST><<<grid, MM_THREADS, dq_smem<HS, KT, ST>()>>>(
+            dqkv, dout, qkv, lse, Dsum, T, C, NH, scale, vec);
+        LAUNCH_CHECK("attention_backward (dq, mma, %d stages) B=%d T=%d C=%d NH=%d", ST, B, T, C, NH);
+        smem_require<attention_backward_dkdv_mma_kernel<HS, KT, false, ST>>(dkdv_smem<HS, KT, ST>(),
+                                                                            "attention_backward dk/dv (mma)");
+        attention_backward_dkdv_mma_kernel<HS, KT, false, ST><<<grid, MM_THREADS, dkdv_smem<HS, KT, ST>()>>>(
+            dqkv, dout, qkv, lse, Dsum, T, C, NH, scale, vec, nullptr, 0);
+        LAUNCH_CHECK("attention_backward (dk/dv, mma, %d stages) B=%d T=%d C=%d NH=%d", ST, B, T, C, NH);
+    });
 }
 // dS^T scratch for the stored way: B x NH x Tp x Tp bf16, Tp = T rounded up to 64
 static size_t ds_bytes(int B, int T, int NH, int *Tp) {
@@ -816,65 +909,84 @@ static size_t ds_bytes(int B, int T, int NH, int *Tp) {
 template <int HS>
 static void backward_stored(bf16 *dqkv, const float *Dsum, const bf16 *dout, const bf16 *qkv, const float *lse, int B,
                             int T, int C, int NH, bf16 *dsT) {
-    constexpr int KT = Tile<HS>::N;
-    dim3 grid = heads_grid(B, NH, cdiv(T, MM_ROWS));
-    float scale = 1.0f / sqrtf((float)HS);
-    bool vec = rows_aligned16(qkv, C) && rows_aligned16(dout, C);
-    int Tp;
-    ds_bytes(B, T, NH, &Tp);
-    smem_require<attention_backward_dkdv_mma_kernel<HS, KT, true>>(dkdv_smem<HS, KT>(), "attention_backward dk/dv (mma)");
-    attention_backward_dkdv_mma_kernel<HS, KT, true><<<grid, MM_THREADS, dkdv_smem<HS, KT>()>>>(
-        dqkv, dout, qkv, lse, Dsum, T, C, NH, scale, vec, dsT, Tp);
-    LAUNCH_CHECK("attention_backward (dk/dv storing dS, mma) B=%d T=%d C=%d NH=%d", B, T, C, NH);
-    smem_require<attention_backward_dq_ds_kernel<HS, KT>>(dq_ds_smem<HS, KT>(), "attention_backward dq (stored dS)");
-    attention_backward_dq_ds_kernel<HS, KT><<<grid, MM_THREADS, dq_ds_smem<HS, KT>()>>>(dqkv, qkv, dsT, T, Tp, C, NH,
-                                                                                         rows_aligned16(qkv, C));
-    LAUNCH_CHECK("attention_backward (dq from stored dS, mma) B=%d T=%d C=%d NH=%d", B, T, C, NH);
+    with_stages<HS>([&](auto stages) {
+        constexpr int ST = decltype(stages)::value;
+        constexpr int KT = Tile<HS>::N;
+        dim3 grid = heads_grid(B, NH, cdiv(T, MM_ROWS));
+        float scale = 1.0f / sqrtf((float)HS);
+        bool vec = rows_aligned16(qkv, C) && rows_aligned16(dout, C);
+        int Tp;
+        ds_bytes(B, T, NH, &Tp);
+        smem_require<attention_backward_dkdv_mma_kernel<HS, KT, true, ST>>(dkdv_smem<HS, KT, ST>(),
+                                                                           "attention_backward dk/dv (mma)");
+        attention_backward_dkdv_mma_kernel<HS, KT, true, ST><<<grid, MM_THREADS, dkdv_smem<HS, KT, ST>()>>>(
+            dqkv, dout, qkv, lse, Dsum, T, C, NH, scale, vec, dsT, Tp);
+        LAUNCH_CHECK("attention_backward (dk/dv storing dS, mma, %d stages) B=%d T=%d C=%d NH=%d", ST, B, T, C, NH);
+        smem_require<attention_backward_dq_ds_kernel<HS, KT, ST>>(dq_ds_smem<HS, KT, ST>(),
+                                                                  "attention_backward dq (stored dS)");
+        attention_backward_dq_ds_kernel<HS, KT, ST><<<grid, MM_THREADS, dq_ds_smem<HS, KT, ST>()>>>(
+            dqkv, qkv, dsT, T, Tp, C, NH, rows_aligned16(qkv, C));
+        LAUNCH_CHECK("attention_backward (dq from stored dS, mma, %d stages) B=%d T=%d C=%d NH=%d", ST, B, T, C, NH);
+    });
 }
 
 template <int HS>
 static void backward_hs(bf16 *dqkv, const float *Dsum, const bf16 *dout, const bf16 *qkv, const float *lse, int B, int T,
                         int C, int NH) {
-    int way = attention_dq_way(), Tp;
+    int way = attention_dq_way(), ring = HS == 64 ? attention_stages() : 2, Tp;
     size_t bytes = ds_bytes(B, T, NH, &Tp);
-    auto recompute32 = [&] {  // 32-row tiles (head size 128 has them already)
-        if constexpr (Tile<HS>::N == 32) backward_recompute<HS>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH);
-        else backward_recompute<HS, 32>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH);
+    ring_now = ring ? ring : 2;
+    // one of the three ways (the stored one with its scratch)
+    auto run = [&](int w, bf16 *dsT) {
+        if (w == CUDA_ATTENTION_DQ_STORED) return backward_stored<HS>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH, dsT);
+        if constexpr (Tile<HS>::N != 32)  // 32-row tiles (head size 128 has them already)
+            if (w == CUDA_ATTENTION_DQ_RECOMPUTE32)
+                return backward_recompute<HS, 32>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH);
+        backward_recompute<HS>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH);
     };
     if (way == CUDA_ATTENTION_DQ_STORED)  // asked for by name: no memory for it is an error
-        return backward_stored<HS>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH, (bf16 *)cuda_scratch(6, bytes));
-    if (way == CUDA_ATTENTION_DQ_RECOMPUTE32) return recompute32();
+        return run(way, (bf16 *)cuda_scratch(6, bytes));
+    if (way == CUDA_ATTENTION_DQ_RECOMPUTE32) return run(way, nullptr);
+    static const char *const names[] = {"auto", "recompute", "stored", "recompute32"};  // CUDA_ATTENTION_DQ_*
     Tuned *e = way == CUDA_ATTENTION_DQ_AUTO ? tuned_class(B, T, C, NH, true) : NULL;
     if (e && !e->dq) {
-        float tr = time_calls([&] { backward_recompute<HS>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH); },
-                              "attention_backward (recompute)");
-        float t32 = Tile<HS>::N == 32 ? -1.0f : time_calls(recompute32, "attention_backward (recompute, 32-row tiles)");
         bf16 *dsT = (bf16 *)cuda_scratch_try(6, bytes);
-        float ts = dsT ? time_calls([&] { backward_stored<HS>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH, dsT); },
-                                    "attention_backward (stored dS)")
-                       : -1.0f;
-        float best = tr;
-        e->dq = CUDA_ATTENTION_DQ_RECOMPUTE;
-        if (t32 >= 0 && t32 < best) { best = t32; e->dq = CUDA_ATTENTION_DQ_RECOMPUTE32; }
-        if (dsT && ts < best) { best = ts; e->dq = CUDA_ATTENTION_DQ_STORED; }
+        static const int ways[] = {CUDA_ATTENTION_DQ_RECOMPUTE, CUDA_ATTENTION_DQ_RECOMPUTE32, CUDA_ATTENTION_DQ_STORED};
+        char list[320] = "", name[32];
+        float best = INFINITY;
+        for (int st = 2; st <= 3; st++) {
+            if (!ring_candidate<HS>(st)) continue;
+            for (int w : ways) {
+                if ((w == CUDA_ATTENTION_DQ_RECOMPUTE32 && Tile<HS>::N == 32) || (w == CUDA_ATTENTION_DQ_STORED && !dsT))
+                    continue;
+                ring_now = st;
+                float t = time_calls([&] { run(w, dsT); }, "attention_backward");
+                size_t n = strlen(list);
+                snprintf(list + n, sizeof list - n, "%s%s %.3f ms", n ? ", " : "", variant_name(name, names[w], st), t);
+                if (t < best) {
+                    best = t;
+                    e->dq = w;
+                    e->bwd_ring = st;
+                }
+            }
+        }
+        if (!dsT) {
+            size_t n = strlen(list);
+            snprintf(list + n, sizeof list - n, ", stored: no memory for its %zu bytes", bytes);
+        }
         if (e->dq != CUDA_ATTENTION_DQ_STORED) cuda_scratch_release(6);
-        char r32[32], stored[64];
-        if (t32 >= 0) snprintf(r32, sizeof r32, "%.3f ms", t32);
-        else snprintf(r32, sizeof r32, "(the same)");
-        if (dsT) snprintf(stored, sizeof stored, "%.3f ms", ts);
-        else snprintf(stored, sizeof stored, "no memory for its %zu bytes", bytes);
-        static const char *const names[] = {"auto", "recompute", "stored", "recompute32"};
-        fprintf(stderr, "cuda attention backward, B=%d T=%d C=%d NH=%d timed: recompute %.3f ms, recompute32 %s, stored dS %s: %s\n",
-                B, T, C, NH, tr, r32, stored, names[e->dq]);
+        fprintf(stderr, "cuda attention backward, B=%d T=%d C=%d NH=%d timed: %s: %s\n", B, T, C, NH, list,
+                variant_name(name, names[e->dq], e->bwd_ring));
     }
     int chosen = e ? e->dq : way;
+    if (e) ring_now = e->bwd_ring;
     if (chosen == CUDA_ATTENTION_DQ_STORED) {
         // timed before; the memory may have gone to another size class since, and then it is asked again
         bf16 *dsT = (bf16 *)cuda_scratch_try(6, bytes);
-        if (dsT) return backward_stored<HS>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH, dsT);
+        if (dsT) return run(chosen, dsT);
+        chosen = CUDA_ATTENTION_DQ_RECOMPUTE;
     }
-    if (chosen == CUDA_ATTENTION_DQ_RECOMPUTE32) return recompute32();
-    backward_recompute<HS>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH);
+    run(chosen, nullptr);
 }
 
 void cu_attention_mma_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH) {

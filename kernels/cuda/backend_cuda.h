@@ -36,12 +36,17 @@ void cuda_set_attention_kernel(int kernel);
 enum { CUDA_ATTENTION_DQ_AUTO = 0, CUDA_ATTENTION_DQ_RECOMPUTE = 1, CUDA_ATTENTION_DQ_STORED = 2,
        CUDA_ATTENTION_DQ_RECOMPUTE32 = 3 };
 void cuda_set_attention_dq(int way);
+// Tile buffers in the mma kernels' cp.async rings at head size 64: 2 (one tile in flight while
+// one is used) or 3 (two), or 0: auto times both with the variants above (the same bits).
+// TRACELLM_CUDA_ATTENTION_STAGES=auto|2|3 sets it at first use.
+void cuda_set_attention_stages(int stages);
 // Auto times sizes of at least `tile_pairs` causal 64 x 64 tile pairs (B NH n(n+1)/2, n = T/64
 // rounded up; default 1024; smaller ones run the defaults, mma and recompute) and forgets what it
 // timed. cuda_attention_tuned says whether the size class of (B,T,C,NH) has an entry and what was
-// chosen for it: CUDA_ATTENTION_MMA or _MMA32, CUDA_ATTENTION_DQ_RECOMPUTE, _RECOMPUTE32 or _STORED, 0 untimed.
+// chosen for it: CUDA_ATTENTION_MMA or _MMA32, CUDA_ATTENTION_DQ_RECOMPUTE, _RECOMPUTE32 or _STORED
+// (0 untimed), and the rings they run with (2 or 3; any pointer may be NULL).
 void cuda_set_attention_tune_min(long tile_pairs);
-int cuda_attention_tuned(int B, int T, int C, int NH, int *forward, int *dq);
+int cuda_attention_tuned(int B, int T, int C, int NH, int *forward, int *dq, int *fwd_stages, int *bwd_stages);
 
 // The MLP's GELU in the bf16 table (matmul_gelu_forward, matmul_backward_gelu): cuBLASLt GEMM
 // epilogues (1, the default; shapes and pointers cuBLASLt refuses still take the separate pass) or

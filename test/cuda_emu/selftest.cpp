@@ -26,16 +26,21 @@ static void async_kernel(float *out, const float *src) {
     emu_cp_async_wait(0);
     out[3 * threadIdx.x + 2] = sh[0];
 }
-// Warp w adds its lanes' values w + 1 times over (w + 1 rounds of warp_sum-like shuffles), with
-// a __syncthreads before and after: out[w] = 32^(w + 1) * (lane values summed once).
+// Warp w runs w + 1 warp sums (5 shuffles each) from 1 in every lane, so out[w] = 32^(w + 1),
+// and reads a shared flag that thread 0 sets only after the second __syncthreads: on a GPU no
+// warp has passed it while warp 3 still shuffles, so every warp reads 0. (An emulator that made
+// each shuffle a block-wide barrier let warp 0 through its __syncthreads early: warp 3 read 1.)
 static void uneven_kernel(float *out) {
+    static float flag;
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    if (threadIdx.x == 0) flag = 0.0f;
     float v = 1.0f;
     __syncthreads();
     for (int r = 0; r <= w; r++)
         for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (lane == 0) out[w] = v + 1000.0f * flag;
     __syncthreads();
-    if (lane == 0) out[w] = v;
+    if (threadIdx.x == 0) flag = 1.0f;
 }
 // Thread 0 writes pass p into shared memory and thread 63 reads it with no barrier between: a race
 // that must show (seen[p] = p - 1, the stale value) in some of the 16 passes.
