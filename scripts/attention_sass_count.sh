@@ -46,14 +46,19 @@ nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -diag-suppress 128 -I"$W
 (cd "$W" && cuobjdump -xelf sm_90 a.o >/dev/null && nvdisasm -c ./*.cubin >a.dis)
 python3 - "$W/a.dis" <<'PY'
 import collections, re, sys
-kernels = [("forward, mma (16 rows a warp)", "attention_forward_mma_kernelILi64ELi64ELi1E"),
-           ("forward, mma32 (32 rows a warp)", "attention_forward_mma_kernelILi64ELi64ELi2E"),
-           ("dq, recompute", "attention_backward_dq_mma_kernelILi64ELi64E"),
-           ("dq, recompute32", "attention_backward_dq_mma_kernelILi64ELi32E"),
-           ("dk/dv, recompute", "attention_backward_dkdv_mma_kernelILi64ELi64ELb0E"),
-           ("dk/dv, recompute32", "attention_backward_dkdv_mma_kernelILi64ELi32ELb0E"),
-           ("dk/dv, storing dS (stored)", "attention_backward_dkdv_mma_kernelILi64ELi64ELb1E"),
-           ("dq from the stored dS", "attention_backward_dq_ds_kernelILi64ELi64E")]
+# (what, the mangled name up to the ring argument); since session 11 a kernel's last template
+# argument is its ring of tile buffers: ring 2 is counted (the rows marked "ring 3" count 3), and
+# an older source, without the argument, matches with its argument list closed there
+kernels = [("forward, mma (16 rows a warp)", "attention_forward_mma_kernelILi64ELi64ELi1E", 2),
+           ("forward, mma32 (32 rows a warp)", "attention_forward_mma_kernelILi64ELi64ELi2E", 2),
+           ("forward, mma, ring 3", "attention_forward_mma_kernelILi64ELi64ELi1E", 3),
+           ("dq, recompute", "attention_backward_dq_mma_kernelILi64ELi64E", 2),
+           ("dq, recompute32", "attention_backward_dq_mma_kernelILi64ELi32E", 2),
+           ("dk/dv, recompute", "attention_backward_dkdv_mma_kernelILi64ELi64ELb0E", 2),
+           ("dk/dv, recompute, ring 3", "attention_backward_dkdv_mma_kernelILi64ELi64ELb0E", 3),
+           ("dk/dv, recompute32", "attention_backward_dkdv_mma_kernelILi64ELi32ELb0E", 2),
+           ("dk/dv, storing dS (stored)", "attention_backward_dkdv_mma_kernelILi64ELi64ELb1E", 2),
+           ("dq from the stored dS", "attention_backward_dq_ds_kernelILi64ELi64E", 2)]
 funcs, cur = {}, None
 for line in open(sys.argv[1]):
     m = re.match(r"\s*\.text\.(\S+):", line)
@@ -69,8 +74,9 @@ for line in open(sys.argv[1]):
         for p in pend: labels[p] = a
         pend.clear()
 print("%-32s %6s %5s %8s  %s" % ("head size 64, one full tile", "instr", "HMMA", "per HMMA", "most frequent"))
-for what, key in kernels:
-    name = next((f for f in funcs if key in f), None)
+for what, key, st in kernels:
+    name = next((f for f in funcs if key + "Li%dEEv" % st in f), None)
+    if not name and st == 2: name = next((f for f in funcs if key + "Ev" in f), None)
     if not name: print("%-32s (not in this source)" % what); continue
     ins, labels, _ = funcs[name]
     best = None  # the tile loop: the widest backward branch around HMMA instructions
