@@ -43,7 +43,8 @@ extern emu_uint3 threadIdx, blockIdx;
 extern dim3 blockDim, gridDim;
 extern char *emu_dynamic_smem;
 // aligned as CUDA's own (vector_types.h): a vector load or store at an address the hardware would
-// fault on is then undefined behaviour that UBSan reports (the op tests' build), not a silent success
+// fault on is then undefined behaviour that UBSan reports (scripts/cuda_emu_check.sh builds both
+// its builds with the alignment check), not a silent success
 struct alignas(16) float4 { float x, y, z, w; };
 struct alignas(8) uint2 { unsigned x, y; };
 static inline float4 make_float4(float a, float b, float c, float d) { return float4{a, b, c, d}; }
