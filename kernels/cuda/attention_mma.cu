@@ -28,6 +28,7 @@
 // qkv (B,T,3C), out, dout (B,T,C): bf16; lse, D (B,NH,T): fp32. Head sizes 16, 32, 64, 128.
 #include "kernels/cuda/common.cuh"
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <type_traits>
@@ -708,7 +709,6 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_ds_kernel(bf
 static int attention_kernel = -1;  // CUDA_ATTENTION_*
 static int attention_dq = -1;      // CUDA_ATTENTION_DQ_*
 static int attention_ring = -1;    // 0 auto, 2 or 3 tile buffers a ring
-static int ring_now = 2;           // the ring the next launch uses (with_stages)
 // TRACELLM_CUDA_ATTENTION_STAGES=auto|2|3 (or cuda_set_attention_stages, 0 for auto): how many
 // tiles the mma kernels' rings hold at head size 64. 2: one tile in flight while one is used; 3:
 // two in flight, for half as many shared-memory bytes again a block (at d12 the forward still
@@ -785,15 +785,27 @@ int cuda_attention_tuned(int B, int T, int C, int NH, int *forward, int *dq, int
     if (bwd_stages) *bwd_stages = e ? e->bwd_ring : 0;
     return e != NULL;
 }
-// The rings auto times at head size HS: the one asked for, or 2 and 3 (head size 64, auto)
-template <int HS> static bool ring_candidate(int st) {
-    int only = HS == 64 ? attention_stages() : 2;
-    return only ? st == only : true;
-}
+// The ring asked for at head size HS: 2 or 3, or 0 for auto (head size 64 only: the others run 2).
+// Untimed, auto runs 2; timing, it tries the ring asked for, or both.
+template <int HS> static int ring_asked() { return HS == 64 ? attention_stages() : 2; }
+template <int HS> static int ring_default() { return ring_asked<HS>() ? ring_asked<HS>() : 2; }
+template <int HS> static bool ring_candidate(int st) { return !ring_asked<HS>() || st == ring_asked<HS>(); }
 // a variant's name in auto's report: "-st3" for a ring of 3
 static const char *variant_name(char (&buf)[32], const char *kernel, int st) {
     snprintf(buf, sizeof buf, "%s%s", kernel, st == 3 ? "-st3" : "");
     return buf;
+}
+// one more entry of auto's report, after a comma when it is not the first
+template <size_t L> __attribute__((format(printf, 2, 3))) static void report_add(char (&list)[L], const char *fmt, ...) {
+    size_t n = strlen(list);
+    if (n && n + 2 < L) {
+        strcpy(list + n, ", ");
+        n += 2;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(list + n, L - n, fmt, ap);
+    va_end(ap);
 }
 // Milliseconds a call of `run` takes on the card: one call first (module load, shared-memory
 // opt-in, scratch), then the mean of three.
@@ -819,16 +831,17 @@ static bool rows_aligned16(const bf16 *p, int C) { return aligned16(p) && C % 8 
 // tiles of 64 streamed rows, 32 for head size 128 (registers)
 template <int HS> struct Tile { static constexpr int N = HS == 128 ? 32 : 64; };
 
-// Calls run(std::integral_constant<int, ST>) with the ring of the launch (ring_now): 3 only at
-// head size 64 (every dN model's: the one shape the third buffer is compiled for), else 2.
-template <int HS, class F> static void with_stages(F &&run) {
+// Calls run(std::integral_constant<int, ST>) for a ring of `ring` buffers: 3 only at head size
+// 64 (every dN model's: the one shape the third buffer is compiled for), else 2.
+template <int HS, class F> static void with_stages(int ring, F &&run) {
     if constexpr (HS == 64)
-        if (ring_now == 3) return run(std::integral_constant<int, 3>{});
+        if (ring == 3) return run(std::integral_constant<int, 3>{});
     run(std::integral_constant<int, 2>{});
 }
 
-template <int HS, int WG> static void forward_launch(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH) {
-    with_stages<HS>([&](auto stages) {
+template <int HS, int WG>
+static void forward_launch(int ring, bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH) {
+    with_stages<HS>(ring, [&](auto stages) {
         constexpr int ST = decltype(stages)::value;
         constexpr int KT = Tile<HS>::N;
         dim3 grid = heads_grid(B, NH, cdiv(T, MM_ROWS * WG));
@@ -843,8 +856,7 @@ template <int HS, int WG> static void forward_launch(bf16 *out, float *lse, cons
 }
 // 32 rows a warp (mma32) where the registers allow: head sizes up to 64
 template <int HS> static void forward_hs(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH) {
-    int k = attention_kernel, ring = HS == 64 ? attention_stages() : 2;
-    ring_now = ring ? ring : 2;
+    int k = attention_kernel, ring = ring_default<HS>();
     if constexpr (HS <= 64) {
         Tuned *e = k == CUDA_ATTENTION_AUTO ? tuned_class(B, T, C, NH, true) : NULL;
         if (e && !e->forward) {
@@ -853,14 +865,11 @@ template <int HS> static void forward_hs(bf16 *out, float *lse, const bf16 *qkv,
             for (int st = 2; st <= 3; st++) {
                 if (!ring_candidate<HS>(st)) continue;
                 for (int wg = 1; wg <= 2; wg++) {
-                    ring_now = st;
-                    float t = wg == 1 ? time_calls([&] { forward_launch<HS, 1>(out, lse, qkv, B, T, C, NH); },
+                    float t = wg == 1 ? time_calls([&] { forward_launch<HS, 1>(st, out, lse, qkv, B, T, C, NH); },
                                                    "attention_forward (mma)")
-                                      : time_calls([&] { forward_launch<HS, 2>(out, lse, qkv, B, T, C, NH); },
+                                      : time_calls([&] { forward_launch<HS, 2>(st, out, lse, qkv, B, T, C, NH); },
                                                    "attention_forward (mma32)");
-                    size_t n = strlen(list);
-                    snprintf(list + n, sizeof list - n, "%s%s %.3f ms", n ? ", " : "",
-                             variant_name(name, wg == 2 ? "mma32" : "mma", st), t);
+                    report_add(list, "%s %.3f ms", variant_name(name, wg == 2 ? "mma32" : "mma", st), t);
                     if (t < best) {
                         best = t;
                         e->forward = wg == 2 ? CUDA_ATTENTION_MMA32 : CUDA_ATTENTION_MMA;
@@ -873,18 +882,18 @@ template <int HS> static void forward_hs(bf16 *out, float *lse, const bf16 *qkv,
         }
         if (e) {
             k = e->forward;
-            ring_now = e->fwd_ring;
+            ring = e->fwd_ring;
         }
-        if (k == CUDA_ATTENTION_MMA32) return forward_launch<HS, 2>(out, lse, qkv, B, T, C, NH);
+        if (k == CUDA_ATTENTION_MMA32) return forward_launch<HS, 2>(ring, out, lse, qkv, B, T, C, NH);
     }
-    forward_launch<HS, 1>(out, lse, qkv, B, T, C, NH);
+    forward_launch<HS, 1>(ring, out, lse, qkv, B, T, C, NH);
 }
 
 // dq kernel, then the dk/dv kernel, each recomputing S and dP, streaming tiles of KT rows
 template <int HS, int KT = Tile<HS>::N>
-static void backward_recompute(bf16 *dqkv, const float *Dsum, const bf16 *dout, const bf16 *qkv, const float *lse, int B,
-                               int T, int C, int NH) {
-    with_stages<HS>([&](auto stages) {
+static void backward_recompute(int ring, bf16 *dqkv, const float *Dsum, const bf16 *dout, const bf16 *qkv,
+                               const float *lse, int B, int T, int C, int NH) {
+    with_stages<HS>(ring, [&](auto stages) {
         constexpr int ST = decltype(stages)::value;
         dim3 grid = heads_grid(B, NH, cdiv(T, MM_ROWS));
         float scale = 1.0f / sqrtf((float)HS);
@@ -907,9 +916,9 @@ static size_t ds_bytes(int B, int T, int NH, int *Tp) {
 }
 // the dk/dv kernel first, storing dS^T into dsT; then dq from it
 template <int HS>
-static void backward_stored(bf16 *dqkv, const float *Dsum, const bf16 *dout, const bf16 *qkv, const float *lse, int B,
-                            int T, int C, int NH, bf16 *dsT) {
-    with_stages<HS>([&](auto stages) {
+static void backward_stored(int ring, bf16 *dqkv, const float *Dsum, const bf16 *dout, const bf16 *qkv, const float *lse,
+                            int B, int T, int C, int NH, bf16 *dsT) {
+    with_stages<HS>(ring, [&](auto stages) {
         constexpr int ST = decltype(stages)::value;
         constexpr int KT = Tile<HS>::N;
         dim3 grid = heads_grid(B, NH, cdiv(T, MM_ROWS));
@@ -933,20 +942,19 @@ static void backward_stored(bf16 *dqkv, const float *Dsum, const bf16 *dout, con
 template <int HS>
 static void backward_hs(bf16 *dqkv, const float *Dsum, const bf16 *dout, const bf16 *qkv, const float *lse, int B, int T,
                         int C, int NH) {
-    int way = attention_dq_way(), ring = HS == 64 ? attention_stages() : 2, Tp;
+    int way = attention_dq_way(), ring = ring_default<HS>(), Tp;
     size_t bytes = ds_bytes(B, T, NH, &Tp);
-    ring_now = ring ? ring : 2;
-    // one of the three ways (the stored one with its scratch)
-    auto run = [&](int w, bf16 *dsT) {
-        if (w == CUDA_ATTENTION_DQ_STORED) return backward_stored<HS>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH, dsT);
+    // one of the three ways with a ring of st (the stored one with its scratch)
+    auto run = [&](int w, int st, bf16 *dsT) {
+        if (w == CUDA_ATTENTION_DQ_STORED) return backward_stored<HS>(st, dqkv, Dsum, dout, qkv, lse, B, T, C, NH, dsT);
         if constexpr (Tile<HS>::N != 32)  // 32-row tiles (head size 128 has them already)
             if (w == CUDA_ATTENTION_DQ_RECOMPUTE32)
-                return backward_recompute<HS, 32>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH);
-        backward_recompute<HS>(dqkv, Dsum, dout, qkv, lse, B, T, C, NH);
+                return backward_recompute<HS, 32>(st, dqkv, Dsum, dout, qkv, lse, B, T, C, NH);
+        backward_recompute<HS>(st, dqkv, Dsum, dout, qkv, lse, B, T, C, NH);
     };
     if (way == CUDA_ATTENTION_DQ_STORED)  // asked for by name: no memory for it is an error
-        return run(way, (bf16 *)cuda_scratch(6, bytes));
-    if (way == CUDA_ATTENTION_DQ_RECOMPUTE32) return run(way, nullptr);
+        return run(way, ring, (bf16 *)cuda_scratch(6, bytes));
+    if (way == CUDA_ATTENTION_DQ_RECOMPUTE32) return run(way, ring, nullptr);
     static const char *const names[] = {"auto", "recompute", "stored", "recompute32"};  // CUDA_ATTENTION_DQ_*
     Tuned *e = way == CUDA_ATTENTION_DQ_AUTO ? tuned_class(B, T, C, NH, true) : NULL;
     if (e && !e->dq) {
@@ -959,10 +967,8 @@ static void backward_hs(bf16 *dqkv, const float *Dsum, const bf16 *dout, const b
             for (int w : ways) {
                 if ((w == CUDA_ATTENTION_DQ_RECOMPUTE32 && Tile<HS>::N == 32) || (w == CUDA_ATTENTION_DQ_STORED && !dsT))
                     continue;
-                ring_now = st;
-                float t = time_calls([&] { run(w, dsT); }, "attention_backward");
-                size_t n = strlen(list);
-                snprintf(list + n, sizeof list - n, "%s%s %.3f ms", n ? ", " : "", variant_name(name, names[w], st), t);
+                float t = time_calls([&] { run(w, st, dsT); }, "attention_backward");
+                report_add(list, "%s %.3f ms", variant_name(name, names[w], st), t);
                 if (t < best) {
                     best = t;
                     e->dq = w;
@@ -970,23 +976,20 @@ static void backward_hs(bf16 *dqkv, const float *Dsum, const bf16 *dout, const b
                 }
             }
         }
-        if (!dsT) {
-            size_t n = strlen(list);
-            snprintf(list + n, sizeof list - n, ", stored: no memory for its %zu bytes", bytes);
-        }
+        if (!dsT) report_add(list, "stored: no memory for its %zu bytes", bytes);
         if (e->dq != CUDA_ATTENTION_DQ_STORED) cuda_scratch_release(6);
         fprintf(stderr, "cuda attention backward, B=%d T=%d C=%d NH=%d timed: %s: %s\n", B, T, C, NH, list,
                 variant_name(name, names[e->dq], e->bwd_ring));
     }
     int chosen = e ? e->dq : way;
-    if (e) ring_now = e->bwd_ring;
+    if (e) ring = e->bwd_ring;
     if (chosen == CUDA_ATTENTION_DQ_STORED) {
         // timed before; the memory may have gone to another size class since, and then it is asked again
         bf16 *dsT = (bf16 *)cuda_scratch_try(6, bytes);
-        if (dsT) return run(chosen, dsT);
+        if (dsT) return run(chosen, ring, dsT);
         chosen = CUDA_ATTENTION_DQ_RECOMPUTE;
     }
-    run(chosen, nullptr);
+    run(chosen, ring, nullptr);
 }
 
 void cu_attention_mma_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH) {

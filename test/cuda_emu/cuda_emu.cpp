@@ -71,24 +71,18 @@ static void full_mask(unsigned mask, const char *op) {
 }
 void __syncthreads() { barrier(AT_BLOCK); }
 void __syncwarp(unsigned mask) { full_mask(mask, "__syncwarp"); barrier(AT_WARP); }
-float __shfl_xor_sync(unsigned mask, float v, int m) {
+// the shuffle through the warp's exchange slots of its type
+template <class V> static V shfl_xor(std::vector<V> &slots, unsigned mask, V v, int m) {
     full_mask(mask, "__shfl_xor_sync");
     unsigned t = fibers[current].tid;
-    xf[t] = v;
+    slots[t] = v;
     barrier(AT_WARP);
-    float r = xf[(t ^ (unsigned)m) < xf.size() ? t ^ (unsigned)m : t];
+    V r = slots[(t ^ (unsigned)m) < slots.size() ? t ^ (unsigned)m : t];
     barrier(AT_WARP);
     return r;
 }
-double __shfl_xor_sync(unsigned mask, double v, int m) {
-    full_mask(mask, "__shfl_xor_sync");
-    unsigned t = fibers[current].tid;
-    xd[t] = v;
-    barrier(AT_WARP);
-    double r = xd[(t ^ (unsigned)m) < xd.size() ? t ^ (unsigned)m : t];
-    barrier(AT_WARP);
-    return r;
-}
+float __shfl_xor_sync(unsigned mask, float v, int m) { return shfl_xor(xf, mask, v, m); }
+double __shfl_xor_sync(unsigned mask, double v, int m) { return shfl_xor(xd, mask, v, m); }
 
 static float bf16_lo(unsigned v) { return __uint_as_float(v << 16); }
 static float bf16_hi(unsigned v) { return __uint_as_float(v & 0xffff0000u); }
