@@ -5,6 +5,7 @@
 # MFU (model FLOPs utilisation) of each.
 #
 #   scripts/bench_train_gpu.sh [--model d12] [--batch 16] [--seq-len 1024] [--vocab 50257] [--steps 10] [--tf32]
+#                              [--torch-only]
 #
 # FLOPs per token: 6 * parameters + 12 * layers * channels * seq_len (llm.c's / PaLM's convention,
 # the attention counted without the causal half). MFU is against the card's dense bf16 peak from
@@ -13,22 +14,24 @@
 # --tf32 adds --device cuda-fp32 (fp32 storage, TF32 GEMMs) and PyTorch in TF32 eager, like for like.
 # The comparison runs both at --batch; then tracellm alone doubles the batch (2x, 4x, 8x) while it fits,
 # and reports the largest batch's tokens/s and MFU (bf16 halves the activations' memory).
+# --torch-only runs the PyTorch reference alone (scripts/gpu_check.sh: at tracellm's largest batch).
 # Every result is also printed as a "RESULT key=value" line for scripts/gpu_check.sh.
 set -uo pipefail
 TRACELLM=${TRACELLM:-./tracellm}
 PY=${PY:-python3}
-MODEL=d12 B=16 T=1024 V=50257 STEPS=10 WARM=3 MODES=bf16
+MODEL=d12 B=16 T=1024 V=50257 STEPS=10 WARM=3 MODES=bf16 OURS=1
 REF_TIMEOUT=${REF_TIMEOUT:-170}   # torch.compile of d12 takes about a minute; eager is the fallback
 while [ $# -gt 0 ]; do
   case $1 in
     --model) MODEL=$2; shift 2;; --batch) B=$2; shift 2;; --seq-len) T=$2; shift 2;;
     --vocab) V=$2; shift 2;; --steps) STEPS=$2; shift 2;; --tf32) MODES="bf16 tf32"; shift;;
-    -h|--help) sed -n "2,16p" "$0"; exit 0;;
+    --torch-only) OURS=; shift;;
+    -h|--help) sed -n "2,18p" "$0"; exit 0;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
 case $MODEL in d[0-9]*) D=${MODEL#d};; *) echo "--model must be dN" >&2; exit 2;; esac
-[ -x "$TRACELLM" ] || { echo "no $TRACELLM: build first (make)" >&2; exit 1; }
+[ -z "$OURS" ] || [ -x "$TRACELLM" ] || { echo "no $TRACELLM: build first (make)" >&2; exit 1; }
 TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
 C=$((64 * D))
 
@@ -67,6 +70,7 @@ print(sorted(r)[len(r) // 2])" "$1"
 # ---- tracellm: bf16 mixed precision (--device cuda, the default), then with --tf32 fp32 storage with
 # TF32 GEMMs (--device cuda-fp32) ----
 ours=
+[ -n "$OURS" ] || MODES=
 for mode in $MODES; do
   t0=$(date +%s)
   rm -rf "$TMP/run"
@@ -134,11 +138,11 @@ else
   echo "RESULT torch_tokens_per_s=FAILED"
 fi
 # with --tf32, the precision of --device cuda-fp32 (fp32 storage, TF32 GEMMs), for a like-for-like line
-if [ "$MODES" != bf16 ]; then
+if [[ " $MODES " == *" tf32 "* ]]; then
   if ref=$(timeout 60 "$PY" "${REF[@]}" --precision tf32 2>"$TMP/tf32.err"); then
     echo "$ref"; echo "RESULT torch_tf32_eager_tokens_per_s=$(tps "$ref")"
   else
     echo "PyTorch tf32 eager reference failed: $(tail -1 "$TMP/tf32.err")"
   fi
 fi
-[ -n "$ours" ] && [ -n "$theirs" ]
+{ [ -z "$OURS" ] || [ -n "$ours" ]; } && [ -n "$theirs" ]

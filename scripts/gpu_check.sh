@@ -12,7 +12,8 @@
 #   6. dist     NCCL over a 1-rank world (tcp, ZeRO-1, mpirun) against the plain run
 #   7. memcheck / racecheck   compute-sanitizer over the op tests (out-of-bounds, shared-memory races)
 #   8. ncu      scripts/profile_attention_gpu.sh: the attention kernels' hardware counters (Nsight
-#               Compute)
+#               Compute), every stall reason's cycles in a row of their own
+#   8b. bench-lb PyTorch at tracellm's largest batch, against bench+'s number for it
 #   9. gen      scripts/bench_generate_gpu.sh: `generate --device cuda` tokens/s and graphs/s vs the
 #               CPU (last: it gets the time the checks leave)
 # A failing stage is reported in the table and the next stage still runs. Logs go to $OUT (or a
@@ -136,10 +137,23 @@ fi
 
 # 8. why the attention kernels take what they take: Nsight Compute's counters, with what is left
 if [ $BUILD_RC -eq 0 ] && command -v ncu >/dev/null; then
-  run_stage ncu 60 bash scripts/profile_attention_gpu.sh "$BUILD/bench_ops_gpu"
-  row ncu "$(status $RC)" "$DUR" "$(sed -n 's/^RESULT ncu_//p' "$LOGDIR/ncu.log" | sed 's/_kernel<[^=]*=/=/' | paste -sd';' - | cut -c1-1000)"
+  run_stage ncu 90 bash scripts/profile_attention_gpu.sh "$BUILD/bench_ops_gpu"
+  row ncu "$(status $RC)" "$DUR" "$(sed -n 's/^RESULT ncu_//p' "$LOGDIR/ncu.log" | grep -v '^stalls_' | sed 's/_kernel<[^=]*=/=/' | paste -sd';' - | cut -c1-1000)"
+  row stalls info - "$(sed -n 's/^RESULT ncu_stalls_//p' "$LOGDIR/ncu.log" | sed 's/_kernel<[^=]*=/=/' | paste -sd';' - | cut -c1-1000)"
 else
   row ncu skipped 0 "ncu not found or build failed"
+fi
+
+# 8b. the issue's comparison at "the largest batch that fits": PyTorch at tracellm's largest batch
+#     (the bench compares both at B=16 and probes the larger batches for tracellm alone), with
+#     what is left after the checks and the counters (a benchmark: GPU_CHECK_SKIP_BENCH leaves it out)
+LB=$(result tracellm_bf16_largest_batch)
+if [ -z "${GPU_CHECK_SKIP_BENCH:-}" ] && [ $BUILD_RC -eq 0 ] && [ -n "$LB" ] && [ "$LB" != 16 ]; then
+  run_stage benchlb 150 bash scripts/bench_train_gpu.sh --batch "$LB" --torch-only
+  ours=$(result tracellm_bf16_largest_batch_tokens_per_s)
+  theirs=$(sed -n 's/^RESULT torch_tokens_per_s=//p' "$LOGDIR/benchlb.log" | tail -1)
+  ratio=$(awk -v a="$ours" -v b="$theirs" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.3fx", a / b; else printf "n/a" }')
+  row bench-lb "$(status $RC)" "$DUR" "d12 T=1024 B=$LB: tracellm bf16 $ours tok/s (MFU $(result tracellm_bf16_largest_batch_mfu)) vs torch $(sed -n 's/^RESULT torch_kind=//p' "$LOGDIR/benchlb.log" | tail -1) ${theirs:-?} tok/s (MFU $(sed -n 's/^RESULT torch_mfu=//p' "$LOGDIR/benchlb.log" | tail -1)): $ratio"
 fi
 
 # 9. generation throughput, with what is left (a benchmark: GPU_CHECK_SKIP_BENCH leaves it out too)

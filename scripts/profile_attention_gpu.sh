@@ -7,12 +7,13 @@
 #
 #   scripts/profile_attention_gpu.sh [BENCH_OPS_BINARY]     (default build-gpu/bench_ops_gpu)
 #
-# Three ncu runs of `bench_ops_gpu cuda ... attention`, each profiling one call of every attention
+# Four ncu runs of `bench_ops_gpu cuda ... attention`, each profiling one call of every attention
 # kernel after the warm-up calls: the default variants named (mma: 16 query rows a warp, dQ
-# recomputed), the alternatives (mma32, dQ from the stored dS), and the backward with 32-row tiles. Clocks are left as they are
-# (--clock-control none). The full reports go to $OUT/gpu_check/ncu_*.txt (or a temporary
-# folder); one line per kernel is printed last, and "RESULT ncu_<kernel>=..." lines for
-# scripts/gpu_check.sh.
+# recomputed), the same for every stall reason's cycles, the alternatives (mma32, dQ from the
+# stored dS), and the backward with 32-row tiles. Clocks are left as they are (--clock-control
+# none). The full reports go to $OUT/gpu_check/ncu_*.txt (or a temporary folder); one line per
+# kernel is printed last, "RESULT ncu_<run>_<kernel>=..." and "RESULT ncu_stalls_<kernel>=..."
+# lines for scripts/gpu_check.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 case ${1:-} in -h|--help) sed -n '2,16p' "$0"; exit 0;; esac
@@ -32,8 +33,22 @@ profile() {  # NAME ENV...
     --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
     --section ComputeWorkloadAnalysis "$BENCH" cuda 400 3000 16 attention >"$DIR/ncu_$name.txt" 2>&1
 }
+# Every stall reason's share, not only the one the rules name: the cycles a warp spends stalled on
+# each reason between two of its instructions (they add up to "Warp Cycles Per Issued
+# Instruction"), with how often a scheduler issues at all and how many warps it can pick from. A
+# run of its own, so a metric this ncu does not know costs only this table.
+STALLS="barrier branch_resolving dispatch_stall drain imc_miss lg_throttle long_scoreboard math_pipe_throttle
+  membar mio_throttle misc no_instructions not_selected selected short_scoreboard sleeping tex_throttle wait"
+METRICS=smsp__average_warps_active_per_issue_active.ratio,smsp__issue_active.avg.per_cycle_active,smsp__warps_eligible.avg.per_cycle_active
+for r in $STALLS; do METRICS+=,smsp__average_warps_issue_stalled_${r}_per_issue_active.ratio; done
+stalls() {  # NAME ENV...
+  local name=$1; shift
+  env "$@" ncu --clock-control none -k 'regex:attention_(forward|backward)_' --launch-skip 10 --launch-count 3 \
+    --metrics "$METRICS" "$BENCH" cuda 400 3000 16 attention >"$DIR/ncu_$name.txt" 2>&1
+}
 rc=0
 profile default TRACELLM_CUDA_ATTENTION=mma TRACELLM_CUDA_ATTENTION_DQ=recompute || rc=1
+stalls stalls TRACELLM_CUDA_ATTENTION=mma TRACELLM_CUDA_ATTENTION_DQ=recompute || rc=1
 profile alt TRACELLM_CUDA_ATTENTION=mma32 TRACELLM_CUDA_ATTENTION_DQ=stored || rc=1
 profile r32 TRACELLM_CUDA_ATTENTION=mma TRACELLM_CUDA_ATTENTION_DQ=recompute32 || rc=1
 
@@ -52,7 +67,27 @@ for run in default alt r32; do
     /Warp Cycles Per Issued Instruction/ { cpi = $(NF) }
     END { flush() }' "$DIR/ncu_$run.txt"
 done
+# the default variants' leading stall reasons: cycles a warp waits on each between two of its
+# instructions, the largest five, of the total; a scheduler's issue rate and eligible warps
+awk '
+  function flush(   n, i, j, r, t, list) {
+    if (k == "") return
+    n = 0; for (r in st) if (st[r] > 0) key[++n] = r
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && st[key[j]] > st[key[j - 1]]; j--) { t = key[j]; key[j] = key[j - 1]; key[j - 1] = t }
+    list = ""; for (i = 1; i <= n && i <= 5; i++) list = list (i > 1 ? ", " : "") key[i] " " st[key[i]]
+    printf "RESULT ncu_stalls_%s=%s (of %s cycles/issue; issuing %s of cycles, %s warps eligible)\n", k, list, tot, iss, elig
+    delete st; delete key
+  }
+  /Context [0-9]+, Stream/ { flush(); k = $1 == "void" ? $2 : $1; sub(/[<(].*/, "", k); sub(/^attention_/, "", k)
+                             if (match($0, /<[^>]*>/)) k = k substr($0, RSTART, RLENGTH)
+                             gsub(/[ ,]+/, "_", k); tot = iss = elig = "?" }
+  $1 ~ /^smsp__average_warps_issue_stalled_/ { r = $1; sub(/^smsp__average_warps_issue_stalled_/, "", r)
+                                              sub(/_per_issue_active\.ratio$/, "", r); v = $NF; gsub(/,/, "", v); st[r] = v + 0 }
+  $1 == "smsp__average_warps_active_per_issue_active.ratio" { tot = $NF }
+  $1 == "smsp__issue_active.avg.per_cycle_active" { iss = $NF }
+  $1 == "smsp__warps_eligible.avg.per_cycle_active" { elig = $NF }
+  END { flush() }' "$DIR/ncu_stalls.txt"
 # the rules' words on what the warps wait for (the default variants)
 grep -h -E 'stall' "$DIR"/ncu_default.txt | sed 's/^ *//' | head -6 | cut -c1-240
-echo "reports: $DIR/ncu_default.txt, $DIR/ncu_alt.txt, $DIR/ncu_r32.txt"
+echo "reports: $DIR/ncu_default.txt, $DIR/ncu_stalls.txt, $DIR/ncu_alt.txt, $DIR/ncu_r32.txt"
 exit $rc

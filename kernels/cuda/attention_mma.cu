@@ -18,12 +18,12 @@
 //   dq        S = Q K^T, dP = dO V^T (V, plain), dS = P (dP - D), dQ += dS K (K, trans)
 //   dk, dv    S^T = K Q^T (Q, plain), dP^T = V dO^T (dO, plain), dV += P^T dO (dO, trans),
 //             dK += dS^T Q (Q, trans)
-// The tiles are double-buffered: while a tile is used, the next one streams into the other
-// buffer by cp.async, so the loads overlap the products. D_i = dO_i . O_i comes from a small
-// kernel first. Row padding of 8 bf16 (16 bytes) puts the 8 rows
-// of each 8 x 8 block ldmatrix reads in different banks. Every thread writes only its own rows:
-// deterministic without atomics. The exponentials are base 2 (scale folded with log2 e); the state stays the
-// natural log-sum-exp, as in the other kernels.
+// The tiles stream through a ring of 2 (or 3) buffers, one barrier a tile: while a tile is used,
+// the next ones stream into the others by cp.async, so the loads overlap the products.
+// D_i = dO_i . O_i comes from a small kernel first. Row padding of 8 bf16 (16 bytes) puts the 8
+// rows of each 8 x 8 block ldmatrix reads in different banks. Every thread writes only its own
+// rows: deterministic without atomics. The exponentials are base 2 (scale folded with log2 e);
+// the state stays the natural log-sum-exp, as in the other kernels.
 //
 // qkv (B,T,3C), out, dout (B,T,C): bf16; lse, D (B,NH,T): fp32. Head sizes 16, 32, 64, 128.
 #include "kernels/cuda/common.cuh"
@@ -171,15 +171,26 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
 }
 // The buffer of tile i (>= 0) in a ring of ST: unsigned, so ST = 2 is a bit test
 template <int ST> __device__ __forceinline__ int ring(int i) { return (int)((unsigned)i % ST); }
-// One step of a ring of ST tile buffers (ST = 2: a double buffer): the caller has just queued
-// the copies of the tile ST - 1 ahead (or nothing, past the end: the group is then empty and
-// complete at once); this closes them as a group, waits for the current tile's group (ST - 1
-// groups back), and makes every thread's copies visible. The loop ends in a __syncthreads, so
-// the buffer the next step refills (the one used a step before) is free.
-template <int ST> __device__ __forceinline__ void cp_async_step() {
-    cp_async_commit();
-    cp_async_wait<ST - 1>();
+// A ring of ST tile buffers (ST = 2: a double buffer) that every tile loop streams its n tiles
+// through, with one __syncthreads a tile. load(j) queues tile j's copies into buffer ring<ST>(j).
+// ring_start queues tiles 0 .. ST - 2, a group each (a tile past the end: an empty group, complete
+// at once). ring_step(i), at the top of tile i's step, waits for tile i's group (the ST - 2 newer
+// ones stay in flight), and its barrier both makes every thread's copies visible and says every
+// warp is done with tile i - 1: so tile i + ST - 1 is queued into that buffer right after it, and
+// streams in while tile i is used. (A barrier at the end of each step, to free the buffer before
+// the next step refilled it, would be a second wait for the block's slowest warp a tile.)
+template <int ST, class Load> __device__ __forceinline__ void ring_start(int n, Load &&load) {
+#pragma unroll
+    for (int j = 0; j < ST - 1; j++) {
+        if (j < n) load(j);
+        cp_async_commit();
+    }
+}
+template <int ST, class Load> __device__ __forceinline__ void ring_step(int i, int n, Load &&load) {
+    cp_async_wait<ST - 2>();
     __syncthreads();
+    if (i + ST - 1 < n) load(i + ST - 1);
+    cp_async_commit();
 }
 
 // Rows [r0, r0 + N) x HS of a row-major global tensor (row stride `stride`) into shared memory
@@ -240,34 +251,26 @@ __device__ __forceinline__ bool below_diagonal(int last_key, int w0, int T) { re
 
 // The forward and dq kernels stream K and V tile pairs through a ring of ST buffers (Ks: ST pairs
 // of KT x HS tiles, K then V; ST = 2, or 3 at head size 64 where auto or
-// TRACELLM_CUDA_ATTENTION_STAGES=3 picks it: two pairs in flight while one is used). kv_load
-// queues the pair at keys k0 into its buffer (cp.async); kv_start queues the first ST - 1 pairs,
-// a group each; kv_next queues the pair ST - 1 ahead of k0's (when `last` needs it), waits for
-// k0's, and returns its K (V follows KT rows later) once every thread's copies are in. Only when
-// loads land changes: the same bits.
-template <int HS, int KT, int ST>
-__device__ __forceinline__ void kv_load(bf16 *Ks, const bf16 *base, size_t C3, int C, int k0, int T, bool vec) {
-    constexpr int LDK = HS + 8;
-    bf16 *K = Ks + ring<ST>(k0 / KT) * 2 * KT * LDK;
-    load_tile<HS, KT>(K, LDK, base + C, C3, k0, T, vec);
-    load_tile<HS, KT>(K + KT * LDK, LDK, base + 2 * C, C3, k0, T, vec);
-}
-template <int HS, int KT, int ST>
-__device__ __forceinline__ void kv_start(bf16 *Ks, const bf16 *base, size_t C3, int C, int last, int T, bool vec) {
-#pragma unroll
-    for (int i = 0; i < ST - 1; i++) {
-        if (i * KT <= last) kv_load<HS, KT, ST>(Ks, base, C3, C, i * KT, T, vec);
-        cp_async_commit();
+// TRACELLM_CUDA_ATTENTION_STAGES=3 picks it: two pairs in flight while one is used), the key
+// tiles up to the block's last row. As the ring's load, kv(j) queues pair j (keys j KT ..) into
+// its buffer; kv.step(i) is ring_step for tile i, and returns its K (V follows KT rows later).
+// Only when loads land changes with ST: the same bits.
+template <int HS, int KT, int ST> struct KvRing {
+    bf16 *Ks;
+    const bf16 *base;  // the head's q of row 0: k at + C, v at + 2 C, rows C3 apart
+    size_t C3;
+    int C, T, tiles;
+    bool vec;
+    __device__ __forceinline__ void operator()(int j) const {
+        bf16 *K = Ks + ring<ST>(j) * 2 * KT * (HS + 8);
+        load_tile<HS, KT>(K, HS + 8, base + C, C3, j * KT, T, vec);
+        load_tile<HS, KT>(K + KT * (HS + 8), HS + 8, base + 2 * C, C3, j * KT, T, vec);
     }
-}
-template <int HS, int KT, int ST>
-__device__ __forceinline__ const bf16 *kv_next(bf16 *Ks, const bf16 *base, size_t C3, int C, int k0, int last, int T,
-                                               bool vec) {
-    int ahead = k0 + (ST - 1) * KT;
-    if (ahead <= last) kv_load<HS, KT, ST>(Ks, base, C3, C, ahead, T, vec);
-    cp_async_step<ST>();
-    return Ks + ring<ST>(k0 / KT) * 2 * KT * (HS + 8);
-}
+    __device__ __forceinline__ const bf16 *step(int i) const {
+        ring_step<ST>(i, tiles, *this);
+        return Ks + ring<ST>(i) * 2 * KT * (HS + 8);
+    }
+};
 
 // ---- forward ----
 // grid (B NH, T/(64 WG)): a warp owns WG groups of 16 query rows (WG = 1 or 2), so every B
@@ -277,9 +280,13 @@ __device__ __forceinline__ const bf16 *kv_next(bf16 *Ks, const bf16 *base, size_
 // ones stream in while the current one is used.
 template <int HS, int KT, int ST> constexpr size_t fwd_smem() { return sizeof(bf16) * 2 * ST * KT * (HS + 8); }
 
+// With 16 rows a warp at head size 64 the kernel is held to 128 registers, so 4 blocks (16 warps)
+// share an SM: it needs about that many (132 left alone, for 3 blocks), and pays 4 bytes of spill
+// a tile for the fourth block.
+template <int HS, int WG> constexpr int fwd_min_blocks() { return WG == 1 && HS == 64 ? 4 : 0; }
 template <int HS, int KT, int WG, int ST>
-__global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 *out, float *lse, const bf16 *qkv, int T,
-                                                                           int C, int NH, float scale2, bool vec) {
+__global__ void __launch_bounds__(MM_THREADS, fwd_min_blocks<HS, WG>())
+    attention_forward_mma_kernel(bf16 *out, float *lse, const bf16 *qkv, int T, int C, int NH, float scale2, bool vec) {
     extern __shared__ __align__(16) float smem_f[];
     constexpr int LDK = HS + 8;
     bf16 *Ks = (bf16 *)smem_f;
@@ -299,10 +306,11 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
 #pragma unroll
         for (int n = 0; n < HS / 8; n++) o[u][n][0] = o[u][n][1] = o[u][n][2] = o[u][n][3] = 0.0f;
     }
-    int last = min(T - 1, q0 + MM_ROWS * WG - 1);
-    kv_start<HS, KT, ST>(Ks, base, C3, C, last, T, vec);
-    for (int k0 = 0; k0 <= last; k0 += KT) {
-        const bf16 *Kc = kv_next<HS, KT, ST>(Ks, base, C3, C, k0, last, T, vec), *Vc = Kc + KT * LDK;
+    const KvRing<HS, KT, ST> kv{Ks, base, C3, C, T, min(T - 1, q0 + MM_ROWS * WG - 1) / KT + 1, vec};
+    ring_start<ST>(kv.tiles, kv);
+    for (int i = 0; i < kv.tiles; i++) {
+        const bf16 *Kc = kv.step(i), *Vc = Kc + KT * LDK;
+        int k0 = i * KT;
         // S = Q K^T (16 x KT per group), each K fragment pair used by every group
         float s[WG][KT / 8][4];
 #pragma unroll
@@ -385,7 +393,6 @@ __global__ void __launch_bounds__(MM_THREADS) attention_forward_mma_kernel(bf16 
                 }
             }
         }
-        __syncthreads();  // every warp is done with this buffer before the next step refills it
     }
     // O / l, and the log-sum-exp, for the rows before T
 #pragma unroll
@@ -457,10 +464,11 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
     float dq[HS / 8][4];
 #pragma unroll
     for (int n = 0; n < HS / 8; n++) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
-    int last = min(T - 1, q0 + MM_ROWS - 1);
-    kv_start<HS, KT, ST>(Ks, base, C3, C, last, T, vec);
-    for (int k0 = 0; k0 <= last; k0 += KT) {
-        const bf16 *Kc = kv_next<HS, KT, ST>(Ks, base, C3, C, k0, last, T, vec), *Vc = Kc + KT * LDK;
+    const KvRing<HS, KT, ST> kv{Ks, base, C3, C, T, min(T - 1, q0 + MM_ROWS - 1) / KT + 1, vec};
+    ring_start<ST>(kv.tiles, kv);
+    for (int i = 0; i < kv.tiles; i++) {
+        const bf16 *Kc = kv.step(i), *Vc = Kc + KT * LDK;
+        int k0 = i * KT;
         float s[KT / 8][4], dp[KT / 8][4];
 #pragma unroll
         for (int n = 0; n < KT / 8; n++) {
@@ -502,7 +510,6 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
             acc_to_a(da, s[2 * kk], s[2 * kk + 1]);
             add_ds_k<HS>(dq, da, Kc + 16 * kk * LDK, LDK, lane);
         }
-        __syncthreads();
     }
     store_rows<HS>(dqkv + (size_t)b * T * C3 + h * HS, C3, dq, w0, T, g, t);
 }
@@ -559,17 +566,14 @@ __global__ void __launch_bounds__(MM_THREADS, dkdv_min_blocks<HS, QT>())
         dv[n][0] = dv[n][1] = dv[n][2] = dv[n][3] = 0.0f;
     }
     int first = kb0 / QT * QT;  // queries before the block's first key see none of its keys
-#pragma unroll
-    for (int i = 0; i < ST - 1; i++) {  // the first ST - 1 query tiles, a group each
-        if (first + i * QT < T)
-            dkdv_load<HS, QT>(smem_f + i * BUF, base, gbase, lrow, drow, C3, C, first + i * QT, T, vec);
-        cp_async_commit();
-    }
-    for (int i0 = first; i0 < T; i0 += QT) {
-        int it = (i0 - first) / QT, ahead = i0 + (ST - 1) * QT;
-        if (ahead < T)
-            dkdv_load<HS, QT>(smem_f + ring<ST>(it + ST - 1) * BUF, base, gbase, lrow, drow, C3, C, ahead, T, vec);
-        cp_async_step<ST>();
+    int tiles = (T - first + QT - 1) / QT;
+    auto qg = [&](int j) {
+        dkdv_load<HS, QT>(smem_f + ring<ST>(j) * BUF, base, gbase, lrow, drow, C3, C, first + j * QT, T, vec);
+    };
+    ring_start<ST>(tiles, qg);
+    for (int it = 0; it < tiles; it++) {
+        ring_step<ST>(it, tiles, qg);
+        int i0 = first + it * QT;
         const float *Ls = smem_f + ring<ST>(it) * BUF, *Ds = Ls + QT;
         const bf16 *Qs = (const bf16 *)(Ds + QT), *Gs = Qs + QT * LDR;
         float st[QT / 8][4], dpt[QT / 8][4];
@@ -633,7 +637,6 @@ __global__ void __launch_bounds__(MM_THREADS, dkdv_min_blocks<HS, QT>())
                 mma16816(dk[n + 1], da, bq1);
             }
         }
-        __syncthreads();
     }
     bf16 *rows = dqkv + (size_t)b * T * C3 + h * HS;
     store_rows<HS>(rows + C, C3, dk, w0, T, g, t);
@@ -665,22 +668,17 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_ds_kernel(bf
     float dq[HS / 8][4];
 #pragma unroll
     for (int n = 0; n < HS / 8; n++) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
-    int last = min(T - 1, q0 + MM_ROWS - 1);
-    // queues the K tile and the dS^T tile at keys k0 into their buffer of the ring
-    auto load_pair = [&](int k0) {
-        bf16 *pair = buf + ring<ST>(k0 / KT) * PAIR;
-        load_tile<HS, KT>(pair, LDK, kbase, C3, k0, T, vec);
-        load_tile<MM_ROWS, KT>(pair + KT * LDK, LDS, sbase, Tp, k0, T, true);
+    int tiles = min(T - 1, q0 + MM_ROWS - 1) / KT + 1;  // key tiles up to the block's last row
+    // queues the K tile and the dS^T tile of keys j KT .. into their buffer of the ring
+    auto load_pair = [&](int j) {
+        bf16 *pair = buf + ring<ST>(j) * PAIR;
+        load_tile<HS, KT>(pair, LDK, kbase, C3, j * KT, T, vec);
+        load_tile<MM_ROWS, KT>(pair + KT * LDK, LDS, sbase, Tp, j * KT, T, true);
     };
-#pragma unroll
-    for (int i = 0; i < ST - 1; i++) {
-        if (i * KT <= last) load_pair(i * KT);
-        cp_async_commit();
-    }
-    for (int k0 = 0; k0 <= last; k0 += KT) {
-        if (k0 + (ST - 1) * KT <= last) load_pair(k0 + (ST - 1) * KT);
-        cp_async_step<ST>();
-        const bf16 *Kc = buf + ring<ST>(k0 / KT) * PAIR, *Sc = Kc + KT * LDK;
+    ring_start<ST>(tiles, load_pair);
+    for (int i = 0; i < tiles; i++) {
+        ring_step<ST>(i, tiles, load_pair);
+        const bf16 *Kc = buf + ring<ST>(i) * PAIR, *Sc = Kc + KT * LDK;
 #pragma unroll
         for (int kk = 0; kk < KT / 16; kk++) {
             // A = dS (the warp's 16 queries x keys 16 kk ..): blocks (queries 0-7, keys 0-7),
@@ -689,7 +687,6 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_ds_kernel(bf
             ldsm_x4<true>(da, Sc + (16 * kk + 8 * (lane >> 4) + (lane & 7)) * LDS + 16 * warp + 8 * ((lane >> 3) & 1));
             add_ds_k<HS>(dq, da, Kc + 16 * kk * LDK, LDK, lane);
         }
-        __syncthreads();
     }
     store_rows<HS>(dqkv + (size_t)b * T * C3 + h * HS, C3, dq, w0, T, g, t);
 }
