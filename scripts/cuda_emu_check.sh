@@ -6,7 +6,9 @@
 # a GPU: it finds wrong indexing, out-of-bounds accesses, 16-byte loads and stores at addresses a
 # GPU would fault on, launches with more shared memory than their kernel asked the driver for,
 # warp operations not every lane reaches, cp.async tiles read before their wait, missing
-# barriers between phases, wrong cuBLASLt layouts and wrong math before a GPU session
+# barriers between phases (warps drift apart by many warp operations between two __syncthreads,
+# so a tile refilled while another warp still reads it shows), wrong cuBLASLt layouts and wrong
+# math before a GPU session
 # spends its budget on them. It cannot find races inside a phase, register limits or anything
 # about speed: `make test-cuda` on a GPU remains the test.
 # About 6.5 minutes on 2 cores (11.5 with --e2e).

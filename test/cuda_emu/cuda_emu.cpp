@@ -43,6 +43,12 @@ bool next_order_reversed() {
     order_state ^= order_state << 5;
     return order_state >> 31;
 }
+// Whether a warp whose lanes are all at a warp operation sits out the next round, drawn from the
+// same sequence at every release: so warps drift apart by many warp operations between two
+// __syncthreads, as a GPU's schedulers let them, and a warp that refills a buffer another warp
+// is still reading (a missing barrier a whole tile wide) shows. Without it every warp advanced one
+// operation a round, and no warp was ever more than one ahead.
+bool next_warp_held() { return next_order_reversed(); }
 // warp shuffle exchange slots, one per thread
 std::vector<float> xf;
 std::vector<double> xd;
@@ -235,24 +241,27 @@ void emu_run(const EmuCfg &cfg, const std::function<void()> &b) {
                             swapcontext(&scheduler, &f.ctx);
                         }
                     }
-                    // warps whose 32 lanes wait at a warp operation go on; else, when nothing
+                    // warps whose 32 lanes wait at a warp operation go on, each unless drawn to
+                    // sit out this round (when none goes on, the held ones do); else, when nothing
                     // else waits, __syncthreads releases the block
-                    for (unsigned w = 0; w < nt; w += 32) {
-                        int at_warp = 0;
-                        for (unsigned t = w; t < w + 32; t++) at_warp += fibers[t].state == AT_WARP;
-                        if (at_warp == 32) {
-                            for (unsigned t = w; t < w + 32; t++) fibers[t].state = RUNNABLE;
-                            live += 32;
-                        } else if (at_warp) {
-                            int done = 0;
-                            for (unsigned t = w; t < w + 32; t++) done += fibers[t].state == DONE;
-                            fprintf(stderr, "cuda_emu: block (%u,%u,%u) warp %u: %d lanes wait at a warp operation "
-                                    "(shuffle, mma, ldmatrix, __syncwarp) while %d have exited and %d wait at "
-                                    "__syncthreads: a GPU would hang or compute garbage\n",
-                                    bx, by, bz, w / 32, at_warp, done, 32 - at_warp - done);
-                            abort();
+                    for (int pass = 0; pass < 2 && !live; pass++)
+                        for (unsigned w = 0; w < nt; w += 32) {
+                            int at_warp = 0;
+                            for (unsigned t = w; t < w + 32; t++) at_warp += fibers[t].state == AT_WARP;
+                            if (at_warp == 32) {
+                                if (pass == 0 && next_warp_held()) continue;
+                                for (unsigned t = w; t < w + 32; t++) fibers[t].state = RUNNABLE;
+                                live += 32;
+                            } else if (at_warp) {
+                                int done = 0;
+                                for (unsigned t = w; t < w + 32; t++) done += fibers[t].state == DONE;
+                                fprintf(stderr, "cuda_emu: block (%u,%u,%u) warp %u: %d lanes wait at a warp "
+                                        "operation (shuffle, mma, ldmatrix, __syncwarp) while %d have exited and %d "
+                                        "wait at __syncthreads: a GPU would hang or compute garbage\n",
+                                        bx, by, bz, w / 32, at_warp, done, 32 - at_warp - done);
+                                abort();
+                            }
                         }
-                    }
                     if (!live)
                         for (unsigned t = 0; t < nt; t++)
                             if (fibers[t].state == AT_BLOCK) { fibers[t].state = RUNNABLE; live++; }

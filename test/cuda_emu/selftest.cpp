@@ -2,10 +2,12 @@
 // asking for more than 48 KiB of dynamic shared memory without its kernel's opt-in fails, one
 // with it runs; a cp.async's data is not in shared memory before the wait_group that covers it;
 // warps run different numbers of shuffles between two __syncthreads, as they may on a GPU; a
-// read of shared memory missing its barrier sees the stale value in some pass of a loop.
+// read of shared memory missing its barrier sees the stale value in some pass of a loop; warps
+// drift apart by several warp operations between two __syncthreads.
 // Each of these must die instead (the script checks the message): `selftest misaligned`, a
 // 16-byte vector load at an 8-byte aligned address (a GPU faults; UBSan must stop it);
 // `selftest divergent`, a shuffle that one lane of the warp does not reach.
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -53,6 +55,23 @@ static void racy_kernel(float *seen) {
         if (threadIdx.x == 63) seen[p] = cell;
         __syncthreads();
     }
+}
+// Two warps each run 128 shuffles, lane 0 counting them in `done`; before each, warp 1 records how
+// far warp 0 is ahead. On a GPU nothing holds them together between the __syncthreads, so a warp
+// may run many operations ahead: a buffer refilled by the warp ahead while the other still reads
+// it (a barrier missing from a tile loop) only shows if the emulator lets them drift that far.
+static void drift_kernel(float *lead) {
+    static int done[2];
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    if (lane == 0) done[w] = 0;
+    __syncthreads();
+    float v = 1.0f;
+    for (int r = 0; r < 128; r++) {
+        if (w == 1 && lane == 0) lead[r] = (float)(done[0] - done[1]);
+        v += __shfl_xor_sync(0xffffffffu, v, 1);
+        if (lane == 0) done[w]++;
+    }
+    __syncthreads();
 }
 static void divergent_kernel(float *out) {
     if ((threadIdx.x & 31) == 5) return;  // lane 5 exits; the rest shuffle
@@ -103,5 +122,11 @@ int main(int argc, char **argv) {
     for (int p = 0; p < 16; p++) stale += read[p] == (float)(p - 1);
     if (!stale) { printf("FAIL: a read missing its barrier saw the write in all 16 passes\n"); fails++; }
     else printf("PASS emulator: a read missing its barrier saw the stale value in %d of 16 passes\n", stale);
+    float lead[128];
+    emu_launch(emu_cfg(dim3(1), dim3(64)), drift_kernel, lead);
+    float most = 0.0f;
+    for (int r = 0; r < 128; r++) most = fabsf(lead[r]) > most ? fabsf(lead[r]) : most;
+    if (most < 4.0f) { printf("FAIL: warps stayed within %g warp operations of each other\n", (double)most); fails++; }
+    else printf("PASS emulator: a warp ran %g warp operations ahead of another\n", (double)most);
     return fails != 0;
 }
