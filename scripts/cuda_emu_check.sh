@@ -11,7 +11,8 @@
 # math before a GPU session
 # spends its budget on them. It cannot find races inside a phase, register limits or anything
 # about speed: `make test-cuda` on a GPU remains the test.
-# About 6.5 minutes on 2 cores (11.5 with --e2e).
+# About 6.5 minutes on 2 cores (11.5-15.5 with --e2e). The emulator's interleaving of threads and
+# warps is a fixed sequence, so runs repeat exactly; CUDA_EMU_SEED=N draws another one.
 #
 #   scripts/cuda_emu_check.sh [--e2e]        (build folder: build-cudaemu, or $EMU_BUILD)
 set -uo pipefail

@@ -139,7 +139,8 @@ fi
 if [ $BUILD_RC -eq 0 ] && command -v ncu >/dev/null; then
   run_stage ncu 90 bash scripts/profile_attention_gpu.sh "$BUILD/bench_ops_gpu"
   row ncu "$(status $RC)" "$DUR" "$(sed -n 's/^RESULT ncu_//p' "$LOGDIR/ncu.log" | grep -v '^stalls_' | sed 's/_kernel<[^=]*=/=/' | paste -sd';' - | cut -c1-1000)"
-  row stalls info - "$(sed -n 's/^RESULT ncu_stalls_//p' "$LOGDIR/ncu.log" | sed 's/_kernel<[^=]*=/=/' | paste -sd';' - | cut -c1-1000)"
+  st=$(sed -n 's/^RESULT ncu_stalls_//p' "$LOGDIR/ncu.log" | sed 's/_kernel<[^=]*=/=/' | paste -sd';' - | cut -c1-1000)
+  row stalls info - "${st:-none read: see ncu.log and ncu_stalls.txt}"
 else
   row ncu skipped 0 "ncu not found or build failed"
 fi

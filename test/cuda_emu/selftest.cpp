@@ -56,7 +56,7 @@ static void racy_kernel(float *seen) {
         __syncthreads();
     }
 }
-// Two warps each run 128 shuffles, lane 0 counting them in `done`; before each, warp 1 records how
+// Two warps each run 512 shuffles, lane 0 counting them in `done`; before each, warp 1 records how
 // far warp 0 is ahead. On a GPU nothing holds them together between the __syncthreads, so a warp
 // may run many operations ahead: a buffer refilled by the warp ahead while the other still reads
 // it (a barrier missing from a tile loop) only shows if the emulator lets them drift that far.
@@ -66,7 +66,7 @@ static void drift_kernel(float *lead) {
     if (lane == 0) done[w] = 0;
     __syncthreads();
     float v = 1.0f;
-    for (int r = 0; r < 128; r++) {
+    for (int r = 0; r < 512; r++) {
         if (w == 1 && lane == 0) lead[r] = (float)(done[0] - done[1]);
         v += __shfl_xor_sync(0xffffffffu, v, 1);
         if (lane == 0) done[w]++;
@@ -122,10 +122,10 @@ int main(int argc, char **argv) {
     for (int p = 0; p < 16; p++) stale += read[p] == (float)(p - 1);
     if (!stale) { printf("FAIL: a read missing its barrier saw the write in all 16 passes\n"); fails++; }
     else printf("PASS emulator: a read missing its barrier saw the stale value in %d of 16 passes\n", stale);
-    float lead[128];
+    float lead[512];
     emu_launch(emu_cfg(dim3(1), dim3(64)), drift_kernel, lead);
     float most = 0.0f;
-    for (int r = 0; r < 128; r++) most = fabsf(lead[r]) > most ? fabsf(lead[r]) : most;
+    for (int r = 0; r < 512; r++) most = fabsf(lead[r]) > most ? fabsf(lead[r]) : most;
     if (most < 4.0f) { printf("FAIL: warps stayed within %g warp operations of each other\n", (double)most); fails++; }
     else printf("PASS emulator: a warp ran %g warp operations ahead of another\n", (double)most);
     return fails != 0;
