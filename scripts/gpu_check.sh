@@ -52,7 +52,7 @@ run_stage() {
 }
 status() { case $1 in 0) echo ok;; 124|137) echo TIMEOUT;; *) echo "FAIL($1)";; esac; }
 row() { ROWS+=("$(printf '%-9s %-9s %5ss  %s' "$1" "$2" "$3" "$4")"); }
-result() { sed -n "s/^RESULT $1=//p" "$LOGDIR/bench.log" 2>/dev/null | tail -1; }
+result() { sed -n "s/^RESULT $1=//p" "$LOGDIR/${2:-bench}.log" 2>/dev/null | tail -1; }  # KEY [STAGE]
 
 # 1. device
 run_stage device 20 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader
@@ -152,9 +152,9 @@ LB=$(result tracellm_bf16_largest_batch)
 if [ -z "${GPU_CHECK_SKIP_BENCH:-}" ] && [ $BUILD_RC -eq 0 ] && [ -n "$LB" ] && [ "$LB" != 16 ]; then
   run_stage benchlb 150 bash scripts/bench_train_gpu.sh --batch "$LB" --torch-only
   ours=$(result tracellm_bf16_largest_batch_tokens_per_s)
-  theirs=$(sed -n 's/^RESULT torch_tokens_per_s=//p' "$LOGDIR/benchlb.log" | tail -1)
+  theirs=$(result torch_tokens_per_s benchlb)
   ratio=$(awk -v a="$ours" -v b="$theirs" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.3fx", a / b; else printf "n/a" }')
-  row bench-lb "$(status $RC)" "$DUR" "d12 T=1024 B=$LB: tracellm bf16 $ours tok/s (MFU $(result tracellm_bf16_largest_batch_mfu)) vs torch $(sed -n 's/^RESULT torch_kind=//p' "$LOGDIR/benchlb.log" | tail -1) ${theirs:-?} tok/s (MFU $(sed -n 's/^RESULT torch_mfu=//p' "$LOGDIR/benchlb.log" | tail -1)): $ratio"
+  row bench-lb "$(status $RC)" "$DUR" "d12 T=1024 B=$LB: tracellm bf16 $ours tok/s (MFU $(result tracellm_bf16_largest_batch_mfu)) vs torch $(result torch_kind benchlb) ${theirs:-?} tok/s (MFU $(result torch_mfu benchlb)): $ratio"
 fi
 
 # 9. generation throughput, with what is left (a benchmark: GPU_CHECK_SKIP_BENCH leaves it out too)

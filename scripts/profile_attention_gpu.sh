@@ -53,14 +53,18 @@ stalls stalls TRACELLM_CUDA_ATTENTION=mma TRACELLM_CUDA_ATTENTION_DQ=recompute |
 profile alt TRACELLM_CUDA_ATTENTION=mma32 TRACELLM_CUDA_ATTENTION_DQ=stored || rc=1
 profile r32 TRACELLM_CUDA_ATTENTION=mma TRACELLM_CUDA_ATTENTION_DQ=recompute32 || rc=1
 
+# a report's kernel header line ("[void] attention_forward_mma_kernel<64, 64, 1, 2>(...) (192, 16,
+# 1)x(128, 1, 1), Context 1, ...") as a short name: forward_mma_kernel<64_64_1_2>
+KERNEL_NAME='function kernel_name(   k) {
+  k = $1 == "void" ? $2 : $1; sub(/[<(].*/, "", k); sub(/^attention_/, "", k)
+  if (match($0, /<[^>]*>/)) k = k substr($0, RSTART, RLENGTH)
+  gsub(/[ ,]+/, "_", k); return k }'
 # one line a kernel: duration, SM throughput, tensor-pipe use where the section gives it,
 # achieved occupancy, registers, cycles between a warp's instructions
 for run in default alt r32; do
-  awk -v run=$run '
+  awk -v run=$run "$KERNEL_NAME"'
     function flush() { if (k != "") printf "RESULT ncu_%s_%s=%s, SM %s%%, occupancy %s%% (%s regs), %s cycles/issue\n", run, k, dur, sm, occ, regs, cpi }
-    /Context [0-9]+, Stream/ { flush(); k = $1 == "void" ? $2 : $1; sub(/[<(].*/, "", k); sub(/^attention_/, "", k)
-                               if (match($0, /<[^>]*>/)) k = k substr($0, RSTART, RLENGTH)
-                               gsub(/[ ,]+/, "_", k); dur = sm = occ = regs = cpi = "?" }
+    /Context [0-9]+, Stream/ { flush(); k = kernel_name(); dur = sm = occ = regs = cpi = "?" }
     $1 == "Duration" { dur = $(NF) " " $(NF - 1) }
     /Compute \(SM\) Throughput/ { sm = $(NF) }
     /Achieved Occupancy/ { occ = $(NF) }
@@ -70,7 +74,7 @@ for run in default alt r32; do
 done
 # the default variants' leading stall reasons: cycles a warp waits on each between two of its
 # instructions, the largest five, of the total; a scheduler's issue rate and eligible warps
-awk '
+awk "$KERNEL_NAME"'
   function flush(   n, i, j, r, t, list) {
     if (k == "") return
     n = 0; for (r in st) if (st[r] > 0) key[++n] = r
@@ -79,9 +83,7 @@ awk '
     printf "RESULT ncu_stalls_%s=%s (of %s cycles/issue; issuing %s of cycles, %s warps eligible)\n", k, list, tot, iss, elig
     delete st; delete key
   }
-  /Context [0-9]+, Stream/ { flush(); k = $1 == "void" ? $2 : $1; sub(/[<(].*/, "", k); sub(/^attention_/, "", k)
-                             if (match($0, /<[^>]*>/)) k = k substr($0, RSTART, RLENGTH)
-                             gsub(/[ ,]+/, "_", k); tot = iss = elig = "?" }
+  /Context [0-9]+, Stream/ { flush(); k = kernel_name(); tot = iss = elig = "?" }
   $1 ~ /^smsp__average_warps_issue_stalled_/ { r = $1; sub(/^smsp__average_warps_issue_stalled_/, "", r)
                                               sub(/_per_issue_active\.ratio$/, "", r); v = $NF; gsub(/,/, "", v); st[r] = v + 0 }
   $1 == "smsp__average_warps_active_per_issue_active.ratio" { tot = $NF }

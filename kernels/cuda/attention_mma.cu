@@ -542,10 +542,11 @@ __device__ __forceinline__ void dkdv_load(float *buf, const bf16 *base, const bf
 // reads them instead of recomputing S and dP (attention_backward_dq_ds_kernel).
 // With 32-row query tiles (head sizes up to 64) the kernel is held to 168 registers, so 3 blocks
 // share an SM (252 at 64-row tiles: 2): a few bytes spill, and 12 warps instead of 8 hide latency.
-// Elsewhere no minimum (0), except at head size 128: a minimum of 1 block lets ptxas take up to
-// 255 registers, and it does (head size 32: 202 against 142 without, 2 blocks an SM against 3),
-// while head size 128 spills less with it (storing dS: 8 bytes against 24).
-template <int HS, int QT> constexpr int dkdv_min_blocks() { return QT == 32 && HS <= 64 ? 3 : HS == 128 ? 1 : 0; }
+// Elsewhere no minimum (0) at head sizes 16 and 32: a minimum of 1 block lets ptxas take up to 255
+// registers, and it does (head size 32: 202 against 142 without, 2 blocks an SM against 3). Head
+// sizes 64 and 128 keep 1: 64 needs about 252 either way and issues 11 fewer instructions a tile
+// at ring 3 with it, 128 spills less with it (storing dS: 8 bytes against 24).
+template <int HS, int QT> constexpr int dkdv_min_blocks() { return QT == 32 && HS <= 64 ? 3 : HS >= 64 ? 1 : 0; }
 template <int HS, int QT, bool STORE_DS, int ST>
 __global__ void __launch_bounds__(MM_THREADS, dkdv_min_blocks<HS, QT>())
     attention_backward_dkdv_mma_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse, const float *Dsum,

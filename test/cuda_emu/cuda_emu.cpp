@@ -37,13 +37,11 @@ std::vector<int> groups_committed;
 // switch (a fixed xorshift sequence: runs repeat exactly), so a read missing its barrier sees the
 // stale value whichever thread writes first, in some pass of a loop if not in all. CUDA_EMU_SEED
 // starts the sequence elsewhere: other interleavings, for hunting a race the default one misses.
-uint32_t order_state = 2463534242u;
-void seed_order() {
-    static bool seeded;
-    if (seeded) return;
-    seeded = true;
-    if (const char *e = getenv("CUDA_EMU_SEED"); e && *e) order_state = (uint32_t)strtoul(e, NULL, 10) * 2654435761u | 1u;
+uint32_t first_order_state() {
+    const char *e = getenv("CUDA_EMU_SEED");
+    return e && *e ? (uint32_t)strtoul(e, NULL, 10) * 2654435761u | 1u : 2463534242u;
 }
+uint32_t order_state = first_order_state();
 bool next_order_reversed() {
     order_state ^= order_state << 13;
     order_state ^= order_state >> 17;
@@ -196,7 +194,6 @@ void emu_run(const EmuCfg &cfg, const std::function<void()> &b) {
         return;
     }
     if (nt % 32) { fprintf(stderr, "cuda_emu: block of %u threads is not whole warps\n", nt); abort(); }
-    seed_order();
     gridDim = cfg.grid;
     blockDim = cfg.block;
     body = &b;
