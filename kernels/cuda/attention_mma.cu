@@ -143,16 +143,23 @@ __device__ __forceinline__ void store_rows(bf16 *dst, size_t stride, const float
     }
 }
 
-// 16 bytes global -> shared without a trip through registers (cp.async, sm_80+): the copy runs
-// while the warp goes on computing; `valid` false writes zeros and reads nothing. A group of copies
-// is closed by cp_async_commit; cp_async_wait<N> waits until at most N groups are still in flight
-// (the thread's own copies: a __syncthreads after it makes everyone's visible).
-__device__ __forceinline__ void cp_async16(bf16 *dst, const bf16 *src, bool valid) {
+// N bytes global -> shared without a trip through registers (cp.async, sm_80+): the copy runs
+// while the warp goes on computing; `valid` false writes zeros and reads nothing. 16 bytes go
+// around L1 (.cg, tiles read once a block); 4 or 8 only through it (.ca, the one form for those
+// sizes). A group of copies is closed by cp_async_commit; cp_async_wait<N> waits until at most N
+// groups are still in flight (the thread's own copies: a __syncthreads after it makes everyone's
+// visible).
+template <int N> __device__ __forceinline__ void cp_async(void *dst, const void *src, bool valid) {
+    static_assert(N == 4 || N == 8 || N == 16, "cp.async copies 4, 8 or 16 bytes");
 #ifdef TRACELLM_CUDA_EMU
-    emu_cp_async16(dst, src, valid);
+    emu_cp_async(dst, src, N, valid);
 #else
     unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0) : "memory");
+    if constexpr (N == 16)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0) : "memory");
+    else
+        asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(d), "l"(src), "n"(N), "r"(valid ? N : 0)
+                     : "memory");
 #endif
 }
 __device__ __forceinline__ void cp_async_commit() {
@@ -212,7 +219,7 @@ __device__ __forceinline__ void load_tile(bf16 *dst, int ld, const bf16 *src, si
 #pragma unroll
         for (int i = 0; i < (N + STEP - 1) / STEP; i++) {
             bool in = r0 + r + STEP * i < T;
-            if (N % STEP == 0 || r + STEP * i < N) cp_async16(d + STEP * i * ld, in ? s : src, in);  // out: reads nothing
+            if (N % STEP == 0 || r + STEP * i < N) cp_async<16>(d + STEP * i * ld, in ? s : src, in);  // out: reads nothing
             s += STEP * stride;
         }
         return;
@@ -517,23 +524,27 @@ __global__ void __launch_bounds__(MM_THREADS) attention_backward_dq_mma_kernel(b
 // ---- backward: dk and dv ----
 // grid (B NH, T/64): the block owns keys [64 y, 64 y + 64) and streams the query tiles from its
 // first key on. Shared, ST times (the next query tiles stream in while this one is used): the
-// tile's lse (base 2) and D (QT floats each), then its Q and dO rows.
+// tile's lse and D (QT floats each), then its Q and dO rows.
 template <int HS, int QT> __host__ __device__ constexpr int dkdv_buf() { return 2 * QT + QT * (HS + 8); }  // floats
 template <int HS, int QT, int ST> constexpr size_t dkdv_smem() { return sizeof(float) * ST * dkdv_buf<HS, QT>(); }
 
-// Queries [i0, i0 + QT) into one buffer: Q and dO by load_tile, lse and D by plain stores.
+// Queries [i0, i0 + QT) into one buffer: Q and dO by load_tile, and lse and D (zeros past T) by
+// cp.async too, 4 bytes a thread. (Read into registers and stored, as until session 13, they
+// made the first two warps wait out a global load's latency at every tile, right after the
+// barrier, and the block's other warps at the next one.) The lse stays natural here; the
+// tile loop scales it by log2 e, the same product as before.
 template <int HS, int QT>
 __device__ __forceinline__ void dkdv_load(float *buf, const bf16 *base, const bf16 *gbase, const float *lrow,
                                           const float *drow, size_t C3, int C, int i0, int T, bool vec) {
     constexpr int LDR = HS + 8;
-    float *Ls = buf, *Ds = Ls + QT;
-    bf16 *Qs = (bf16 *)(Ds + QT), *Gs = Qs + QT * LDR;
+    bf16 *Qs = (bf16 *)(buf + 2 * QT), *Gs = Qs + QT * LDR;
     load_tile<HS, QT>(Qs, LDR, base, C3, i0, T, vec);
     load_tile<HS, QT>(Gs, LDR, gbase, C, i0, T, vec);
-    static_assert(QT <= MM_THREADS, "one lse and D a thread");
-    if (int e = threadIdx.x; e < QT) {
-        Ls[e] = i0 + e < T ? lrow[i0 + e] * LOG2E : 0.0f;
-        Ds[e] = i0 + e < T ? drow[i0 + e] : 0.0f;
+    static_assert(2 * QT <= MM_THREADS, "one lse or D a thread");
+    if (int e = threadIdx.x; e < 2 * QT) {  // buf[e]: lse of query i0 + e, then D from e = QT on
+        int i = i0 + (e < QT ? e : e - QT);
+        const float *src = e < QT ? lrow : drow;
+        cp_async<4>(buf + e, i < T ? src + i : src, i < T);
     }
 }
 
@@ -606,7 +617,7 @@ __global__ void __launch_bounds__(MM_THREADS, dkdv_min_blocks<HS, QT>())
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     int j = key[e >> 1], q = 8 * n + 2 * t + (e & 1), i = i0 + q;
-                    float x = fmaf(st[n][e], scale2, -Ls[q]);
+                    float x = fmaf(st[n][e], scale2, -(Ls[q] * LOG2E));
                     if constexpr (decltype(mask)::value) x = i >= j && i < T && j < T ? x : -INFINITY;
                     float p = exp2_ftz(x);
                     st[n][e] = p;                                 // P^T

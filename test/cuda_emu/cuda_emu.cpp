@@ -30,7 +30,7 @@ int current;
 const std::function<void()> *body;
 cudaError_t last_error = cudaSuccess;
 // cp.async copies in flight, per thread: data, destination, group (0: not committed yet)
-struct AsyncCopy { unsigned char data[16]; void *dst; int group; };
+struct AsyncCopy { unsigned char data[16]; void *dst; int bytes, group; };
 std::vector<std::vector<AsyncCopy>> copies;
 std::vector<int> groups_committed;
 // the order the fibers run in between two switches, forward or backward, drawn afresh at every
@@ -144,15 +144,21 @@ void emu_ldmatrix_x4(unsigned (&r)[4], const void *row, bool trans) {
     barrier(AT_WARP);
 }
 
-void emu_cp_async16(void *dst, const void *src, bool valid) {
+void emu_cp_async(void *dst, const void *src, int bytes, bool valid) {
     unsigned t = fibers[current].tid;
+    if ((bytes != 4 && bytes != 8 && bytes != 16) || (uintptr_t)dst % bytes || (valid && (uintptr_t)src % bytes)) {
+        fprintf(stderr, "emu: cp.async of %d bytes from %p to %p in thread %u: not a size of 4, 8 or 16 at addresses "
+                        "aligned to it\n", bytes, src, dst, t);
+        abort();
+    }
     AsyncCopy c;
-    if (valid) memcpy(c.data, src, 16);
-    else memset(c.data, 0, 16);
+    if (valid) memcpy(c.data, src, bytes);
+    else memset(c.data, 0, bytes);
     c.dst = dst;
+    c.bytes = bytes;
     c.group = 0;
     copies[t].push_back(c);
-    memset(dst, 0xff, 16);  // in flight: not the old contents, not yet the new
+    memset(dst, 0xff, bytes);  // in flight: not the old contents, not yet the new
 }
 void emu_cp_async_commit() {
     unsigned t = fibers[current].tid;
@@ -166,7 +172,7 @@ void emu_cp_async_wait(int n) {  // every committed group but the n most recent 
     std::vector<AsyncCopy> &q = copies[t];
     size_t keep = 0;
     for (size_t i = 0; i < q.size(); i++) {
-        if (q[i].group && q[i].group <= upto) memcpy(q[i].dst, q[i].data, 16);
+        if (q[i].group && q[i].group <= upto) memcpy(q[i].dst, q[i].data, q[i].bytes);
         else q[keep++] = q[i];
     }
     q.resize(keep);

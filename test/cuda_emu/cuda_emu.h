@@ -136,13 +136,14 @@ void emu_mma_m16n8k16_bf16(float (&d)[4], const unsigned (&a)[4], const unsigned
 // aborts, as it faults on the GPU. A warp operation like the mma.
 void emu_ldmatrix_x4(unsigned (&r)[4], const void *row, bool trans);
 
-// cp.async.cg.shared.global (16 bytes, or zeros when !valid), cp.async.commit_group and
+// cp.async.{cg,ca}.shared.global (4, 8 or 16 bytes, or zeros when !valid; both addresses aligned to
+// the size, or it aborts, as a GPU faults), cp.async.commit_group and
 // cp.async.wait_group n, per thread. The GPU lands a copy in shared memory at some moment between
 // the cp.async and the wait_group that covers its group; here both ends are made visible: the
 // destination holds garbage (NaN bytes) from the cp.async on, and the data from the wait on. So a
 // tile read before its wait, or a buffer refilled while another thread still reads it, gives
 // wrong numbers that the tests see. The source is read at the cp.async.
-void emu_cp_async16(void *dst, const void *src, bool valid);
+void emu_cp_async(void *dst, const void *src, int bytes, bool valid);
 void emu_cp_async_commit();
 void emu_cp_async_wait(int n);
 

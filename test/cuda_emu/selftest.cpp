@@ -20,7 +20,7 @@ static void kernel(float *out) {
 static void async_kernel(float *out, const float *src) {
     float *sh = (float *)emu_dynamic_smem + 4 * threadIdx.x;
     sh[0] = -1.0f;
-    emu_cp_async16(sh, src + 4 * threadIdx.x, true);
+    emu_cp_async(sh, src + 4 * threadIdx.x, 16, true);
     out[3 * threadIdx.x] = sh[0];
     emu_cp_async_commit();
     emu_cp_async_wait(1);
