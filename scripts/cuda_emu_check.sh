@@ -83,6 +83,7 @@ must_die() {
 }
 must_die misaligned "misaligned address" "a misaligned 16-byte load"
 must_die divergent "lanes wait at a warp operation" "a shuffle one lane of the warp does not reach"
+must_die async "not a size of 4, 8 or 16 at addresses aligned to it" "a misaligned 16-byte cp.async"
 echo "== cuda_test_ops (emulated, ASan + UBSan)"
 "$E/cuda_test_ops" 2>&1 | grep -v "WARNING: ASan\|False positive\|sanitizers/issues/189"
 [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1

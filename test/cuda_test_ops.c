@@ -538,7 +538,9 @@ static void test_residual(void) {
     }
 }
 
-// Vp 320: the 16-byte path, with padded columns inside the last vector; Vp 301: the scalar path
+// Vp 320: the 16-byte path, with padded columns inside the last vector (the row through shared
+// memory, then read twice from global memory: the same bits); Vp 301: the scalar path; Vp 5008:
+// more vectors than the block has threads
 static void classifier_case(int V, int Vp) {
     int N = 53;
     size_t nl = (size_t)N * Vp;
@@ -551,22 +553,34 @@ static void classifier_case(int V, int Vp) {
         for (int grad = 0; grad < 2; grad++) {
             float dscale = grad ? 1.0f / 37 : 0.0f;
             float *l = copy_h(logits, nl), *losses = xmalloc(N * 4);
-            float *d_l = xdev(logits, nl);
-            poison(d_losses, N * 4);
             cpu->classifier(l, losses, tg, masked ? weight : NULL, dscale, N, V, Vp);
-            gpu->classifier(d_l, d_losses, d_tg, masked ? d_w : NULL, dscale, N, V, Vp);
-            float *gl = xdown(d_l, nl), *gloss = down(d_losses, N);
-            char what[96];
-            snprintf(what, sizeof what, "classifier losses (Vp=%d, mask=%d, grad=%d)", Vp, masked, grad);
-            close_to(what, gloss, losses, N, 1e-5);
-            snprintf(what, sizeof what, "classifier dlogits (Vp=%d, mask=%d)", Vp, masked);
-            if (grad) close_to(what, gl, l, nl, xtol(1e-5));
-            else same_bits("classifier without gradient leaves the logits untouched", gl, logits, nl);
-            if (masked)
-                for (int i = 0; i < N; i++)
-                    if (weight[i] == 0.0f) CHECKF(gloss[i] == 0.0f, "masked row %d has loss %g", i, gloss[i]);
-            free(l); free(losses); free(gl); free(gloss);
-            gpu->free(d_l);
+            float *first[2] = {NULL, NULL};
+            for (int way = CUDA_CLASSIFIER_SHARED; way <= CUDA_CLASSIFIER_REREAD; way++) {
+                float *d_l = xdev(logits, nl);
+                poison(d_losses, N * 4);
+                cuda_set_classifier(way);
+                gpu->classifier(d_l, d_losses, d_tg, masked ? d_w : NULL, dscale, N, V, Vp);
+                float *gl = xdown(d_l, nl), *gloss = down(d_losses, N);
+                gpu->free(d_l);
+                if (way == CUDA_CLASSIFIER_REREAD) {
+                    same_bits("classifier losses, the row read twice", gloss, first[1], N);
+                    same_bits("classifier dlogits, the row read twice", gl, first[0], nl);
+                    free(gl); free(gloss);
+                    continue;
+                }
+                first[0] = gl, first[1] = gloss;
+                char what[96];
+                snprintf(what, sizeof what, "classifier losses (Vp=%d, mask=%d, grad=%d)", Vp, masked, grad);
+                close_to(what, gloss, losses, N, 1e-5);
+                snprintf(what, sizeof what, "classifier dlogits (Vp=%d, mask=%d)", Vp, masked);
+                if (grad) close_to(what, gl, l, nl, xtol(1e-5));
+                else same_bits("classifier without gradient leaves the logits untouched", gl, logits, nl);
+                if (masked)
+                    for (int i = 0; i < N; i++)
+                        if (weight[i] == 0.0f) CHECKF(gloss[i] == 0.0f, "masked row %d has loss %g", i, gloss[i]);
+            }
+            cuda_set_classifier(CUDA_CLASSIFIER_SHARED);
+            free(l); free(losses); free(first[0]); free(first[1]);
         }
     gpu->free(d_tg); gpu->free(d_w); gpu->free(d_losses);
     free(logits); free(weight); free(tg);
@@ -575,6 +589,7 @@ static void test_classifier(void) {
     GPU_OR_SKIP();
     classifier_case(300, 320);
     classifier_case(301, 301);
+    classifier_case(5000, 5008);
 }
 
 static void test_optimizer(void) {

@@ -65,6 +65,13 @@ void cuda_set_bias_grad_epilogue(int on);
 enum { CUDA_LAYERNORM_FUSED = 0, CUDA_LAYERNORM_SHARED = 1, CUDA_LAYERNORM_SPLIT = 2 };
 void cuda_set_layernorm_backward(int way);
 
+// The classifier (softmax + cross-entropy + dlogits): each row copied into shared memory as it is
+// first read, so the dlogits pass reads it there (0, the default, where two blocks' rows fit the
+// card's shared memory a block), or read from global memory twice (1). The same bits either way.
+// TRACELLM_CUDA_CLASSIFIER=shared|reread sets it at first use.
+enum { CUDA_CLASSIFIER_SHARED = 0, CUDA_CLASSIFIER_REREAD = 1 };
+void cuda_set_classifier(int way);
+
 // Waits for every queued op (for timing); dies with the CUDA error if one failed.
 void cuda_synchronize(void);
 

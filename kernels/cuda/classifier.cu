@@ -4,6 +4,15 @@
 // is overwritten with dlogits = weight * dscale * (softmax - onehot) in the same kernel, so no
 // probability tensor ever exists. Logits in the compute type X, the arithmetic,
 // losses and weights in fp32.
+//
+// The row is read twice: once for the max and the sum, once for dlogits. At d12's shapes (B*T =
+// 16,384 rows of 50,257 bf16, 100 KB each) the second read comes from DRAM again: the rows a GPU
+// has in flight between the two reads (4 blocks on each of 132 SMs: 53 MB) outrun its L2 (50 MB),
+// and run 8 took 1.733 ms, what two reads and a write take at the copy rate. So by default the
+// first read also copies the row into shared memory (cp.async, each thread the vectors it reads
+// itself: no barrier needed), and both passes read it there: one read and a write, where two
+// blocks' rows fit an SM. TRACELLM_CUDA_CLASSIFIER=reread keeps the two reads. The same loops
+// run either way: the same bits.
 #include "kernels/cuda/common.cuh"
 #include <math.h>
 
@@ -30,11 +39,14 @@ struct MaxSum {
 };
 
 // VEC: 16-byte loads and stores (Vp a multiple of Vec<X>::N and the rows 16-byte aligned).
-template <class X, bool VEC>
+// SHARED (VEC only): the row goes through Vp * sizeof(X) bytes of dynamic shared memory.
+template <class X, bool VEC, bool SHARED>
 __global__ void __launch_bounds__(CL_THREADS) classifier_kernel(X *logits, float *losses, const int32_t *targets,
                                                                 const float *weight, float dscale, int V, int Vp) {
+    static_assert(VEC || !SHARED, "the row is copied 16 bytes at a time");
     constexpr int VN = VEC ? Vec<X>::N : 1;
     __shared__ float sh[32];
+    extern __shared__ __align__(16) float cl_row[];
     int n = blockIdx.x;
     X *l = logits + (size_t)n * Vp;
     float w = weight ? weight[n] : 1.0f;
@@ -46,11 +58,19 @@ __global__ void __launch_bounds__(CL_THREADS) classifier_kernel(X *logits, float
     }
     int y = targets[n];
     float ly = ldx(l[y]);  // read before any thread overwrites the row
+    const X *src = l;      // where both passes read the row
+    if constexpr (SHARED) {
+        X *row = (X *)cl_row;
+        for (int i = threadIdx.x * VN; i < Vp; i += CL_THREADS * VN) cp_async<16>(row + i, l + i, true);
+        cp_async_commit();
+        cp_async_wait<0>();  // every copy in flight at once; a thread reads only its own
+        src = row;
+    }
     MaxSum ms;
     for (int i = threadIdx.x * VN; i < V; i += CL_THREADS * VN) {
         float x[VN];
-        if constexpr (VEC) load_vec<X>(x, l + i);
-        else x[0] = ldx(l[i]);
+        if constexpr (VEC) load_vec<X>(x, src + i);
+        else x[0] = ldx(src[i]);
         if (i + VN > V)  // the row's last vector
 #pragma unroll
             for (int k = 1; k < VN; k++)
@@ -64,8 +84,8 @@ __global__ void __launch_bounds__(CL_THREADS) classifier_kernel(X *logits, float
     float g = w * dscale / sum;
     for (int i = threadIdx.x * VN; i < Vp; i += CL_THREADS * VN) {
         float x[VN];
-        if constexpr (VEC) load_vec<X>(x, l + i);
-        else x[0] = ldx(l[i]);
+        if constexpr (VEC) load_vec<X>(x, src + i);
+        else x[0] = ldx(src[i]);
 #pragma unroll
         for (int k = 0; k < VN; k++) x[k] = g * exp2_ftz(fmaf(x[k], LOG2E, -mxl));
         if (i + VN > V)  // the padded columns get 0
@@ -81,15 +101,41 @@ __global__ void __launch_bounds__(CL_THREADS) classifier_kernel(X *logits, float
     }
 }
 
+// TRACELLM_CUDA_CLASSIFIER / cuda_set_classifier (backend_cuda.h)
+static int classifier_way = -1;
+void cuda_set_classifier(int way) {
+    if (way != CUDA_CLASSIFIER_SHARED && way != CUDA_CLASSIFIER_REREAD) fatal("cuda_set_classifier: unknown way %d", way);
+    classifier_way = way;
+}
+// Whether a row of `bytes` goes through shared memory: asked for, and two blocks' rows fit the
+// card's limit a block (227 KB on an H100: rows up to 56k bf16; 163 KB on an A100: 40k), so one
+// block's copy streams in while the other computes.
+template <class X> static bool row_in_shared(size_t bytes) {
+    static const char *const ways[] = {"shared", "reread", NULL};  // CUDA_CLASSIFIER_*
+    static int limit = -1;
+    if (classifier_way < 0) classifier_way = cuda_env_choice("TRACELLM_CUDA_CLASSIFIER", ways);
+    if (classifier_way != CUDA_CLASSIFIER_SHARED) return false;
+    if (limit < 0) {
+        int dev = 0;
+        CUDA_CHECK(cudaGetDevice(&dev), "classifier");
+        CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "classifier");
+    }
+    return 2 * bytes <= (size_t)limit &&
+           smem_opt_in<classifier_kernel<X, true, true>>(bytes, nullptr, "classifier (row in shared memory)");
+}
+
 template <class X>
 static void classifier(float *logits, float *losses, const int32_t *targets, const float *weight, float dscale, int N,
                        int V, int Vp) {
     cuda_init();
     if (N <= 0) return;
-    if (Vp % Vec<X>::N == 0 && aligned16(logits))
-        classifier_kernel<X, true><<<N, CL_THREADS>>>((X *)logits, losses, targets, weight, dscale, V, Vp);
+    size_t row = (size_t)Vp * sizeof(X);
+    if (Vp % Vec<X>::N || !aligned16(logits))
+        classifier_kernel<X, false, false><<<N, CL_THREADS>>>((X *)logits, losses, targets, weight, dscale, V, Vp);
+    else if (row_in_shared<X>(row))
+        classifier_kernel<X, true, true><<<N, CL_THREADS, row>>>((X *)logits, losses, targets, weight, dscale, V, Vp);
     else
-        classifier_kernel<X, false><<<N, CL_THREADS>>>((X *)logits, losses, targets, weight, dscale, V, Vp);
+        classifier_kernel<X, true, false><<<N, CL_THREADS>>>((X *)logits, losses, targets, weight, dscale, V, Vp);
     LAUNCH_CHECK("classifier N=%d V=%d Vp=%d%s", N, V, Vp, dscale != 0.0f ? " (with dlogits)" : "");
 }
 

@@ -119,6 +119,39 @@ template <class X> __device__ __forceinline__ void store_vec(X *p, const float (
     }
     *(float4 *)p = make_float4(w[0], w[1], w[2], w[3]);
 }
+// N bytes global -> shared without a trip through registers (cp.async, sm_80+): the copy runs
+// while the warp goes on computing; `valid` false writes zeros and reads nothing. 16 bytes go
+// around L1 (.cg, tiles read once a block); 4 or 8 only through it (.ca, the one form for those
+// sizes). A group of copies is closed by cp_async_commit; cp_async_wait<N> waits until at most N
+// groups are still in flight (the thread's own copies: a __syncthreads after it makes everyone's
+// visible).
+template <int N> __device__ __forceinline__ void cp_async(void *dst, const void *src, bool valid) {
+    static_assert(N == 4 || N == 8 || N == 16, "cp.async copies 4, 8 or 16 bytes");
+#ifdef TRACELLM_CUDA_EMU
+    emu_cp_async(dst, src, N, valid);
+#else
+    unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    if constexpr (N == 16)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0) : "memory");
+    else
+        asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(d), "l"(src), "n"(N), "r"(valid ? N : 0)
+                     : "memory");
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#ifdef TRACELLM_CUDA_EMU
+    emu_cp_async_commit();
+#else
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+#ifdef TRACELLM_CUDA_EMU
+    emu_cp_async_wait(N);
+#else
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
 static inline bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
 // Dynamic shared memory past the default 48 KiB must be asked for, once per kernel: the kernel is

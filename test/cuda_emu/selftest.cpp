@@ -6,7 +6,8 @@
 // drift apart by several warp operations between two __syncthreads.
 // Each of these must die instead (the script checks the message): `selftest misaligned`, a
 // 16-byte vector load at an 8-byte aligned address (a GPU faults; UBSan must stop it);
-// `selftest divergent`, a shuffle that one lane of the warp does not reach.
+// `selftest divergent`, a shuffle that one lane of the warp does not reach; `selftest async`, a
+// 16-byte cp.async from an address 4 bytes past a 16-byte boundary.
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -78,6 +79,13 @@ static void divergent_kernel(float *out) {
     out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
 }
 static float load_x(const float *p) { return ((const float4 *)p)->x; }
+static void async_misaligned_kernel(float *out, const float *src) {
+    if (threadIdx.x) return;
+    emu_cp_async((float *)emu_dynamic_smem, src + 1, 16, true);
+    emu_cp_async_commit();
+    emu_cp_async_wait(0);
+    out[0] = ((float *)emu_dynamic_smem)[0];
+}
 
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "misaligned")) {
@@ -90,6 +98,12 @@ int main(int argc, char **argv) {
         float out[32];
         emu_launch(emu_cfg(dim3(1), dim3(32)), divergent_kernel, out);
         printf("selftest: a shuffle went through with a lane exited\n");
+        return 0;
+    }
+    if (argc > 1 && !strcmp(argv[1], "async")) {
+        alignas(16) float src[8] = {1, 2, 3, 4, 5, 6, 7, 8}, out[1];
+        emu_launch(emu_cfg(dim3(1), dim3(32), 64), async_misaligned_kernel, out, (const float *)src);
+        printf("selftest: a misaligned cp.async went through (%g)\n", (double)out[0]);
         return 0;
     }
     float out[4] = {0};
