@@ -14,6 +14,7 @@
 #define LN_WARPS 8         // rows per block in the row-wise kernels
 #define COL_ROWS 256       // rows per partial sum in the column reductions
 #define FUSED_ROWS 32      // rows per block (and per partial sum) in the fused backward
+#define LN_REG_VPL 4       // the register kernels' most vectors a lane: C <= 1024 in bf16, 512 in fp32
 static_assert(FUSED_ROWS % LN_WARPS == 0, "the fused backward's warps take the same number of rows");
 
 // out (N,C), mean (N,), rstd (N,); fp32 statistics, two passes over the row (mean, then the
@@ -67,6 +68,70 @@ __global__ void layernorm_forward_kernel(X *out, float *mean, float *rstd, X *in
     if (lane == 0) { mean[row] = m; rstd[row] = r; }
 }
 
+// The same as the kernel above with VEC, for C <= 32 VPL Vec<X>::N (every d12-d48 model's C in
+// bf16): a lane's VPL vectors of the row are loaded together into registers, every load of the
+// row in flight at once, and the three passes read them there. (The loop above leaves the second
+// and third reads to L1, and ptxas, reusing one register pair for each vector, issues the first
+// pass's loads one vector after another.) The same sums in the same order: the same bits.
+template <class X, bool RES, int VPL>
+__global__ void layernorm_forward_reg_kernel(X *out, float *mean, float *rstd, X *inp, const X *w, const X *b, int N,
+                                             int C, const X *ra, const X *rb) {
+    constexpr int VN = Vec<X>::N;
+    int row = blockIdx.x * LN_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31, nv = C / VN;
+    if (row >= N) return;
+    size_t r0 = (size_t)row * C;
+    X *x = inp + r0, *o = out + r0;
+    float4 pa[VPL] = {}, pb[VPL] = {};  // (set where v < nv)
+#pragma unroll
+    for (int j = 0; j < VPL; j++) {
+        int v = lane + 32 * j;
+        if (v < nv) {
+            if constexpr (RES) {
+                pa[j] = *(const float4 *)(ra + r0 + v * VN);
+                pb[j] = *(const float4 *)(rb + r0 + v * VN);
+            } else {
+                pa[j] = *(const float4 *)(x + v * VN);
+            }
+        }
+    }
+    float xf[VPL][VN], s = 0.0f;
+#pragma unroll
+    for (int j = 0; j < VPL; j++) {
+        int v = lane + 32 * j;
+        if (v >= nv) continue;
+        unpack_vec<X>(xf[j], pa[j]);
+        if constexpr (RES) {
+            float yf[VN];
+            unpack_vec<X>(yf, pb[j]);
+#pragma unroll
+            for (int k = 0; k < VN; k++) xf[j][k] = ldx(stx<X>(xf[j][k] + yf[k]));  // what residual_forward stores
+            store_vec<X>(x + v * VN, xf[j]);
+        }
+#pragma unroll
+        for (int k = 0; k < VN; k++) s += xf[j][k];
+    }
+    float m = warp_sum(s) / C;
+    float var = 0.0f;
+#pragma unroll
+    for (int j = 0; j < VPL; j++)
+        if (lane + 32 * j < nv)
+#pragma unroll
+            for (int k = 0; k < VN; k++) { float d = xf[j][k] - m; var += d * d; }
+    float r = 1.0f / sqrtf(warp_sum(var) / C + 1e-5f);
+#pragma unroll
+    for (int j = 0; j < VPL; j++) {
+        int v = lane + 32 * j;
+        if (v >= nv) continue;
+        float wf[VN], bf[VN];
+        load_vec<X>(wf, w + v * VN);
+        load_vec<X>(bf, b + v * VN);
+#pragma unroll
+        for (int k = 0; k < VN; k++) xf[j][k] = (xf[j][k] - m) * r * wf[k] + bf[k];
+        store_vec<X>(o + v * VN, xf[j]);
+    }
+    if (lane == 0) { mean[row] = m; rstd[row] = r; }
+}
+
 template <class X, bool RES>
 static void layernorm_forward_launch(X *out, float *mean, float *rstd, X *inp, const X *w, const X *b, int N, int C,
                                      const X *ra, const X *rb) {
@@ -74,7 +139,16 @@ static void layernorm_forward_launch(X *out, float *mean, float *rstd, X *inp, c
     if (N <= 0) return;
     bool vec = C % Vec<X>::N == 0 && aligned16(out) && aligned16(inp) && aligned16(w) && aligned16(b) &&
                (!RES || (aligned16(ra) && aligned16(rb)));
-    if (vec)
+    int vpl = vec ? (int)cdiv(C / Vec<X>::N, 32) : 0;  // a lane's vectors of the row
+    auto reg = layernorm_forward_reg_kernel<X, RES, LN_REG_VPL>;
+    switch (vpl) {
+    case 1: reg = layernorm_forward_reg_kernel<X, RES, 1>; break;
+    case 2: reg = layernorm_forward_reg_kernel<X, RES, 2>; break;
+    case 3: reg = layernorm_forward_reg_kernel<X, RES, 3>; break;
+    }
+    if (vec && vpl <= LN_REG_VPL)
+        reg<<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>(out, mean, rstd, inp, w, b, N, C, ra, rb);
+    else if (vec)
         layernorm_forward_kernel<X, true, RES><<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>(out, mean, rstd, inp, w, b, N, C, ra, rb);
     else
         layernorm_forward_kernel<X, false, RES><<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>(out, mean, rstd, inp, w, b, N, C, ra, rb);
@@ -330,7 +404,6 @@ __global__ void __launch_bounds__(32 * LN_WARPS, 2)
         pb[(size_t)blockIdx.x * C + c] = ln_cols[C + i];
     }
 }
-#define LN_REG_VPL 4  // the register kernel's most vectors a lane: C <= 1024 in bf16, 512 in fp32
 
 // TRACELLM_CUDA_LAYERNORM / cuda_set_layernorm_backward (backend_cuda.h)
 static int ln_backward_way = -1;
