@@ -68,7 +68,7 @@ __global__ void layernorm_forward_kernel(X *out, float *mean, float *rstd, X *in
     if (lane == 0) { mean[row] = m; rstd[row] = r; }
 }
 
-// The same as the kernel above with VEC, for C <= 32 VPL Vec<X>::N (every d12-d48 model's C in
+// The same as the kernel above with VEC, for C <= 32 VPL Vec<X>::N (d12 and d24, C 768 and 1024, in
 // bf16): a lane's VPL vectors of the row are loaded together into registers, every load of the
 // row in flight at once, and the three passes read them there. (The loop above leaves the second
 // and third reads to L1, and ptxas, reusing one register pair for each vector, issues the first
