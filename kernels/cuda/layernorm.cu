@@ -10,12 +10,24 @@
 #include "kernels/cuda/common.cuh"
 #include <stdlib.h>
 #include <string.h>
+#include <type_traits>
 
 #define LN_WARPS 8         // rows per block in the row-wise kernels
 #define COL_ROWS 256       // rows per partial sum in the column reductions
 #define FUSED_ROWS 32      // rows per block (and per partial sum) in the fused backward
 #define LN_REG_VPL 4       // the register kernels' most vectors a lane: C <= 1024 in bf16, 512 in fp32
 static_assert(FUSED_ROWS % LN_WARPS == 0, "the fused backward's warps take the same number of rows");
+
+// The register kernels take a lane's vectors of the row (VPL) as a template argument: run(VPL) as
+// a std::integral_constant for a row of C channels, C <= 32 LN_REG_VPL Vec<X>::N.
+template <class X, class F> static void with_vpl(int C, F &&run) {
+    switch ((int)cdiv(C / Vec<X>::N, 32)) {
+    case 1: return run(std::integral_constant<int, 1>{});
+    case 2: return run(std::integral_constant<int, 2>{});
+    case 3: return run(std::integral_constant<int, 3>{});
+    default: return run(std::integral_constant<int, LN_REG_VPL>{});
+    }
+}
 
 // out (N,C), mean (N,), rstd (N,); fp32 statistics, two passes over the row (mean, then the
 // centred variance), as the CPU backend does; the second and third reads hit L1. VEC: 16-byte
@@ -139,15 +151,12 @@ static void layernorm_forward_launch(X *out, float *mean, float *rstd, X *inp, c
     if (N <= 0) return;
     bool vec = C % Vec<X>::N == 0 && aligned16(out) && aligned16(inp) && aligned16(w) && aligned16(b) &&
                (!RES || (aligned16(ra) && aligned16(rb)));
-    int vpl = vec ? (int)cdiv(C / Vec<X>::N, 32) : 0;  // a lane's vectors of the row
-    auto reg = layernorm_forward_reg_kernel<X, RES, LN_REG_VPL>;
-    switch (vpl) {
-    case 1: reg = layernorm_forward_reg_kernel<X, RES, 1>; break;
-    case 2: reg = layernorm_forward_reg_kernel<X, RES, 2>; break;
-    case 3: reg = layernorm_forward_reg_kernel<X, RES, 3>; break;
-    }
-    if (vec && vpl <= LN_REG_VPL)
-        reg<<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>(out, mean, rstd, inp, w, b, N, C, ra, rb);
+    if (vec && C <= 32 * LN_REG_VPL * Vec<X>::N)
+        with_vpl<X>(C, [&](auto vpl) {
+            constexpr int VPL = decltype(vpl)::value;
+            layernorm_forward_reg_kernel<X, RES, VPL><<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>(out, mean, rstd, inp, w, b, N,
+                                                                                           C, ra, rb);
+        });
     else if (vec)
         layernorm_forward_kernel<X, true, RES><<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>(out, mean, rstd, inp, w, b, N, C, ra, rb);
     else
@@ -445,13 +454,11 @@ static void layernorm_backward(float *dinp_, float *dw, float *db, const float *
                                                                            rstd, N, C);
         else {
             // (one 16-byte vector a lane: C <= 256 in bf16 .. LN_REG_VPL of them)
-            auto kernel = layernorm_backward_reg_kernel<X, LN_REG_VPL>;
-            switch ((int)cdiv(C / Vec<X>::N, 32)) {
-            case 1: kernel = layernorm_backward_reg_kernel<X, 1>; break;
-            case 2: kernel = layernorm_backward_reg_kernel<X, 2>; break;
-            case 3: kernel = layernorm_backward_reg_kernel<X, 3>; break;
-            }
-            kernel<<<R, 32 * LN_WARPS, 2 * C * sizeof(float)>>>(dinp, pw, pb, dout, inp, (const X *)w, mean, rstd, N, C);
+            with_vpl<X>(C, [&](auto vpl) {
+                constexpr int VPL = decltype(vpl)::value;
+                layernorm_backward_reg_kernel<X, VPL><<<R, 32 * LN_WARPS, 2 * C * sizeof(float)>>>(
+                    dinp, pw, pb, dout, inp, (const X *)w, mean, rstd, N, C);
+            });
         }
         LAUNCH_CHECK("layernorm_backward (fused, %s) N=%d C=%d", way == LN_BWD_SHARED ? "shared" : "registers", N, C);
         column_finish(dw, db, pw, pb, R, C, "layernorm_backward", N);
