@@ -153,11 +153,14 @@ static int bench(const char *in, int repeat, int split) {
             if (t1 - t0 < best_r) best_r = t1 - t0;
         }
         // parse the text back (instruction text must be prompt-first: re-render it that way)
+        int64_t want = n;  // records the parse must read back: a graph each, or a layer each
         if (f == 2) {
             tb_clear(&t);
+            want = 0;
             for (int i = 0; i < n; i++) {
                 LayerOpts lo = {.split_threshold = split, .group_max = 5, .rng = &rng};
                 layers_build(&L, &gs[i], &lo, err, sizeof err);
+                want += L.n;
                 for (int li = 0; li < L.n; li++) {
                     TextBuf a = {0};
                     tb_clear(&p);
@@ -183,6 +186,8 @@ static int bench(const char *in, int repeat, int split) {
             else while ((rc = instruct_next(&c, &s, err, sizeof err)) == 1) count++;
             double t1 = now_seconds();
             if (rc < 0) fatal("bench: %s", err);
+            if (count != want)  // the parse stopped early: its speed would be of less work
+                fatal("bench: format %d: %lld records parsed back, %lld rendered", f, (long long)count, (long long)want);
             if (t1 - t0 < best_p) best_p = t1 - t0;
         }
         static const char *names[] = {"tabular", "recursive", "instruction"};

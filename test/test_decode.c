@@ -64,7 +64,7 @@ static void check_against_full(int maxN) {
     }
     int pos[NSEQ];
     for (int s = 0; s < NSEQ; s++) pos[s] = prompt[s];
-    for (int step = 0;; step++) {
+    for (;;) {  // one decode row a sequence until each reaches its length
         int idx[NSEQ];
         n = 0;
         for (int s = 0; s < NSEQ; s++)
