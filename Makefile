@@ -18,12 +18,10 @@ CFLAGS   ?=
 # A user's build prints them and goes on: a newer compiler's new warning must not stop `make demo`.
 WERROR   ?= 0
 ifeq ($(WERROR),1)
-WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
-NVWARN   := -Xcompiler -Wall,-Werror -Werror all-warnings
-else
-WARN     := -Wall -Wextra -Wno-unused-parameter
-NVWARN   := -Xcompiler -Wall
+WERR     := -Werror
+NVWERR   := -Xcompiler -Werror -Werror all-warnings
 endif
+WARN     := -Wall -Wextra -Wno-unused-parameter $(WERR)
 CPPFLAGS += -I. -D_GNU_SOURCE -MMD -MP
 OPENMP   := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo -fopenmp)
 ALLCFLAGS = -std=c11 $(OPT) $(ARCHFLAGS) $(WARN) $(OPENMP) $(CFLAGS)
@@ -90,7 +88,7 @@ $(BUILD)/%.o: %.c
 
 $(BUILD)/%.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) -O3 -std=c++17 $(GPU_ARCH) $(NVCCFLAGS) -I. -MMD -MP $(NVWARN) -c $< -o $@
+	$(NVCC) -O3 -std=c++17 $(GPU_ARCH) $(NVCCFLAGS) -I. -MMD -MP -Xcompiler -Wall $(NVWERR) -c $< -o $@
 
 $(BUILD)/libtracellm.a: $(LIB_OBJ) $(CU_OBJ)
 	@rm -f $@

@@ -122,6 +122,7 @@ static int bench(const char *in, int repeat, int split) {
     char err[400];
     printf("%d graphs from %s, best of %d runs, one thread\n", n, in, repeat);
     printf("%-12s %10s %12s %12s\n", "format", "text MB", "render MB/s", "parse MB/s");
+    static const char *names[] = {"tabular", "recursive", "instruction"};
     for (int f = 0; f < 3; f++) {
         double best_r = 1e30, best_p = 1e30;
         Layers L;
@@ -187,10 +188,9 @@ static int bench(const char *in, int repeat, int split) {
             double t1 = now_seconds();
             if (rc < 0) fatal("bench: %s", err);
             if (count != want)  // the parse stopped early: its speed would be of less work
-                fatal("bench: format %d: %lld records parsed back, %lld rendered", f, (long long)count, (long long)want);
+                fatal("bench: %s: %lld records parsed back, %lld rendered", names[f], (long long)count, (long long)want);
             if (t1 - t0 < best_p) best_p = t1 - t0;
         }
-        static const char *names[] = {"tabular", "recursive", "instruction"};
         printf("%-12s %10.2f %12.1f %12.1f\n", names[f], (double)t.n / 1e6, (double)t.n / 1e6 / best_r, (double)t.n / 1e6 / best_p);
         if (f == 2) {
             // the hot path: answer_parse + layer_check over every layer answer, as generation runs
